@@ -1,0 +1,30 @@
+-- bury.lua: running -> dead. The job used its last attempt, failed permanently, or could not be
+-- decoded. Its envelope stays (so it can be inspected and retried); the reason is recorded.
+--
+-- KEYS[1]  running   ZSET  job id -> lease deadline (ms)
+-- KEYS[2]  leases    HASH  job id -> fencing token of the current holder
+-- KEYS[3]  dead      ZSET  job id -> time it died (ms)
+-- KEYS[4]  attempts  HASH  job id -> attempts started
+-- KEYS[5]  errors    HASH  job id -> last error record (JSON)
+--
+-- ARGV[1]  job id
+-- ARGV[2]  fencing token the caller holds
+-- ARGV[3]  reason (e.g. "attempts_exhausted", "permanent", "undecodable")
+-- ARGV[4]  error message
+--
+-- Returns the time of death (ms), or 0 when the caller no longer holds the lease.
+local id = ARGV[1]
+if redis.call('HGET', KEYS[2], id) ~= ARGV[2] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+redis.call('ZREM', KEYS[1], id)
+redis.call('HDEL', KEYS[2], id)
+redis.call('ZADD', KEYS[3], now, id)
+redis.call('HSET', KEYS[5], id, cjson.encode({
+  reason = ARGV[3],
+  message = ARGV[4],
+  at = now,
+  attempt = tonumber(redis.call('HGET', KEYS[4], id) or '0'),
+}))
+return now

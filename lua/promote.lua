@@ -1,0 +1,62 @@
+-- promote.lua: scheduled -> ready for due jobs, and running -> ready for expired leases.
+--
+-- KEYS[1]  scheduled  ZSET  job id -> due time (ms)
+-- KEYS[2]  ready      LIST  job ids, oldest first (RPUSH here, LPOP in claim.lua)
+-- KEYS[3]  running    ZSET  job id -> lease deadline (ms)
+-- KEYS[4]  leases     HASH  job id -> fencing token of the current holder
+-- KEYS[5]  attempts   HASH  job id -> attempts started
+-- KEYS[6]  errors     HASH  job id -> last error record (JSON)
+--
+-- ARGV[1]  batch: at most this many due jobs and at most this many expired leases per call
+--
+-- Returns {now, promoted, expired, next_due, next_lease, max_lag}
+--   now         server time (ms) this call used
+--   promoted    jobs moved scheduled -> ready (== batch means: call again)
+--   expired     leases that ended: those jobs moved running -> ready (== batch: call again)
+--   next_due    due time of the new head of scheduled, or -1 when it is empty
+--   next_lease  earliest lease deadline in running, or -1 when it is empty
+--   max_lag     largest (now - due) among the promoted jobs, 0 when none
+-- A job is never promoted before its due time: only scores <= now are taken.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local batch = tonumber(ARGV[1])
+
+local due = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, batch, 'WITHSCORES')
+local ids = {}
+local max_lag = 0
+for i = 1, #due, 2 do
+  ids[#ids + 1] = due[i]
+  local lag = now - tonumber(due[i + 1])
+  if lag > max_lag then max_lag = lag end
+end
+if #ids > 0 then
+  redis.call('ZREM', KEYS[1], unpack(ids))
+  redis.call('RPUSH', KEYS[2], unpack(ids))
+end
+
+local expired = redis.call('ZRANGE', KEYS[3], '-inf', now, 'BYSCORE', 'LIMIT', 0, batch)
+if #expired > 0 then
+  redis.call('ZREM', KEYS[3], unpack(expired))
+  redis.call('HDEL', KEYS[4], unpack(expired))
+  for _, id in ipairs(expired) do
+    local attempt = tonumber(redis.call('HGET', KEYS[5], id) or '0')
+    redis.call('HSET', KEYS[6], id, cjson.encode({
+      reason = 'lease_expired',
+      message = 'the worker holding the job stopped renewing its lease (crashed, stalled or cut off)',
+      at = now,
+      attempt = attempt,
+    }))
+  end
+  redis.call('RPUSH', KEYS[2], unpack(expired))
+end
+
+local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local lease = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+return {
+  now,
+  #ids,
+  #expired,
+  head[2] and tonumber(head[2]) or -1,
+  lease[2] and tonumber(lease[2]) or -1,
+  max_lag,
+}

@@ -1,0 +1,50 @@
+-- reschedule.lua: scheduled | ready | dead -> scheduled at a new time. A dead job comes back
+-- with its attempts reset (its last error is kept for the record). A running job is refused.
+--
+-- KEYS[1]  scheduled  ZSET  job id -> due time (ms)
+-- KEYS[2]  ready      LIST  job ids
+-- KEYS[3]  running    ZSET  job id -> lease deadline (ms)
+-- KEYS[4]  dead       ZSET  job id -> time it died (ms)
+-- KEYS[5]  jobs       HASH  job id -> envelope
+-- KEYS[6]  attempts   HASH  job id -> attempts started
+--
+-- ARGV[1]  job id
+-- ARGV[2]  mode: "in" (due = server now + ms) or "at" (due = ms)
+-- ARGV[3]  ms
+-- ARGV[4]  past tolerance in ms for "at"; -1 accepts any time in the past
+-- ARGV[5]  wake channel, PUBLISHed to when the job becomes the head of scheduled
+--
+-- Returns {state, value}:
+--   {"scheduled" | "ready" | "dead", due}  moved from that state; now due at `due`
+--   {"running", 0}                         refused, nothing changed
+--   {"unknown", 0}                         no such job
+--   {"past", now}                          "at" is too far in the past, nothing changed
+local id = ARGV[1]
+if redis.call('HEXISTS', KEYS[5], id) == 0 then return {'unknown', 0} end
+if redis.call('ZSCORE', KEYS[3], id) then return {'running', 0} end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = tonumber(ARGV[3])
+if ARGV[2] == 'in' then
+  due = now + due
+elseif tonumber(ARGV[4]) >= 0 and due < now - tonumber(ARGV[4]) then
+  return {'past', now}
+end
+
+local state = 'ready'
+if redis.call('ZSCORE', KEYS[1], id) then
+  state = 'scheduled'
+elseif redis.call('ZREM', KEYS[4], id) == 1 then
+  state = 'dead'
+  redis.call('HDEL', KEYS[6], id)
+else
+  redis.call('LREM', KEYS[2], 1, id)
+end
+
+local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+redis.call('ZADD', KEYS[1], due, id)
+if head[2] == nil or due < tonumber(head[2]) then
+  redis.call('PUBLISH', ARGV[5], due)
+end
+return {state, due}

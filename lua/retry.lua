@@ -1,0 +1,44 @@
+-- retry.lua: running -> scheduled. A failed attempt waits out its backoff, or a snoozed or
+-- handed-back job waits without using an attempt.
+--
+-- KEYS[1]  running    ZSET  job id -> lease deadline (ms)
+-- KEYS[2]  leases     HASH  job id -> fencing token of the current holder
+-- KEYS[3]  scheduled  ZSET  job id -> due time (ms)
+-- KEYS[4]  attempts   HASH  job id -> attempts started
+-- KEYS[5]  errors     HASH  job id -> last error record (JSON)
+--
+-- ARGV[1]  job id
+-- ARGV[2]  fencing token the caller holds
+-- ARGV[3]  delay in ms: the job is due at server now + delay
+-- ARGV[4]  "1": the attempt counts (a failure); "0": it does not (snooze, hand-back)
+-- ARGV[5]  error reason ("" for none: the last error record is left as it is)
+-- ARGV[6]  error message
+-- ARGV[7]  wake channel, PUBLISHed to when the job becomes the head of scheduled
+--
+-- Returns the new due time (ms), or 0 when the caller no longer holds the lease.
+local id = ARGV[1]
+if redis.call('HGET', KEYS[2], id) ~= ARGV[2] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+redis.call('ZREM', KEYS[1], id)
+redis.call('HDEL', KEYS[2], id)
+if ARGV[4] == '0' then
+  redis.call('HINCRBY', KEYS[4], id, -1)
+end
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[5], id, cjson.encode({
+    reason = ARGV[5],
+    message = ARGV[6],
+    at = now,
+    attempt = tonumber(redis.call('HGET', KEYS[4], id) or '0'),
+  }))
+end
+
+local due = now + tonumber(ARGV[3])
+local head = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+redis.call('ZADD', KEYS[3], due, id)
+if head[2] == nil or due < tonumber(head[2]) then
+  redis.call('PUBLISH', ARGV[7], due)
+end
+return due

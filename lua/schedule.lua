@@ -1,0 +1,49 @@
+-- schedule.lua: new -> scheduled (one call may carry many jobs).
+--
+-- KEYS[1]  scheduled  ZSET  member = job id, score = due time (ms, server clock)
+-- KEYS[2]  jobs       HASH  job id -> envelope (MessagePack, written once)
+--
+-- ARGV[1]  wake channel: PUBLISHed to when a job becomes the new head of `scheduled`
+-- ARGV[2]  past tolerance in ms for absolute times; -1 accepts any time in the past
+-- ARGV[3]  n, the number of jobs that follow
+-- ARGV[4 + 4k .. 7 + 4k]  for job k (0-based): id, mode ("in" | "at"), ms, envelope
+--          mode "in": due = server now + ms; mode "at": due = ms (unix ms)
+--
+-- Returns {now, r_1, ..., r_n} where r_k is
+--    1  created
+--    0  a job with this id already exists (nothing written for it)
+--   -1  "at" lies further in the past than the tolerance (nothing written for it)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tolerance = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+
+local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local head_due = head[2] and tonumber(head[2]) or nil
+
+local out = {now}
+local earliest = nil
+for k = 0, n - 1 do
+  local base = 4 + 4 * k
+  local id, mode, ms, envelope = ARGV[base], ARGV[base + 1], tonumber(ARGV[base + 2]), ARGV[base + 3]
+  local due
+  if mode == 'in' then
+    due = now + ms
+  else
+    due = ms
+  end
+  if mode == 'at' and tolerance >= 0 and due < now - tolerance then
+    out[#out + 1] = -1
+  elseif redis.call('HSETNX', KEYS[2], id, envelope) == 0 then
+    out[#out + 1] = 0
+  else
+    redis.call('ZADD', KEYS[1], due, id)
+    out[#out + 1] = 1
+    if earliest == nil or due < earliest then earliest = due end
+  end
+end
+
+if earliest ~= nil and (head_due == nil or earliest < head_due) then
+  redis.call('PUBLISH', ARGV[1], earliest)
+end
+return out

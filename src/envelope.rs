@@ -1,0 +1,111 @@
+//! The stored form of a job: a versioned MessagePack envelope around the caller's data.
+//!
+//! The envelope is a MessagePack map with short field names (it is stored once per job, so every
+//! byte counts): `v` format version, `k` kind, `d` the data (itself MessagePack with named
+//! fields, as `bin`), `c` creation time (unix ms, producer clock, informational only), and the
+//! optional per-job `m` max attempts and `b` backoff. Unknown fields are ignored, so a later
+//! version can add fields that this one skips.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backoff::BackoffSpec;
+
+/// The envelope format this build writes and reads.
+pub(crate) const ENVELOPE_VERSION: u32 = 1;
+
+/// A job as stored in the `jobs` hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Envelope {
+    #[serde(rename = "v")]
+    pub(crate) version: u32,
+    #[serde(rename = "k")]
+    pub(crate) kind: String,
+    #[serde(rename = "d", with = "serde_bytes")]
+    pub(crate) data: Vec<u8>,
+    #[serde(rename = "c")]
+    pub(crate) created_ms: u64,
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_attempts: Option<u32>,
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) backoff: Option<BackoffSpec>,
+}
+
+impl Envelope {
+    /// Encodes the envelope (infallible for this struct's field types, but kept as a Result so
+    /// that no panic path exists).
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+        rmp_serde::to_vec_named(self)
+    }
+
+    /// Decodes an envelope, refusing versions this build does not know. The error is a
+    /// human-readable reason; the caller adds queue and job id.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let envelope: Envelope =
+            rmp_serde::from_slice(bytes).map_err(|e| format!("invalid envelope: {e}"))?;
+        if envelope.version != ENVELOPE_VERSION {
+            return Err(format!(
+                "envelope version {} is not supported (this punctual reads version {ENVELOPE_VERSION})",
+                envelope.version
+            ));
+        }
+        Ok(envelope)
+    }
+}
+
+/// Encodes job data as MessagePack with named fields, so that fields can be added to or
+/// reordered in a job struct without breaking jobs already stored.
+pub(crate) fn encode_data<T: Serialize + ?Sized>(
+    data: &T,
+) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    rmp_serde::to_vec_named(data)
+}
+
+/// Decodes job data; the error is a human-readable reason.
+pub(crate) fn decode_data<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    rmp_serde::from_slice(bytes).map_err(|e| format!("invalid job data: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Envelope {
+        Envelope {
+            version: ENVELOPE_VERSION,
+            kind: "email".into(),
+            data: encode_data(&("hello", 42)).unwrap(),
+            created_ms: 1_763_740_800_000,
+            max_attempts: Some(3),
+            backoff: Some(BackoffSpec::Fixed { delay_ms: 250 }),
+        }
+    }
+
+    #[test]
+    fn envelope_round_trips() {
+        let e = sample();
+        let bytes = e.encode().unwrap();
+        assert_eq!(Envelope::decode(&bytes).unwrap(), e);
+    }
+
+    #[test]
+    fn payload_is_stored_as_bin_not_an_int_array() {
+        let mut e = sample();
+        e.data = vec![0xff; 100];
+        e.max_attempts = None;
+        e.backoff = None;
+        let bytes = e.encode().unwrap();
+        // 100 data bytes plus a small header, not 200 (0xff as an int costs 2 bytes).
+        assert!(bytes.len() < 140, "envelope is {} bytes", bytes.len());
+    }
+
+    #[test]
+    fn garbage_and_future_versions_are_refused_without_panic() {
+        for bytes in [&b""[..], b"\xc1", b"not msgpack at all", &[0x93, 1, 2, 3]] {
+            assert!(Envelope::decode(bytes).is_err());
+        }
+        let mut e = sample();
+        e.version = 99;
+        let err = Envelope::decode(&e.encode().unwrap()).unwrap_err();
+        assert!(err.contains("version 99"), "{err}");
+    }
+}

@@ -1,0 +1,232 @@
+//! The one error type of the library.
+//!
+//! Every variant names what failed and where (queue, job id, operation), so that a log line or a
+//! CLI message is enough to act on without a debugger.
+
+use std::time::Duration;
+
+/// Shorthand for results whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in punctual.
+///
+/// Input errors (`Invalid*`, [`Error::DelayOverflow`], [`Error::InThePast`],
+/// [`Error::PayloadTooLarge`], [`Error::Encode`]) are detected before anything is written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A queue name or key prefix that would not make a safe, single-slot Redis key.
+    #[error("invalid queue name {name:?}: {reason}")]
+    InvalidQueueName {
+        /// The rejected name (cut to 64 characters).
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// A caller-chosen job id that cannot be stored.
+    #[error("invalid job id {id:?} for queue {queue:?}: {reason}")]
+    InvalidJobId {
+        /// The queue the job was meant for.
+        queue: String,
+        /// The rejected id (cut to 64 characters).
+        id: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// A Redis URL that does not parse. The password, if any, is not repeated here.
+    #[error("invalid redis url {url:?}: {source}")]
+    InvalidUrl {
+        /// The URL with any password replaced by `***`.
+        url: String,
+        /// What the redis client said about it.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// A configuration value outside its allowed range.
+    #[error("invalid configuration: {what} {reason}")]
+    InvalidConfig {
+        /// The setting, e.g. `"worker concurrency"`.
+        what: &'static str,
+        /// Why the value is refused.
+        reason: String,
+    },
+
+    /// A delay too large to be a millisecond timestamp (more than [`crate::MAX_DELAY`]).
+    #[error("delay of {delay:?} for queue {queue:?} is too large (at most {max:?})", max = crate::MAX_DELAY)]
+    DelayOverflow {
+        /// The queue the job was meant for.
+        queue: String,
+        /// The rejected delay.
+        delay: Duration,
+    },
+
+    /// An absolute due time further in the past than the queue's tolerance allows.
+    #[error(
+        "job {id:?} on queue {queue:?}: due time {at_ms} ms is {late_ms} ms in the past \
+         (tolerance {tolerance_ms} ms); use a relative delay to run it now"
+    )]
+    InThePast {
+        /// The queue the job was meant for.
+        queue: String,
+        /// The job's id.
+        id: String,
+        /// The requested due time, unix milliseconds.
+        at_ms: u64,
+        /// How far before the Redis server's clock that time was.
+        late_ms: u64,
+        /// The tolerance in force ([`crate::QueueConfig::set_past_tolerance`]).
+        tolerance_ms: u64,
+    },
+
+    /// A job payload larger than the queue accepts.
+    #[error("payload of {size} bytes for queue {queue:?} exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The queue the job was meant for.
+        queue: String,
+        /// Encoded size of the payload.
+        size: usize,
+        /// [`crate::QueueConfig::set_max_payload_bytes`].
+        limit: usize,
+    },
+
+    /// The job data could not be encoded as MessagePack.
+    #[error("cannot encode job data for queue {queue:?}: {source}")]
+    Encode {
+        /// The queue the job was meant for.
+        queue: String,
+        /// What the encoder said.
+        #[source]
+        source: rmp_serde::encode::Error,
+    },
+
+    /// Stored job data that cannot be decoded into the requested type.
+    #[error("cannot decode job {id:?} on queue {queue:?}: {reason}")]
+    Decode {
+        /// The queue holding the job.
+        queue: String,
+        /// The job's id.
+        id: String,
+        /// What the decoder said.
+        reason: String,
+    },
+
+    /// Redis refused, failed or could not be reached.
+    #[error("redis error on queue {queue:?} during {op}: {source}")]
+    Redis {
+        /// The queue being worked on.
+        queue: String,
+        /// The operation, e.g. `"schedule"` or `"claim"`.
+        op: &'static str,
+        /// What the redis client said.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// Redis answered something a punctual script never returns: the keys were changed by hand,
+    /// or another program shares the prefix.
+    #[error("unexpected reply on queue {queue:?} during {op}: {detail}")]
+    UnexpectedReply {
+        /// The queue being worked on.
+        queue: String,
+        /// The operation.
+        op: &'static str,
+        /// What was wrong with the reply.
+        detail: String,
+    },
+
+    /// The queue's keys were written by an incompatible version of punctual.
+    #[error(
+        "queue {queue:?} has storage format {found:?}, this punctual writes format {expected}"
+    )]
+    IncompatibleFormat {
+        /// The queue.
+        queue: String,
+        /// The format version found in Redis.
+        found: String,
+        /// The format version this build reads and writes.
+        expected: u32,
+    },
+}
+
+impl Error {
+    /// True when the error came from Redis being unreachable, timing out or dropping the
+    /// connection: a condition that may pass, unlike bad input.
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            Error::Redis { source, .. } => {
+                source.is_io_error()
+                    || source.is_timeout()
+                    || source.is_connection_dropped()
+                    || source.is_connection_refusal()
+                    || source.is_unrecoverable_error()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Cuts user-supplied text for inclusion in an error message.
+pub(crate) fn clip(s: &str) -> String {
+    const MAX: usize = 64;
+    match s.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}...", &s[..end]),
+        None => s.to_owned(),
+    }
+}
+
+/// Replaces the password of a Redis URL with `***`, so URLs can go into errors and logs.
+pub fn redact_url(url: &str) -> String {
+    // scheme://[user][:password]@host...
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else if user.is_empty() {
+                String::new()
+            } else {
+                // A lone userinfo is the password in redis URLs (`redis://secret@host`).
+                "***".to_owned()
+            };
+            format!("{}://{}@{}", &url[..scheme_end], masked, &rest[at + 1..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact_url("redis://app:s3cret@db:6379/1"),
+            "redis://app:***@db:6379/1"
+        );
+        assert_eq!(redact_url("rediss://:s3cret@db"), "rediss://:***@db");
+        assert_eq!(redact_url("redis://s3cret@db"), "redis://***@db");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn clip_cuts_long_text() {
+        assert_eq!(clip("short"), "short");
+        let long = "x".repeat(100);
+        assert_eq!(clip(&long).len(), 67);
+    }
+}

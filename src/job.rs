@@ -1,0 +1,96 @@
+//! What a handler receives and returns: [`Job`], [`Context`] and [`Outcome`].
+
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+/// A job handed to a handler, with its data decoded as `T`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Job<T> {
+    /// The job's id.
+    pub id: String,
+    /// The job's kind label.
+    pub kind: String,
+    /// The job's data.
+    pub data: T,
+    /// This attempt's number; the first run is 1. A run cut short by a crashed worker counts.
+    pub attempt: u32,
+    /// The attempt after which a failure sends the job to the dead set.
+    pub max_attempts: u32,
+    /// When the job was created (producer clock).
+    pub created_at: SystemTime,
+}
+
+impl<T> Job<T> {
+    /// True when a failure of this attempt is final.
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt >= self.max_attempts
+    }
+}
+
+/// The handler's view of the worker running it.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub(crate) queue: String,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Context {
+    /// The queue the job came from.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// True once the worker was asked to stop. A long handler may return
+    /// [`Outcome::Snooze`] to hand its job back early; otherwise it is given the worker's grace
+    /// period to finish, then cancelled and the job handed back without using an attempt.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Completes when the worker is asked to stop.
+    pub async fn shutdown_requested(&self) {
+        self.shutdown.cancelled().await;
+    }
+}
+
+/// What became of an attempt. A handler that panics counts as [`Outcome::Fail`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// It worked: the job is deleted.
+    Done,
+    /// It failed: retry after the backoff policy's delay, or go to the dead set if this was
+    /// the last attempt. The message is kept as the job's last error.
+    Fail(String),
+    /// It failed, and the handler knows when to try again (e.g. a `Retry-After` header). Uses
+    /// an attempt like [`Outcome::Fail`].
+    RetryAfter(Duration, String),
+    /// It failed and must not be retried: straight to the dead set.
+    Kill(String),
+    /// Not now: come back after this delay without using an attempt.
+    Snooze(Duration),
+}
+
+impl Outcome {
+    /// [`Outcome::Fail`] with `error`'s message.
+    pub fn fail(error: impl std::fmt::Display) -> Self {
+        Outcome::Fail(error.to_string())
+    }
+
+    /// [`Outcome::Kill`] with `error`'s message.
+    pub fn kill(error: impl std::fmt::Display) -> Self {
+        Outcome::Kill(error.to_string())
+    }
+}
+
+impl<E: std::fmt::Display> From<Result<(), E>> for Outcome {
+    /// `Ok` is [`Outcome::Done`], `Err` is [`Outcome::Fail`] with the error's message.
+    fn from(result: Result<(), E>) -> Self {
+        match result {
+            Ok(()) => Outcome::Done,
+            Err(e) => Outcome::fail(e),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The Redis key layout of a queue: the one place key names are made.
+//!
+//! Every key of queue `q` under prefix `p` is `p:{q}:<part>`. The braces make `q` the Redis
+//! Cluster hash tag, so all keys of one queue live in one slot and every script may touch them
+//! together. Scripts never build key names: they get these in `KEYS`.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `p:{q}:scheduled` | ZSET | id → due time (unix ms, server clock) |
+//! | `p:{q}:ready` | LIST | ids due and waiting for a worker, oldest first |
+//! | `p:{q}:running` | ZSET | id → lease deadline (unix ms) |
+//! | `p:{q}:dead` | ZSET | id → time it died (unix ms) |
+//! | `p:{q}:jobs` | HASH | id → envelope (written once by `schedule.lua`) |
+//! | `p:{q}:attempts` | HASH | id → attempts started (from the first claim) |
+//! | `p:{q}:leases` | HASH | id → fencing token (while running) |
+//! | `p:{q}:errors` | HASH | id → last error record, JSON (after a failure) |
+//! | `p:{q}:seq` | STRING | counter that mints fencing tokens |
+//! | `p:{q}:meta` | HASH | `format` → storage format version |
+//!
+//! The wake channel `p:{q}:wake` is a pub/sub channel, not a key.
+
+use crate::error::{Error, Result};
+
+/// Longest queue name or prefix accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// The key prefix used when none is configured.
+pub const DEFAULT_PREFIX: &str = "punctual";
+
+/// All key names of one queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    pub(crate) scheduled: String,
+    pub(crate) ready: String,
+    pub(crate) running: String,
+    pub(crate) dead: String,
+    pub(crate) jobs: String,
+    pub(crate) attempts: String,
+    pub(crate) leases: String,
+    pub(crate) errors: String,
+    pub(crate) seq: String,
+    pub(crate) meta: String,
+    /// Pub/sub channel the scripts PUBLISH to when a job becomes the earliest due.
+    pub(crate) wake: String,
+}
+
+impl Keys {
+    /// The layout for `queue` under `prefix`; both must pass [`validate_name`].
+    pub(crate) fn new(prefix: &str, queue: &str) -> Result<Self> {
+        validate_name(prefix)?;
+        validate_name(queue)?;
+        let k = |part: &str| format!("{prefix}:{{{queue}}}:{part}");
+        Ok(Keys {
+            scheduled: k("scheduled"),
+            ready: k("ready"),
+            running: k("running"),
+            dead: k("dead"),
+            jobs: k("jobs"),
+            attempts: k("attempts"),
+            leases: k("leases"),
+            errors: k("errors"),
+            seq: k("seq"),
+            meta: k("meta"),
+            wake: k("wake"),
+        })
+    }
+}
+
+/// Checks a queue name or key prefix: 1 to [`MAX_NAME_LEN`] bytes of ASCII letters, digits and
+/// `_ - . :`. Braces would move the hash tag, and spaces or control bytes make keys that
+/// operators cannot type.
+pub fn validate_name(name: &str) -> Result<()> {
+    let reject = |reason| {
+        Err(Error::InvalidQueueName {
+            name: crate::error::clip(name),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return reject("it is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return reject("it is longer than 128 bytes");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+    {
+        return reject("only ASCII letters, digits, '_', '-', '.' and ':' are allowed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let keys = Keys::new("punctual", "emails").unwrap();
+        for key in [
+            &keys.scheduled,
+            &keys.ready,
+            &keys.running,
+            &keys.dead,
+            &keys.jobs,
+            &keys.attempts,
+            &keys.leases,
+            &keys.errors,
+            &keys.seq,
+            &keys.meta,
+        ] {
+            assert!(key.starts_with("punctual:{emails}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn names_that_would_break_the_hash_tag_are_rejected() {
+        for bad in [
+            "",
+            "a{b",
+            "a}b",
+            "with space",
+            "tab\t",
+            "é",
+            &"x".repeat(129),
+        ] {
+            assert!(
+                matches!(validate_name(bad), Err(Error::InvalidQueueName { .. })),
+                "{bad:?} was accepted"
+            );
+        }
+        for good in ["emails", "a:b", "v1.reminders", "x-y_z", &"x".repeat(128)] {
+            assert!(validate_name(good).is_ok(), "{good:?} was rejected");
+        }
+    }
+}

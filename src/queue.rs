@@ -1,0 +1,910 @@
+//! The producer and inspection side: connect to a queue, schedule jobs, look them up, cancel and
+//! reschedule them. Every write here is one Lua script (`schedule.lua`, `cancel.lua`,
+//! `reschedule.lua`); reads are one `MULTI` transaction, so they see one consistent state.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+
+use crate::backoff::BackoffSpec;
+use crate::envelope::{self, Envelope, ENVELOPE_VERSION};
+use crate::error::{clip, redact_url, Error, Result};
+use crate::keys::{Keys, DEFAULT_PREFIX};
+use crate::scripts::scripts;
+use crate::time::{delay_ms, from_unix_ms, unix_ms};
+
+/// The storage format this build reads and writes, kept in `p:{q}:meta` field `format`.
+pub const STORAGE_FORMAT: u32 = 1;
+
+/// Default for [`QueueConfig::set_max_payload_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// Default for [`QueueConfig::set_past_tolerance`]: 60 s.
+pub const DEFAULT_PAST_TOLERANCE: Duration = Duration::from_secs(60);
+/// Default for [`QueueConfig::set_response_timeout`]: 5 s.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default for [`QueueConfig::set_connect_timeout`]: 2 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest caller-chosen job id, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+/// Jobs per `schedule.lua` call in [`Queue::schedule_many`]: keeps each script short (Redis
+/// runs one script at a time) and its `ARGV` far below Lua's limits.
+const SCHEDULE_BATCH: usize = 256;
+/// Script calls per pipeline round trip in [`Queue::schedule_many`].
+const PIPELINE_CALLS: usize = 32;
+
+/// Settings of a queue handle. Every setting has a documented default.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    prefix: String,
+    max_payload_bytes: usize,
+    past_tolerance: Option<Duration>,
+    response_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            prefix: DEFAULT_PREFIX.to_owned(),
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            past_tolerance: Some(DEFAULT_PAST_TOLERANCE),
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// The key namespace (default [`DEFAULT_PREFIX`], `"punctual"`): keys are `prefix:{queue}:…`.
+    pub fn set_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The largest encoded job data accepted (default [`DEFAULT_MAX_PAYLOAD_BYTES`]).
+    pub fn set_max_payload_bytes(mut self, limit: usize) -> Self {
+        self.max_payload_bytes = limit;
+        self
+    }
+
+    /// How far in the past (by the Redis server's clock) an absolute due time may be before
+    /// scheduling it is refused with [`Error::InThePast`] (default [`DEFAULT_PAST_TOLERANCE`]).
+    /// A time inside the tolerance is due at once. `None` accepts any past time. Relative
+    /// delays are never in the past.
+    pub fn set_past_tolerance(mut self, tolerance: Option<Duration>) -> Self {
+        self.past_tolerance = tolerance;
+        self
+    }
+
+    /// How long to wait for any one Redis reply (default [`DEFAULT_RESPONSE_TIMEOUT`]).
+    pub fn set_response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for a connection to Redis (default [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub fn set_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The key namespace.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn tolerance_ms(&self) -> i64 {
+        self.past_tolerance
+            .map(|t| delay_ms(t).unwrap_or(i64::MAX as u64) as i64)
+            .unwrap_or(-1)
+    }
+}
+
+/// When a job is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// This long after the Redis server receives the request (resolved by the server's clock).
+    In(Duration),
+    /// At this wall-clock time.
+    At(SystemTime),
+}
+
+impl When {
+    /// Due at once.
+    pub const NOW: When = When::In(Duration::ZERO);
+
+    /// `("in" | "at", milliseconds)` for the scripts, validated.
+    fn to_args(self, queue: &str, id: &str) -> Result<(&'static str, u64)> {
+        match self {
+            When::In(d) => delay_ms(d)
+                .map(|ms| ("in", ms))
+                .ok_or_else(|| Error::DelayOverflow {
+                    queue: queue.to_owned(),
+                    delay: d,
+                }),
+            When::At(t) => unix_ms(t)
+                .map(|ms| ("at", ms))
+                .ok_or_else(|| Error::DelayOverflow {
+                    queue: queue.to_owned(),
+                    delay: t.duration_since(SystemTime::now()).unwrap_or(Duration::MAX),
+                }),
+        }
+        .map_err(|e| {
+            tracing::debug!(queue, id, error = %e, "refused due time");
+            e
+        })
+    }
+}
+
+/// A job to schedule: its data and options. Build it with [`NewJob::new`] and the setters.
+#[derive(Debug)]
+pub struct NewJob {
+    id: Option<String>,
+    kind: String,
+    data: std::result::Result<Vec<u8>, rmp_serde::encode::Error>,
+    when: When,
+    max_attempts: Option<u32>,
+    backoff: Option<BackoffSpec>,
+}
+
+impl NewJob {
+    /// A job carrying `data` (encoded now as MessagePack with named fields), due at once, with a
+    /// generated id and the kind set to the type's name. An encoding failure is reported by
+    /// [`Queue::schedule`] as [`Error::Encode`].
+    pub fn new<T: Serialize + ?Sized>(data: &T) -> Self {
+        let type_name = std::any::type_name::<T>();
+        let kind = type_name
+            .rsplit("::")
+            .next()
+            .unwrap_or(type_name)
+            .to_owned();
+        NewJob {
+            id: None,
+            kind,
+            data: envelope::encode_data(data),
+            when: When::NOW,
+            max_attempts: None,
+            backoff: None,
+        }
+    }
+
+    /// A job whose data is already MessagePack (for tools that translate from JSON).
+    pub fn from_msgpack(kind: impl Into<String>, data: Vec<u8>) -> Self {
+        NewJob {
+            id: None,
+            kind: kind.into(),
+            data: Ok(data),
+            when: When::NOW,
+            max_attempts: None,
+            backoff: None,
+        }
+    }
+
+    /// Due `delay` from now (by the Redis server's clock).
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.when = When::In(delay);
+        self
+    }
+
+    /// Due at `at`.
+    pub fn at(mut self, at: SystemTime) -> Self {
+        self.when = When::At(at);
+        self
+    }
+
+    /// Due as `when` says.
+    pub fn when(mut self, when: When) -> Self {
+        self.when = when;
+        self
+    }
+
+    /// Use this id instead of a generated one. Scheduling an id that exists (in any state,
+    /// including dead) creates nothing and reports [`Scheduled::created`] `== false`.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The job's kind, a label shown by inspection tools (default: the data type's name).
+    pub fn kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = kind.into();
+        self
+    }
+
+    /// Give up after this many attempts (default: the worker's
+    /// [`crate::WorkerConfig::set_max_attempts`]).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Retry with this policy instead of the worker's.
+    pub fn backoff(mut self, backoff: impl Into<BackoffSpec>) -> Self {
+        self.backoff = Some(backoff.into());
+        self
+    }
+}
+
+/// What scheduling one job did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Scheduled {
+    /// The job's id (generated or the caller's).
+    pub id: String,
+    /// False when a job with this id already existed: nothing was written.
+    pub created: bool,
+}
+
+/// The state a job is in; each state is one Redis key (see [`crate::keys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum JobState {
+    /// Waiting for its due time in `scheduled`.
+    Scheduled,
+    /// Due, waiting for a worker in `ready`.
+    Ready,
+    /// Held by a worker under a lease in `running`.
+    Running,
+    /// Out of attempts, failed permanently or undecodable, in `dead`.
+    Dead,
+    /// No such job (never scheduled, or finished and deleted).
+    Unknown,
+}
+
+impl JobState {
+    /// The lower-case name used in logs and by the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Scheduled => "scheduled",
+            JobState::Ready => "ready",
+            JobState::Running => "running",
+            JobState::Dead => "dead",
+            JobState::Unknown => "unknown",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "scheduled" => JobState::Scheduled,
+            "ready" => JobState::Ready,
+            "running" => JobState::Running,
+            "dead" => JobState::Dead,
+            "unknown" => JobState::Unknown,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The last error recorded for a job (written by the scripts as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ErrorRecord {
+    /// Why: `failed`, `retry_requested`, `lease_expired`, `attempts_exhausted`, `permanent`,
+    /// `undecodable`.
+    pub reason: String,
+    /// The handler's error message, or a description.
+    pub message: String,
+    /// When it was recorded, unix ms (server clock).
+    pub at: u64,
+    /// The attempt it ended.
+    pub attempt: u32,
+}
+
+/// Everything known about one job.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct JobInfo {
+    /// The job's id.
+    pub id: String,
+    /// Its state; when [`JobState::Unknown`] every other field is empty.
+    pub state: JobState,
+    /// When it is due (scheduled jobs).
+    pub due_at: Option<SystemTime>,
+    /// When its current lease ends (running jobs).
+    pub lease_until: Option<SystemTime>,
+    /// When it died (dead jobs).
+    pub died_at: Option<SystemTime>,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Its own attempt limit, if the producer set one.
+    pub max_attempts: Option<u32>,
+    /// Its kind.
+    pub kind: Option<String>,
+    /// When it was created (producer clock).
+    pub created_at: Option<SystemTime>,
+    /// The last error recorded for it.
+    pub last_error: Option<ErrorRecord>,
+    /// Its data, MessagePack; decode it with [`JobInfo::data_as`].
+    pub data: Option<Vec<u8>>,
+}
+
+impl JobInfo {
+    /// The job's data decoded as `T`.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] when there is no data or it does not decode as `T`.
+    pub fn data_as<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        let bytes = self.data.as_deref().ok_or_else(|| Error::Decode {
+            queue: String::new(),
+            id: self.id.clone(),
+            reason: "the job has no data (unknown job)".into(),
+        })?;
+        envelope::decode_data(bytes).map_err(|reason| Error::Decode {
+            queue: String::new(),
+            id: self.id.clone(),
+            reason,
+        })
+    }
+}
+
+/// What [`Queue::cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cancelled {
+    /// The job was removed from this state and its data deleted.
+    Removed(JobState),
+    /// The job is running; nothing changed. It ends through its worker.
+    Running,
+    /// There is no such job.
+    NotFound,
+}
+
+/// What [`Queue::reschedule`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rescheduled {
+    /// The job moved from this state to scheduled, due at the given time (server clock). A job
+    /// taken from the dead set starts again with zero attempts.
+    Moved {
+        /// The state it was in.
+        from: JobState,
+        /// Its new due time.
+        due_at: SystemTime,
+    },
+    /// The job is running; nothing changed.
+    Running,
+    /// There is no such job.
+    NotFound,
+}
+
+/// How many jobs are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counts {
+    /// In `scheduled`.
+    pub scheduled: u64,
+    /// In `ready`.
+    pub ready: u64,
+    /// In `running`.
+    pub running: u64,
+    /// In `dead`.
+    pub dead: u64,
+}
+
+/// A handle on one queue: cheap to clone, safe to share between tasks.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    keys: Keys,
+    config: QueueConfig,
+    url: String,
+    client: redis::Client,
+    conn: ConnectionManager,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.inner.name)
+            .field("prefix", &self.inner.config.prefix)
+            .field("url", &self.inner.url)
+            .finish()
+    }
+}
+
+impl Queue {
+    /// Connects to queue `name` on the Redis at `url`, with default settings.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQueueName`], [`Error::InvalidUrl`], [`Error::Redis`] (unreachable,
+    /// refused credentials), [`Error::IncompatibleFormat`].
+    pub async fn connect(url: &str, name: &str) -> Result<Queue> {
+        Queue::connect_with(url, name, QueueConfig::default()).await
+    }
+
+    /// Connects to queue `name` on the Redis at `url` with `config`.
+    ///
+    /// # Errors
+    /// As [`Queue::connect`].
+    pub async fn connect_with(url: &str, name: &str, config: QueueConfig) -> Result<Queue> {
+        let keys = Keys::new(&config.prefix, name)?;
+        let redacted = redact_url(url);
+        let client = redis::Client::open(url).map_err(|source| Error::InvalidUrl {
+            url: redacted.clone(),
+            source,
+        })?;
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(config.response_timeout))
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
+            .await
+            .map_err(|source| Error::Redis {
+                queue: name.to_owned(),
+                op: "connect",
+                source,
+            })?;
+        let queue = Queue {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                keys,
+                config,
+                url: redacted,
+                client,
+                conn,
+            }),
+        };
+        queue.check_format().await?;
+        Ok(queue)
+    }
+
+    /// A handle on another queue on the same Redis, sharing this one's connection and settings.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQueueName`], or as [`Queue::connect`] for the format check.
+    pub async fn sibling(&self, name: &str) -> Result<Queue> {
+        let inner = &self.inner;
+        let queue = Queue {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                keys: Keys::new(&inner.config.prefix, name)?,
+                config: inner.config.clone(),
+                url: inner.url.clone(),
+                client: inner.client.clone(),
+                conn: inner.conn.clone(),
+            }),
+        };
+        queue.check_format().await?;
+        Ok(queue)
+    }
+
+    /// Records the storage format in a new queue, or checks it in an existing one.
+    async fn check_format(&self) -> Result<()> {
+        let meta = &self.inner.keys.meta;
+        let (found,): (Option<String>,) = redis::pipe()
+            .atomic()
+            .cmd("HSETNX")
+            .arg(meta)
+            .arg("format")
+            .arg(STORAGE_FORMAT)
+            .ignore()
+            .cmd("HGET")
+            .arg(meta)
+            .arg("format")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.redis_error("connect", e))?;
+        match found {
+            Some(v) if v == STORAGE_FORMAT.to_string() => Ok(()),
+            other => Err(Error::IncompatibleFormat {
+                queue: self.inner.name.clone(),
+                found: other.unwrap_or_default(),
+                expected: STORAGE_FORMAT,
+            }),
+        }
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The Redis URL, password redacted.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &QueueConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.inner.client
+    }
+
+    /// A clone of the shared, auto-reconnecting connection.
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    pub(crate) fn redis_error(&self, op: &'static str, source: redis::RedisError) -> Error {
+        Error::Redis {
+            queue: self.inner.name.clone(),
+            op,
+            source,
+        }
+    }
+
+    pub(crate) fn unexpected(&self, op: &'static str, detail: impl Into<String>) -> Error {
+        Error::UnexpectedReply {
+            queue: self.inner.name.clone(),
+            op,
+            detail: detail.into(),
+        }
+    }
+
+    /// Schedules one job. Returns its id, and whether it was created (false: a job with the
+    /// caller's id already existed, and nothing was written).
+    ///
+    /// # Errors
+    /// [`Error::InvalidJobId`], [`Error::DelayOverflow`], [`Error::PayloadTooLarge`],
+    /// [`Error::Encode`] and [`Error::InThePast`] (nothing written);
+    /// [`Error::Redis`] when Redis fails (the job may or may not have been written: schedule
+    /// again with the same id to find out, idempotently).
+    pub async fn schedule(&self, job: NewJob) -> Result<Scheduled> {
+        let mut results = self.schedule_many(std::iter::once(job)).await?;
+        match results.pop() {
+            Some(result) => result,
+            None => Err(self.unexpected("schedule", "no result for the job")),
+        }
+    }
+
+    /// Schedules many jobs, each with its own time, in few round trips (256 jobs per script
+    /// call, 32 calls per pipeline). Every job is validated before anything is sent, so a bad
+    /// job fails the whole call and writes nothing. The result has one entry per job, in order;
+    /// an entry is an error only for [`Error::InThePast`].
+    ///
+    /// # Errors
+    /// As [`Queue::schedule`].
+    pub async fn schedule_many(
+        &self,
+        jobs: impl IntoIterator<Item = NewJob>,
+    ) -> Result<Vec<Result<Scheduled>>> {
+        let prepared = jobs
+            .into_iter()
+            .map(|job| self.prepare(job))
+            .collect::<Result<Vec<_>>>()?;
+        let keys = &self.inner.keys;
+        let tolerance = self.inner.config.tolerance_ms();
+        let script = &scripts().schedule;
+        let mut results = Vec::with_capacity(prepared.len());
+        let mut conn = self.conn();
+        for round in prepared.chunks(SCHEDULE_BATCH * PIPELINE_CALLS) {
+            let calls: Vec<redis::Cmd> = round
+                .chunks(SCHEDULE_BATCH)
+                .map(|batch| {
+                    let mut args: Vec<Vec<u8>> = Vec::with_capacity(3 + 4 * batch.len());
+                    args.push(keys.wake.clone().into_bytes());
+                    args.push(tolerance.to_string().into_bytes());
+                    args.push(batch.len().to_string().into_bytes());
+                    for job in batch {
+                        args.push(job.id.clone().into_bytes());
+                        args.push(job.mode.as_bytes().to_vec());
+                        args.push(job.ms.to_string().into_bytes());
+                        args.push(job.envelope.clone());
+                    }
+                    script.evalsha_cmd(&[&keys.scheduled, &keys.jobs], &args)
+                })
+                .collect();
+            let replies = script
+                .pipeline(&mut conn, calls)
+                .await
+                .map_err(|e| self.redis_error("schedule", e))?;
+            for (batch, reply) in round.chunks(SCHEDULE_BATCH).zip(replies) {
+                let codes: Vec<i64> = redis::from_redis_value(reply)
+                    .map_err(|e| self.unexpected("schedule", e.to_string()))?;
+                let Some((&now, codes)) = codes.split_first() else {
+                    return Err(self.unexpected("schedule", "empty reply"));
+                };
+                if codes.len() != batch.len() {
+                    return Err(self.unexpected("schedule", "reply length does not match"));
+                }
+                for (job, &code) in batch.iter().zip(codes) {
+                    results.push(match code {
+                        1 | 0 => Ok(Scheduled {
+                            id: job.id.clone(),
+                            created: code == 1,
+                        }),
+                        _ => Err(Error::InThePast {
+                            queue: self.inner.name.clone(),
+                            id: job.id.clone(),
+                            at_ms: job.ms,
+                            late_ms: (now as u64).saturating_sub(job.ms),
+                            tolerance_ms: tolerance.max(0) as u64,
+                        }),
+                    });
+                }
+            }
+        }
+        tracing::debug!(queue = %self.inner.name, jobs = results.len(), "scheduled");
+        Ok(results)
+    }
+
+    /// Validates a job and encodes its envelope.
+    fn prepare(&self, job: NewJob) -> Result<Prepared> {
+        let queue = &self.inner.name;
+        let id = match job.id {
+            Some(id) => {
+                validate_id(queue, &id)?;
+                id
+            }
+            None => crate::id::new_id(),
+        };
+        let data = job.data.map_err(|source| Error::Encode {
+            queue: queue.clone(),
+            source,
+        })?;
+        let limit = self.inner.config.max_payload_bytes;
+        if data.len() > limit {
+            return Err(Error::PayloadTooLarge {
+                queue: queue.clone(),
+                size: data.len(),
+                limit,
+            });
+        }
+        let (mode, ms) = job.when.to_args(queue, &id)?;
+        let envelope = Envelope {
+            version: ENVELOPE_VERSION,
+            kind: job.kind,
+            data,
+            created_ms: unix_ms(SystemTime::now()).unwrap_or(0),
+            max_attempts: job.max_attempts,
+            backoff: job.backoff,
+        }
+        .encode()
+        .map_err(|source| Error::Encode {
+            queue: queue.clone(),
+            source,
+        })?;
+        Ok(Prepared {
+            id,
+            mode,
+            ms,
+            envelope,
+        })
+    }
+
+    /// Everything known about job `id`, read atomically. An id that does not exist gives a
+    /// [`JobInfo`] in state [`JobState::Unknown`].
+    ///
+    /// # Errors
+    /// [`Error::Redis`]; [`Error::Decode`] when the stored envelope is unreadable.
+    pub async fn get(&self, id: &str) -> Result<JobInfo> {
+        let k = &self.inner.keys;
+        type Reply = (
+            Option<Vec<u8>>,
+            Option<f64>,
+            Option<f64>,
+            Option<f64>,
+            Option<u32>,
+            Option<String>,
+        );
+        let (body, due, lease, died, attempts, error): Reply = redis::pipe()
+            .atomic()
+            .hget(&k.jobs, id)
+            .zscore(&k.scheduled, id)
+            .zscore(&k.running, id)
+            .zscore(&k.dead, id)
+            .hget(&k.attempts, id)
+            .hget(&k.errors, id)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.redis_error("get", e))?;
+        let mut info = JobInfo {
+            id: id.to_owned(),
+            state: JobState::Unknown,
+            due_at: None,
+            lease_until: None,
+            died_at: None,
+            attempts: 0,
+            max_attempts: None,
+            kind: None,
+            created_at: None,
+            last_error: None,
+            data: None,
+        };
+        let Some(body) = body else {
+            return Ok(info);
+        };
+        let envelope = Envelope::decode(&body).map_err(|reason| Error::Decode {
+            queue: self.inner.name.clone(),
+            id: id.to_owned(),
+            reason,
+        })?;
+        let at = |score: Option<f64>| score.map(|s| from_unix_ms(s.max(0.0) as u64));
+        info.state = if due.is_some() {
+            JobState::Scheduled
+        } else if lease.is_some() {
+            JobState::Running
+        } else if died.is_some() {
+            JobState::Dead
+        } else {
+            JobState::Ready
+        };
+        info.due_at = at(due);
+        info.lease_until = at(lease);
+        info.died_at = at(died);
+        info.attempts = attempts.unwrap_or(0);
+        info.max_attempts = envelope.max_attempts;
+        info.kind = Some(envelope.kind);
+        info.created_at = Some(from_unix_ms(envelope.created_ms));
+        info.last_error = error.and_then(|json| serde_json::from_str(&json).ok());
+        info.data = Some(envelope.data);
+        Ok(info)
+    }
+
+    /// Cancels job `id` unless it is running: its data is deleted and it will not run.
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn cancel(&self, id: &str) -> Result<Cancelled> {
+        let k = &self.inner.keys;
+        let state: String = scripts()
+            .cancel
+            .call()
+            .key(&k.scheduled)
+            .key(&k.ready)
+            .key(&k.running)
+            .key(&k.dead)
+            .key(&k.jobs)
+            .key(&k.attempts)
+            .key(&k.errors)
+            .arg(id)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.redis_error("cancel", e))?;
+        let outcome = match JobState::parse(&state) {
+            Some(JobState::Running) => Cancelled::Running,
+            Some(JobState::Unknown) => Cancelled::NotFound,
+            Some(from) => Cancelled::Removed(from),
+            None => return Err(self.unexpected("cancel", format!("state {state:?}"))),
+        };
+        tracing::debug!(queue = %self.inner.name, job = id, ?outcome, "cancel");
+        Ok(outcome)
+    }
+
+    /// Moves job `id` to `when`: a scheduled job gets a new due time, a ready job goes back to
+    /// waiting, a dead job comes back with its attempts reset. A running job is left alone.
+    ///
+    /// # Errors
+    /// [`Error::DelayOverflow`], [`Error::InThePast`] (nothing changed), [`Error::Redis`].
+    pub async fn reschedule(&self, id: &str, when: When) -> Result<Rescheduled> {
+        let queue = &self.inner.name;
+        let (mode, ms) = when.to_args(queue, id)?;
+        let k = &self.inner.keys;
+        let tolerance = self.inner.config.tolerance_ms();
+        let (state, value): (String, i64) = scripts()
+            .reschedule
+            .call()
+            .key(&k.scheduled)
+            .key(&k.ready)
+            .key(&k.running)
+            .key(&k.dead)
+            .key(&k.jobs)
+            .key(&k.attempts)
+            .arg(id)
+            .arg(mode)
+            .arg(ms)
+            .arg(tolerance)
+            .arg(&k.wake)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.redis_error("reschedule", e))?;
+        let outcome = match (state.as_str(), JobState::parse(&state)) {
+            ("past", _) => {
+                return Err(Error::InThePast {
+                    queue: queue.clone(),
+                    id: id.to_owned(),
+                    at_ms: ms,
+                    late_ms: (value as u64).saturating_sub(ms),
+                    tolerance_ms: tolerance.max(0) as u64,
+                })
+            }
+            (_, Some(JobState::Running)) => Rescheduled::Running,
+            (_, Some(JobState::Unknown)) => Rescheduled::NotFound,
+            (_, Some(from)) => Rescheduled::Moved {
+                from,
+                due_at: from_unix_ms(value.max(0) as u64),
+            },
+            _ => return Err(self.unexpected("reschedule", format!("state {state:?}"))),
+        };
+        tracing::debug!(queue = %queue, job = id, ?outcome, "reschedule");
+        Ok(outcome)
+    }
+
+    /// How many jobs are in each state, read atomically.
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn counts(&self) -> Result<Counts> {
+        let k = &self.inner.keys;
+        let (scheduled, ready, running, dead): (u64, u64, u64, u64) = redis::pipe()
+            .atomic()
+            .zcard(&k.scheduled)
+            .llen(&k.ready)
+            .zcard(&k.running)
+            .zcard(&k.dead)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.redis_error("counts", e))?;
+        Ok(Counts {
+            scheduled,
+            ready,
+            running,
+            dead,
+        })
+    }
+}
+
+/// A validated job, ready to send.
+#[derive(Debug)]
+struct Prepared {
+    id: String,
+    mode: &'static str,
+    ms: u64,
+    envelope: Vec<u8>,
+}
+
+/// Checks a caller-chosen id: 1 to [`MAX_ID_LEN`] bytes, no control characters. Ids are hash
+/// fields and set members, never part of a key name, so any other text is safe.
+fn validate_id(queue: &str, id: &str) -> Result<()> {
+    let reject = |reason| {
+        Err(Error::InvalidJobId {
+            queue: queue.to_owned(),
+            id: clip(id),
+            reason,
+        })
+    };
+    if id.is_empty() {
+        return reject("it is empty");
+    }
+    if id.len() > MAX_ID_LEN {
+        return reject("it is longer than 256 bytes");
+    }
+    if id.chars().any(char::is_control) {
+        return reject("it contains control characters");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_validated() {
+        assert!(validate_id("q", "invoice-42").is_ok());
+        assert!(validate_id("q", "emoji ✉ and spaces").is_ok());
+        assert!(validate_id("q", "").is_err());
+        assert!(validate_id("q", "a\nb").is_err());
+        assert!(validate_id("q", &"x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn kind_defaults_to_the_type_name() {
+        #[derive(Serialize)]
+        struct Reminder {
+            text: String,
+        }
+        let job = NewJob::new(&Reminder { text: "hi".into() });
+        assert_eq!(job.kind, "Reminder");
+    }
+}

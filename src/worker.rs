@@ -1,0 +1,689 @@
+//! The worker: claims ready jobs under a lease, runs the handler, and reports the outcome.
+//!
+//! | step | script | move |
+//! |---|---|---|
+//! | claim | `claim.lua` | ready → running (lease deadline, fencing token, attempt + 1) |
+//! | heartbeat | `extend.lua` | running → running (deadline pushed out) |
+//! | success | `ack.lua` | running → gone |
+//! | failure, retry, snooze, hand-back | `retry.lua` | running → scheduled |
+//! | last failure, kill, undecodable | `bury.lua` | running → dead |
+//!
+//! Every report carries the fencing token the claim minted, and the script refuses it when the
+//! token is no longer the job's: a worker whose lease ran out (and whose job the promoter gave
+//! to someone else) cannot complete, fail or extend that job.
+//!
+//! An idle worker waits in Redis with `BLMOVE ready ready LEFT LEFT`, on a connection of its
+//! own: the command blocks until `ready` has an element, then puts the element straight back
+//! where it was (no reordering, nothing taken), and the worker claims with `claim.lua`. So no
+//! command is sent while nothing is ready, apart from one wake every [`DEFAULT_IDLE_WAIT`].
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn, Instrument};
+
+use crate::backoff::{Backoff, Exponential, Rng};
+use crate::envelope::{self, Envelope};
+use crate::error::{Error, Result};
+use crate::job::{Context, Job, Outcome};
+use crate::queue::Queue;
+use crate::reconnect::ReconnectBackoff;
+use crate::scripts::scripts;
+use crate::time::{delay_ms, from_unix_ms};
+
+/// Default for [`WorkerConfig::set_concurrency`].
+pub const DEFAULT_CONCURRENCY: usize = 32;
+/// Default for [`WorkerConfig::set_lease`].
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Default for [`WorkerConfig::set_max_attempts`].
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+/// Default for [`WorkerConfig::set_shutdown_grace`].
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Default for [`WorkerConfig::set_idle_wait`].
+pub const DEFAULT_IDLE_WAIT: Duration = Duration::from_secs(5);
+/// Most jobs taken by one `claim.lua` call.
+const MAX_CLAIM_BATCH: usize = 100;
+/// Times a report (ack, retry, bury) is tried while Redis is unreachable, before the job is left
+/// to its lease (it then runs again: at-least-once).
+const REPORT_TRIES: u32 = 6;
+
+/// Settings of a [`Worker`].
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    concurrency: usize,
+    lease: Duration,
+    max_attempts: u32,
+    backoff: Arc<dyn Backoff>,
+    shutdown_grace: Duration,
+    idle_wait: Duration,
+    rng_seed: Option<u64>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: DEFAULT_CONCURRENCY,
+            lease: DEFAULT_LEASE,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff: Arc::new(Exponential::default()),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            idle_wait: DEFAULT_IDLE_WAIT,
+            rng_seed: None,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Handlers running at once (default [`DEFAULT_CONCURRENCY`]).
+    pub fn set_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// How long a claim holds a job before the promoter gives it to another worker (default
+    /// [`DEFAULT_LEASE`]). The worker extends it every third of the lease while the handler
+    /// runs, so it bounds how long a *crashed* worker's job waits, not how long a job may run.
+    pub fn set_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Attempts before a failing job goes to the dead set, for jobs that do not set their own
+    /// (default [`DEFAULT_MAX_ATTEMPTS`]).
+    pub fn set_max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// The retry policy for jobs that do not carry their own (default: [`Exponential`]).
+    pub fn set_backoff(mut self, policy: impl Backoff + 'static) -> Self {
+        self.backoff = Arc::new(policy);
+        self
+    }
+
+    /// After shutdown is requested, how long running handlers may take to finish before they
+    /// are cancelled and their jobs handed back (default [`DEFAULT_SHUTDOWN_GRACE`]).
+    pub fn set_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Longest single blocking wait for work; the worker re-checks after it (default
+    /// [`DEFAULT_IDLE_WAIT`]).
+    pub fn set_idle_wait(mut self, wait: Duration) -> Self {
+        self.idle_wait = wait;
+        self
+    }
+
+    /// Seed the jitter's random source, for reproducible retry times in tests.
+    pub fn set_rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let invalid = |what, reason: &str| {
+            Err(Error::InvalidConfig {
+                what,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.concurrency == 0 {
+            return invalid("worker concurrency", "must be at least 1");
+        }
+        if self.concurrency > Semaphore::MAX_PERMITS {
+            return invalid("worker concurrency", "is too large");
+        }
+        if self.lease < Duration::from_millis(100) || delay_ms(self.lease).is_none() {
+            return invalid("worker lease", "must be between 100 ms and 100 years");
+        }
+        if self.max_attempts == 0 {
+            return invalid("worker max attempts", "must be at least 1");
+        }
+        if self.idle_wait < Duration::from_millis(10) || self.idle_wait > Duration::from_secs(3600)
+        {
+            return invalid("worker idle wait", "must be between 10 ms and 1 hour");
+        }
+        Ok(())
+    }
+}
+
+/// Runs a handler over the jobs of one queue. See the module docs for the protocol.
+#[derive(Debug)]
+pub struct Worker {
+    queue: Queue,
+    config: WorkerConfig,
+}
+
+/// A job as `claim.lua` returns it.
+#[derive(Debug)]
+struct Claimed {
+    id: String,
+    token: String,
+    attempt: u32,
+    envelope: Vec<u8>,
+}
+
+/// What every job task shares.
+struct Shared<H> {
+    queue: Queue,
+    config: WorkerConfig,
+    handler: H,
+    rng: Mutex<Rng>,
+    /// Fires when shutdown is requested: handlers may look at it.
+    stopping: CancellationToken,
+    /// Fires when the grace period is over: running handlers are cancelled, jobs handed back.
+    abort: CancellationToken,
+}
+
+impl Worker {
+    /// A worker for `queue`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a zero concurrency or attempt limit, or a lease or idle
+    /// wait out of range.
+    pub fn new(queue: Queue, config: WorkerConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Worker { queue, config })
+    }
+
+    /// Runs `handler` on the queue's jobs until `shutdown` completes. Then it stops claiming,
+    /// lets running handlers finish within the grace period, hands back the jobs of those
+    /// that do not (without using an attempt), and returns. A job is never lost: whatever is
+    /// not reported stays in `running` until its lease ends and the promoter returns it.
+    ///
+    /// Redis outages are waited out (capped backoff, logged), not returned as errors.
+    ///
+    /// # Errors
+    /// None at present; the `Result` leaves room for fatal conditions.
+    pub async fn run<T, H, Fut>(self, handler: H, shutdown: impl Future<Output = ()>) -> Result<()>
+    where
+        T: DeserializeOwned + Send + 'static,
+        H: Fn(Job<T>, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        let queue_name = self.queue.name().to_owned();
+        let span = tracing::info_span!("worker", queue = %queue_name);
+        self.run_inner(handler, shutdown).instrument(span).await
+    }
+
+    async fn run_inner<T, H, Fut>(
+        self,
+        handler: H,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()>
+    where
+        T: DeserializeOwned + Send + 'static,
+        H: Fn(Job<T>, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        let rng = match self.config.rng_seed {
+            Some(seed) => Rng::seeded(seed),
+            None => Rng::from_entropy(),
+        };
+        let concurrency = self.config.concurrency;
+        let grace = self.config.shutdown_grace;
+        let shared = Arc::new(Shared {
+            queue: self.queue,
+            config: self.config,
+            handler,
+            rng: Mutex::new(rng),
+            stopping: CancellationToken::new(),
+            abort: CancellationToken::new(),
+        });
+        let slots = Arc::new(Semaphore::new(concurrency));
+        let mut tasks = JoinSet::new();
+        let mut waiter = ReadyWaiter::new(&shared.queue, shared.config.idle_wait);
+        let mut outage = ReconnectBackoff::new();
+        tokio::pin!(shutdown);
+        info!(concurrency, "worker started");
+
+        loop {
+            let permit = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    log_task_end(done);
+                    continue;
+                }
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break, // the semaphore is never closed
+                },
+            };
+            let want = (1 + slots.available_permits()).min(MAX_CLAIM_BATCH);
+            match claim(&shared.queue, want, shared.config.lease).await {
+                Ok(jobs) if jobs.is_empty() => {
+                    drop(permit);
+                    outage.reset();
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = waiter.wait() => {}
+                    }
+                }
+                Ok(jobs) => {
+                    outage.reset();
+                    let mut permit = Some(permit);
+                    for job in jobs {
+                        let slot = match permit.take() {
+                            Some(p) => p,
+                            // Only this loop takes permits, so the ones counted above are free.
+                            None => match slots.clone().acquire_owned().await {
+                                Ok(p) => p,
+                                Err(_) => break,
+                            },
+                        };
+                        let shared = shared.clone();
+                        let span = tracing::info_span!("job", id = %job.id, attempt = job.attempt);
+                        tasks.spawn(
+                            async move {
+                                run_job(&shared, job).await;
+                                drop(slot);
+                            }
+                            .instrument(span),
+                        );
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    let delay = outage.next_delay();
+                    warn!(error = %e, retry_in = ?delay, "cannot claim jobs; redis unavailable?");
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+
+        info!(
+            running = tasks.len(),
+            ?grace,
+            "worker stopping: no new jobs are taken"
+        );
+        shared.stopping.cancel();
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(done) = tasks.join_next().await {
+                log_task_end(done);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                running = tasks.len(),
+                "grace period over: cancelling handlers and handing their jobs back"
+            );
+            shared.abort.cancel();
+            while let Some(done) = tasks.join_next().await {
+                log_task_end(done);
+            }
+        }
+        info!("worker stopped");
+        Ok(())
+    }
+}
+
+fn log_task_end(done: std::result::Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        // Job tasks catch handler panics themselves; this is a bug in punctual.
+        error!(error = %e, "job task ended abnormally");
+    }
+}
+
+/// Claims up to `n` ready jobs with one `claim.lua` call.
+async fn claim(queue: &Queue, n: usize, lease: Duration) -> Result<Vec<Claimed>> {
+    let k = queue.keys();
+    let lease_ms = delay_ms(lease).unwrap_or(u64::MAX);
+    let reply: Vec<Value> = scripts()
+        .claim
+        .call()
+        .key(&k.ready)
+        .key(&k.running)
+        .key(&k.jobs)
+        .key(&k.attempts)
+        .key(&k.leases)
+        .key(&k.seq)
+        .arg(n)
+        .arg(lease_ms)
+        .invoke_async(&mut queue.conn())
+        .await
+        .map_err(|e| queue.redis_error("claim", e))?;
+    let bad = |detail: &str| queue.unexpected("claim", detail);
+    let mut fields = reply.into_iter().skip(1);
+    let mut jobs = Vec::new();
+    while let Some(id) = fields.next() {
+        let (Some(token), Some(attempt), Some(envelope)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad("truncated job record"));
+        };
+        jobs.push(Claimed {
+            id: redis::from_redis_value(id).map_err(|e| bad(&e.to_string()))?,
+            token: redis::from_redis_value::<i64>(token)
+                .map_err(|e| bad(&e.to_string()))?
+                .to_string(),
+            attempt: redis::from_redis_value(attempt).map_err(|e| bad(&e.to_string()))?,
+            envelope: redis::from_redis_value(envelope).map_err(|e| bad(&e.to_string()))?,
+        });
+    }
+    Ok(jobs)
+}
+
+/// Runs one claimed job to its outcome and reports it.
+async fn run_job<T, H, Fut>(shared: &Shared<H>, claimed: Claimed)
+where
+    T: DeserializeOwned + Send + 'static,
+    H: Fn(Job<T>, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let decoded = Envelope::decode(&claimed.envelope).and_then(|envelope| {
+        let data = envelope::decode_data::<T>(&envelope.data)?;
+        Ok((envelope, data))
+    });
+    let (envelope, data) = match decoded {
+        Ok(decoded) => decoded,
+        Err(reason) => {
+            warn!(%reason, "undecodable job: moving it to the dead set");
+            report(shared, &claimed, Report::Bury("undecodable", reason)).await;
+            return;
+        }
+    };
+    let max_attempts = envelope
+        .max_attempts
+        .unwrap_or(shared.config.max_attempts)
+        .max(1);
+    if claimed.attempt > max_attempts {
+        // Its earlier attempts all ended in lost leases (crashed workers); the last one counted.
+        let message = format!(
+            "attempt {} of at most {max_attempts}: earlier attempts were interrupted",
+            claimed.attempt
+        );
+        report(
+            shared,
+            &claimed,
+            Report::Bury("attempts_exhausted", message),
+        )
+        .await;
+        return;
+    }
+
+    let job = Job {
+        id: claimed.id.clone(),
+        kind: envelope.kind.clone(),
+        data,
+        attempt: claimed.attempt,
+        max_attempts,
+        created_at: from_unix_ms(envelope.created_ms),
+    };
+    let ctx = Context {
+        queue: shared.queue.name().to_owned(),
+        shutdown: shared.stopping.clone(),
+    };
+    let mut handle = tokio::spawn((shared.handler)(job, ctx));
+    let beat = shared.config.lease / 3;
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+    let outcome = loop {
+        tokio::select! {
+            joined = &mut handle => break joined,
+            _ = heartbeat.tick() => extend(shared, &claimed).await,
+            () = shared.abort.cancelled() => {
+                handle.abort();
+                info!("handler cancelled at shutdown: handing the job back");
+                report(shared, &claimed, Report::Retry { delay: Duration::ZERO, counts: false, reason: "", message: String::new() }).await;
+                return;
+            }
+        }
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_panic() => {
+            let panic = e.into_panic();
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_owned());
+            Outcome::Fail(format!("handler panicked: {message}"))
+        }
+        Err(e) => Outcome::Fail(format!("handler task failed: {e}")),
+    };
+
+    let is_last = claimed.attempt >= max_attempts;
+    let report_for = match outcome {
+        Outcome::Done => Report::Ack,
+        Outcome::Kill(message) => Report::Bury("permanent", message),
+        Outcome::Fail(message) | Outcome::RetryAfter(_, message) if is_last => {
+            Report::Bury("attempts_exhausted", message)
+        }
+        Outcome::Fail(message) => {
+            let delay = {
+                let mut rng = shared.rng.lock().unwrap_or_else(|p| p.into_inner());
+                match &envelope.backoff {
+                    Some(spec) => spec.delay(claimed.attempt, &mut rng),
+                    None => shared.config.backoff.delay(claimed.attempt, &mut rng),
+                }
+            };
+            Report::Retry {
+                delay,
+                counts: true,
+                reason: "failed",
+                message,
+            }
+        }
+        Outcome::RetryAfter(delay, message) => Report::Retry {
+            delay,
+            counts: true,
+            reason: "retry_requested",
+            message,
+        },
+        Outcome::Snooze(delay) => Report::Retry {
+            delay,
+            counts: false,
+            reason: "",
+            message: String::new(),
+        },
+    };
+    report(shared, &claimed, report_for).await;
+}
+
+/// The report a finished attempt sends.
+#[derive(Debug)]
+enum Report {
+    Ack,
+    Retry {
+        delay: Duration,
+        counts: bool,
+        reason: &'static str,
+        message: String,
+    },
+    Bury(&'static str, String),
+}
+
+/// Sends `report`, trying again while Redis is unreachable. If it cannot be sent, the job stays
+/// in `running` and returns when its lease ends: never lost, possibly run again.
+async fn report<H>(shared: &Shared<H>, claimed: &Claimed, report: Report) {
+    let mut backoff = ReconnectBackoff::new();
+    for attempt in 1..=REPORT_TRIES {
+        match send_report(&shared.queue, claimed, &report).await {
+            Ok(true) => {
+                debug!(?report, "reported");
+                return;
+            }
+            Ok(false) => {
+                warn!(
+                    ?report,
+                    "lease lost before the report: another worker may hold the job now"
+                );
+                return;
+            }
+            Err(e) if e.is_connection_error() && attempt < REPORT_TRIES => {
+                let delay = backoff.next_delay();
+                warn!(error = %e, retry_in = ?delay, "cannot report the job's outcome yet");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => {
+                error!(error = %e, "giving up on reporting; the job returns when its lease ends");
+                return;
+            }
+        }
+    }
+}
+
+/// One report script call; `Ok(false)` when the lease is no longer this worker's.
+async fn send_report(queue: &Queue, claimed: &Claimed, report: &Report) -> Result<bool> {
+    let k = queue.keys();
+    let s = scripts();
+    let mut conn = queue.conn();
+    let (op, result) = match report {
+        Report::Ack => {
+            let reply: std::result::Result<Vec<i64>, _> = s
+                .ack
+                .call()
+                .key(&k.running)
+                .key(&k.leases)
+                .key(&k.jobs)
+                .key(&k.attempts)
+                .key(&k.errors)
+                .arg(&claimed.id)
+                .arg(&claimed.token)
+                .invoke_async(&mut conn)
+                .await;
+            ("ack", reply.map(|r| r.first().copied().unwrap_or(0)))
+        }
+        Report::Retry {
+            delay,
+            counts,
+            reason,
+            message,
+        } => {
+            let delay = delay_ms(*delay).unwrap_or(crate::MAX_DELAY.as_millis() as u64);
+            let reply = s
+                .retry
+                .call()
+                .key(&k.running)
+                .key(&k.leases)
+                .key(&k.scheduled)
+                .key(&k.attempts)
+                .key(&k.errors)
+                .arg(&claimed.id)
+                .arg(&claimed.token)
+                .arg(delay)
+                .arg(if *counts { "1" } else { "0" })
+                .arg(*reason)
+                .arg(message)
+                .arg(&k.wake)
+                .invoke_async(&mut conn)
+                .await;
+            ("retry", reply)
+        }
+        Report::Bury(reason, message) => {
+            let reply = s
+                .bury
+                .call()
+                .key(&k.running)
+                .key(&k.leases)
+                .key(&k.dead)
+                .key(&k.attempts)
+                .key(&k.errors)
+                .arg(&claimed.id)
+                .arg(&claimed.token)
+                .arg(*reason)
+                .arg(message)
+                .invoke_async(&mut conn)
+                .await;
+            ("bury", reply)
+        }
+    };
+    result
+        .map(|v: i64| v != 0)
+        .map_err(|e| queue.redis_error(op, e))
+}
+
+/// Pushes the job's lease out by one lease length.
+async fn extend<H>(shared: &Shared<H>, claimed: &Claimed) {
+    let k = shared.queue.keys();
+    let lease_ms = delay_ms(shared.config.lease).unwrap_or(u64::MAX);
+    let reply: std::result::Result<i64, _> = scripts()
+        .extend
+        .call()
+        .key(&k.running)
+        .key(&k.leases)
+        .arg(&claimed.id)
+        .arg(&claimed.token)
+        .arg(lease_ms)
+        .invoke_async(&mut shared.queue.conn())
+        .await;
+    match reply {
+        Ok(0) => warn!("lease lost while the handler runs: its outcome will be refused"),
+        Ok(_) => debug!("lease extended"),
+        Err(e) => warn!(error = %e, "cannot extend the lease; will try at the next heartbeat"),
+    }
+}
+
+/// Waits, on a connection of its own, until `ready` has an element.
+struct ReadyWaiter {
+    client: redis::Client,
+    ready_key: String,
+    idle_wait: Duration,
+    conn: Option<MultiplexedConnection>,
+    outage: ReconnectBackoff,
+}
+
+impl ReadyWaiter {
+    fn new(queue: &Queue, idle_wait: Duration) -> Self {
+        ReadyWaiter {
+            client: queue.client().clone(),
+            ready_key: queue.keys().ready.clone(),
+            idle_wait,
+            conn: None,
+            outage: ReconnectBackoff::new(),
+        }
+    }
+
+    /// Returns when `ready` has an element, after `idle_wait`, or after a connection error
+    /// (having waited out the backoff).
+    async fn wait(&mut self) {
+        if let Err(e) = self.try_wait().await {
+            self.conn = None;
+            let delay = self.outage.next_delay();
+            warn!(error = %e, retry_in = ?delay, "idle wait failed; redis unavailable?");
+            tokio::time::sleep(delay).await;
+        } else {
+            self.outage.reset();
+        }
+    }
+
+    async fn try_wait(&mut self) -> redis::RedisResult<()> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => {
+                // Blocking commands need a response timeout longer than the block: redis-rs
+                // puts 500 ms on connections by default.
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(self.idle_wait + Duration::from_secs(5)));
+                let conn = self
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                self.conn.insert(conn)
+            }
+        };
+        let _moved: Option<Vec<u8>> = redis::cmd("BLMOVE")
+            .arg(&self.ready_key)
+            .arg(&self.ready_key)
+            .arg("LEFT")
+            .arg("LEFT")
+            .arg(self.idle_wait.as_secs_f64())
+            .query_async(conn)
+            .await?;
+        Ok(())
+    }
+}
