@@ -1,6 +1,86 @@
 //! # punctual: on-time delayed jobs on Redis
 //!
-//! (Guide written below in the crate docs.)
+//! punctual runs work later, on time: send a reminder at 09:00 tomorrow, retry a webhook with
+//! exponential backoff. Jobs wait in a Redis sorted set scored by their due time; a promoter
+//! moves due jobs to a ready list with one Lua script; workers take them under a lease.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use punctual::{Job, NewJob, Outcome, Promoter, PromoterConfig, Queue, Worker, WorkerConfig};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Reminder { text: String }
+//!
+//! # async fn demo() -> punctual::Result<()> {
+//! let queue = Queue::connect("redis://127.0.0.1:6379/", "reminders").await?;
+//!
+//! // Producer: due in 90 s by the Redis server's clock.
+//! let job = queue
+//!     .schedule(NewJob::new(&Reminder { text: "stand up".into() }).delay(Duration::from_secs(90)))
+//!     .await?;
+//! println!("scheduled {}", job.id);
+//!
+//! // The scheduler loop (run one or many, in-process or as a sidecar).
+//! let stop = tokio_util::sync::CancellationToken::new();
+//! let promoter = Promoter::new([queue.clone()], PromoterConfig::default())?;
+//! tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
+//!
+//! // A worker with a typed handler.
+//! let worker = Worker::new(queue.clone(), WorkerConfig::default())?;
+//! worker
+//!     .run(
+//!         |job: Job<Reminder>, _ctx| async move {
+//!             println!("reminder: {}", job.data.text);
+//!             Outcome::Done
+//!         },
+//!         stop.cancelled_owned(),
+//!     )
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## A job's life
+//!
+//! Each state is one Redis key, and each move between states is one Lua script in `lua/`
+//! (atomic, with every key passed in `KEYS`):
+//!
+//! | state | key (queue `q`) | entered by |
+//! |---|---|---|
+//! | scheduled | `punctual:{q}:scheduled` ZSET, score = due ms | `schedule.lua`, `retry.lua`, `reschedule.lua` |
+//! | ready | `punctual:{q}:ready` LIST | `promote.lua` (due, or lease expired) |
+//! | running | `punctual:{q}:running` ZSET, score = lease deadline | `claim.lua`, `extend.lua` |
+//! | dead | `punctual:{q}:dead` ZSET, score = time of death | `bury.lua` |
+//! | gone | (data deleted) | `ack.lua`, `cancel.lua` |
+//!
+//! The job itself (a versioned MessagePack envelope) is stored once, in the `jobs` hash under
+//! its id. `docs/layout.md` has the full layout, including the side hashes for attempts,
+//! leases and errors.
+//!
+//! ## Guarantees
+//!
+//! - **Exactly-once promotion.** `promote.lua` takes due ids and removes them in one atomic
+//!   step; any number of promoters can run.
+//! - **At-least-once execution.** A claimed job is held under a lease. If its worker dies, the
+//!   lease ends and the job returns to `ready`, counted as an attempt. A job is only deleted by
+//!   the ack of the worker holding its current lease (checked by a fencing token).
+//! - **Never early, one clock.** What is due is decided inside the scripts by Redis `TIME`;
+//!   relative delays are resolved by the server, so application hosts' clock skew does not
+//!   matter. Jobs due in the same millisecond are promoted in id order, which for generated ids
+//!   is scheduling order.
+//! - **On time.** The promoter sleeps exactly until the next due time (the script returns it)
+//!   and is woken by a PUBLISH when an earlier job is scheduled; it does not poll.
+//!
+//! ## Layout of the crate
+//!
+//! - [`queue`]: connecting, scheduling, looking up, cancelling, rescheduling (producer side).
+//! - [`promoter`]: the scheduler loop (scheduled → ready, expired leases → ready).
+//! - [`worker`]: claiming, running handlers, heartbeats, ack / retry / bury, shutdown.
+//! - `job`: what a handler gets and returns ([`Job`], [`Context`], [`Outcome`]).
+//! - [`backoff`]: retry policies ([`Exponential`] with full jitter, [`Fixed`], custom).
+//! - [`keys`]: the one place key names are made, with the layout table.
+//! - `scripts`: the embedded Lua and the EVALSHA / NOSCRIPT calling convention.
+//! - `envelope`: the stored form of a job. `id`: job ids. `time`: milliseconds conversions.
+//! - `error`: the one [`Error`] type.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
@@ -26,3 +106,8 @@ pub use queue::{
 };
 pub use time::MAX_DELAY;
 pub use worker::{Worker, WorkerConfig, DEFAULT_MAX_ATTEMPTS};
+
+/// Compiles the README's examples as doctests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -324,6 +324,9 @@ pub struct JobInfo {
     pub last_error: Option<ErrorRecord>,
     /// Its data, MessagePack; decode it with [`JobInfo::data_as`].
     pub data: Option<Vec<u8>>,
+    /// Why the stored envelope could not be read, if it could not (kind, creation time, data
+    /// and attempt limit are then empty; a worker sends such a job to the dead set).
+    pub decode_error: Option<String>,
 }
 
 impl JobInfo {
@@ -686,7 +689,7 @@ impl Queue {
     /// [`JobInfo`] in state [`JobState::Unknown`].
     ///
     /// # Errors
-    /// [`Error::Redis`]; [`Error::Decode`] when the stored envelope is unreadable.
+    /// [`Error::Redis`]. An unreadable envelope is not an error: see [`JobInfo::decode_error`].
     pub async fn get(&self, id: &str) -> Result<JobInfo> {
         let k = &self.inner.keys;
         type Reply = (
@@ -720,15 +723,11 @@ impl Queue {
             created_at: None,
             last_error: None,
             data: None,
+            decode_error: None,
         };
         let Some(body) = body else {
             return Ok(info);
         };
-        let envelope = Envelope::decode(&body).map_err(|reason| Error::Decode {
-            queue: self.inner.name.clone(),
-            id: id.to_owned(),
-            reason,
-        })?;
         let at = |score: Option<f64>| score.map(|s| from_unix_ms(s.max(0.0) as u64));
         info.state = if due.is_some() {
             JobState::Scheduled
@@ -743,11 +742,16 @@ impl Queue {
         info.lease_until = at(lease);
         info.died_at = at(died);
         info.attempts = attempts.unwrap_or(0);
-        info.max_attempts = envelope.max_attempts;
-        info.kind = Some(envelope.kind);
-        info.created_at = Some(from_unix_ms(envelope.created_ms));
         info.last_error = error.and_then(|json| serde_json::from_str(&json).ok());
-        info.data = Some(envelope.data);
+        match Envelope::decode(&body) {
+            Ok(envelope) => {
+                info.max_attempts = envelope.max_attempts;
+                info.kind = Some(envelope.kind);
+                info.created_at = Some(from_unix_ms(envelope.created_ms));
+                info.data = Some(envelope.data);
+            }
+            Err(reason) => info.decode_error = Some(reason),
+        }
         Ok(info)
     }
 
