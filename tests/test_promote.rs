@@ -1,0 +1,308 @@
+//! The promoter: on time and never early, FIFO within a millisecond, woken early by an earlier
+//! job, silent while nothing is due, exactly-once under racing promoters, and bounded work for
+//! huge backlogs. Each test starts its own redis-server.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use punctual::{Job, NewJob, Outcome, Promoter, PromoterConfig, Queue, Worker, WorkerConfig};
+use redis::AsyncCommands;
+use support::{eventually, server_ms, RedisServer};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Jobs run at their due time: a handler never starts before it (by the Redis clock), and
+/// starts well within a generous bound after it.
+#[tokio::test]
+async fn jobs_run_on_time_and_never_early() {
+    support::init_tracing();
+    let redis = RedisServer::start();
+    let queue = Queue::connect(&redis.url(), "timely").await.unwrap();
+
+    let mut due = std::collections::HashMap::new();
+    for (i, delay_ms) in [300u64, 150, 600, 450, 50, 900].into_iter().enumerate() {
+        let job = queue
+            .schedule(NewJob::new(&i).delay(Duration::from_millis(delay_ms)))
+            .await
+            .unwrap();
+        let info = queue.get(&job.id).await.unwrap();
+        due.insert(job.id, ms(info.due_at.unwrap()));
+    }
+
+    let stop = CancellationToken::new();
+    let promoter = Promoter::new([queue.clone()], PromoterConfig::default()).unwrap();
+    tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let url = redis.url();
+    let worker = Worker::new(queue.clone(), WorkerConfig::default()).unwrap();
+    tokio::spawn(worker.run(
+        move |job: Job<usize>, _ctx| {
+            let tx = tx.clone();
+            let url = url.clone();
+            async move {
+                let mut conn = redis::Client::open(url)
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap();
+                let started = server_ms(&mut conn).await;
+                tx.send((job.id, started)).unwrap();
+                Outcome::Done
+            }
+        },
+        stop.clone().cancelled_owned(),
+    ));
+
+    for _ in 0..due.len() {
+        let (id, started) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("every job runs")
+            .unwrap();
+        let due = due[&id];
+        assert!(
+            started >= due,
+            "job {id} started {} ms early",
+            due - started
+        );
+        assert!(
+            started - due < 1000,
+            "job {id} started {} ms late",
+            started - due
+        );
+    }
+    stop.cancel();
+}
+
+/// Jobs due in the same millisecond reach the ready list in the order they were scheduled.
+#[tokio::test]
+async fn same_millisecond_jobs_keep_scheduling_order() {
+    let redis = RedisServer::start();
+    let mut conn = redis.conn().await;
+    let queue = Queue::connect(&redis.url(), "fifo").await.unwrap();
+
+    let at = SystemTime::now() + Duration::from_millis(200);
+    let mut ids = Vec::new();
+    for i in 0..200u32 {
+        // One at a time: each call is a separate scheduling event.
+        ids.push(queue.schedule(NewJob::new(&i).at(at)).await.unwrap().id);
+    }
+    eventually(Duration::from_secs(5), "jobs promoted", || {
+        let queue = queue.clone();
+        async move { Promoter::promote(&queue, 1000).await.unwrap().promoted > 0 }
+    })
+    .await;
+    let ready: Vec<String> = conn.lrange("punctual:{fifo}:ready", 0, -1).await.unwrap();
+    assert_eq!(ready, ids);
+}
+
+/// A promoter sleeping until a far-away head is woken at once when an earlier job arrives.
+#[tokio::test]
+async fn promoter_wakes_early_for_an_earlier_job() {
+    let redis = RedisServer::start();
+    let mut conn = redis.conn().await;
+    let queue = Queue::connect(&redis.url(), "wake").await.unwrap();
+    queue
+        .schedule(NewJob::new(&0).delay(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+
+    let stop = CancellationToken::new();
+    let config = PromoterConfig::default().set_heartbeat(Duration::from_secs(600));
+    let promoter = Promoter::new([queue.clone()], config).unwrap();
+    tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
+    // Let it make its first pass and go to sleep until the head, an hour away.
+    eventually(Duration::from_secs(5), "first promoter pass", || {
+        let mut conn = conn.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            info.contains("cmdstat_evalsha")
+        }
+    })
+    .await;
+
+    let job = queue
+        .schedule(NewJob::new(&1).delay(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    let due = ms(queue.get(&job.id).await.unwrap().due_at.unwrap());
+    eventually(
+        Duration::from_secs(5),
+        "the earlier job is promoted",
+        || {
+            let queue = queue.clone();
+            async move { queue.counts().await.unwrap().ready == 1 }
+        },
+    )
+    .await;
+    let promoted_by = server_ms(&mut conn).await;
+    assert!(promoted_by >= due);
+    assert!(
+        promoted_by - due < 2000,
+        "promoted {} ms after due",
+        promoted_by - due
+    );
+    stop.cancel();
+}
+
+/// With nothing due for an hour, a running promoter and worker send (almost) no commands:
+/// the promoter sleeps until its heartbeat and the worker blocks in BLMOVE.
+#[tokio::test]
+async fn idle_promoter_and_worker_do_not_poll() {
+    let redis = RedisServer::start();
+    let mut conn = redis.conn().await;
+    let queue = Queue::connect(&redis.url(), "idle").await.unwrap();
+    queue
+        .schedule_many((0..100u32).map(|i| NewJob::new(&i).delay(Duration::from_secs(3600))))
+        .await
+        .unwrap();
+
+    let stop = CancellationToken::new();
+    let promoter = Promoter::new([queue.clone()], PromoterConfig::default()).unwrap();
+    tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
+    let worker = Worker::new(queue.clone(), WorkerConfig::default()).unwrap();
+    tokio::spawn(worker.run(
+        |_job: Job<u32>, _ctx| async { Outcome::Done },
+        stop.clone().cancelled_owned(),
+    ));
+    // Wait until both are settled: the worker is blocked in BLMOVE.
+    eventually(Duration::from_secs(5), "worker blocked", || {
+        let mut conn = conn.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("clients")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            info.contains("blocked_clients:1")
+        }
+    })
+    .await;
+
+    let calls = |info: String| -> u64 {
+        info.lines()
+            .filter(|l| l.starts_with("cmdstat_"))
+            .filter(|l| !l.starts_with("cmdstat_info") && !l.starts_with("cmdstat_blmove"))
+            .filter_map(|l| l.split("calls=").nth(1))
+            .filter_map(|rest| rest.split(',').next())
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum()
+    };
+    let before: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let sent = calls(after) - calls(before);
+    // Heartbeat and idle wait are 5 s each: in 3 s at most one of each may fire.
+    assert!(sent <= 3, "{sent} commands in 3 s while idle");
+    stop.cancel();
+}
+
+/// Five promoters racing over 20,000 due jobs promote every job exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_promoters_promote_each_job_exactly_once() {
+    let redis = RedisServer::start();
+    let mut conn = redis.conn().await;
+    let queue = Queue::connect(&redis.url(), "race").await.unwrap();
+    let at = SystemTime::now() + Duration::from_millis(500);
+    let jobs = (0..20_000u32).map(|i| {
+        // Spread over 200 ms so promoters overlap on partial batches, too.
+        NewJob::new(&i).at(at + Duration::from_millis(u64::from(i % 200)))
+    });
+    let ids: HashSet<String> = queue
+        .schedule_many(jobs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    assert_eq!(ids.len(), 20_000);
+
+    let mut racers = Vec::new();
+    for _ in 0..5 {
+        // Each promoter on its own connection, as separate processes would be.
+        let queue = Queue::connect(&redis.url(), "race").await.unwrap();
+        racers.push(tokio::spawn(async move {
+            let mut promoted = 0u64;
+            loop {
+                promoted += Promoter::promote(&queue, 500).await.unwrap().promoted;
+                if queue.counts().await.unwrap().scheduled == 0 {
+                    return promoted;
+                }
+            }
+        }));
+    }
+    let mut total = 0;
+    for racer in racers {
+        total += racer.await.unwrap();
+    }
+    assert_eq!(total, 20_000, "promotions counted by the promoters");
+    let ready: Vec<String> = conn.lrange("punctual:{race}:ready", 0, -1).await.unwrap();
+    assert_eq!(ready.len(), 20_000, "entries in ready");
+    let unique: HashSet<String> = ready.into_iter().collect();
+    assert_eq!(unique, ids, "each job exactly once");
+}
+
+/// 50,000 jobs due at the same instant drain through promoter and worker without a script
+/// error (each promote call moves a bounded batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_thousand_jobs_due_at_once_drain() {
+    let redis = RedisServer::start();
+    let queue = Queue::connect(&redis.url(), "herd").await.unwrap();
+    let at = SystemTime::now() + Duration::from_millis(300);
+    let results = queue
+        .schedule_many((0..50_000u32).map(|i| NewJob::new(&i).at(at)))
+        .await
+        .unwrap();
+    assert!(results.iter().all(|r| r.is_ok()));
+
+    let stop = CancellationToken::new();
+    let promoter = Promoter::new([queue.clone()], PromoterConfig::default()).unwrap();
+    let promoter = tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let worker = Worker::new(queue.clone(), WorkerConfig::default().set_concurrency(64)).unwrap();
+    let worker = tokio::spawn(worker.run(
+        move |job: Job<u32>, _ctx| {
+            let tx = tx.clone();
+            async move {
+                tx.send(job.data).unwrap();
+                Outcome::Done
+            }
+        },
+        stop.clone().cancelled_owned(),
+    ));
+    let mut seen = HashSet::new();
+    while seen.len() < 50_000 {
+        let n = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("jobs keep draining")
+            .unwrap();
+        seen.insert(n);
+    }
+    eventually(Duration::from_secs(10), "all acked", || {
+        let queue = queue.clone();
+        async move { queue.counts().await.unwrap() == Default::default() }
+    })
+    .await;
+    stop.cancel();
+    promoter.await.unwrap().unwrap();
+    worker.await.unwrap().unwrap();
+}
