@@ -7,9 +7,9 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use punctual::{Job, NewJob, Outcome, Promoter, PromoterConfig, Queue, Worker, WorkerConfig};
+use punctual::{Job, NewJob, Outcome, Promoter, PromoterConfig, Queue, WorkerConfig};
 use redis::AsyncCommands;
-use support::{eventually, server_ms, RedisServer};
+use support::{eventually, server_ms, server_ms_at, spawn_worker, RedisServer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -42,24 +42,20 @@ async fn jobs_run_on_time_and_never_early() {
     tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let url = redis.url();
-    let worker = Worker::new(queue.clone(), WorkerConfig::default()).unwrap();
-    tokio::spawn(worker.run(
+    spawn_worker(
+        &queue,
+        WorkerConfig::default(),
+        &stop,
         move |job: Job<usize>, _ctx| {
             let tx = tx.clone();
             let url = url.clone();
             async move {
-                let mut conn = redis::Client::open(url)
-                    .unwrap()
-                    .get_multiplexed_async_connection()
-                    .await
-                    .unwrap();
-                let started = server_ms(&mut conn).await;
+                let started = server_ms_at(&url).await;
                 tx.send((job.id, started)).unwrap();
                 Outcome::Done
             }
         },
-        stop.clone().cancelled_owned(),
-    ));
+    );
 
     for _ in 0..due.len() {
         let (id, started) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
@@ -171,11 +167,12 @@ async fn idle_promoter_and_worker_do_not_poll() {
     let stop = CancellationToken::new();
     let promoter = Promoter::new([queue.clone()], PromoterConfig::default()).unwrap();
     tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
-    let worker = Worker::new(queue.clone(), WorkerConfig::default()).unwrap();
-    tokio::spawn(worker.run(
+    spawn_worker(
+        &queue,
+        WorkerConfig::default(),
+        &stop,
         |_job: Job<u32>, _ctx| async { Outcome::Done },
-        stop.clone().cancelled_owned(),
-    ));
+    );
     // Wait until both are settled: the worker is blocked in BLMOVE.
     eventually(Duration::from_secs(5), "worker blocked", || {
         let mut conn = conn.clone();
@@ -278,8 +275,10 @@ async fn fifty_thousand_jobs_due_at_once_drain() {
     let promoter = Promoter::new([queue.clone()], PromoterConfig::default()).unwrap();
     let promoter = tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let worker = Worker::new(queue.clone(), WorkerConfig::default().set_concurrency(64)).unwrap();
-    let worker = tokio::spawn(worker.run(
+    let worker = spawn_worker(
+        &queue,
+        WorkerConfig::default().set_concurrency(64),
+        &stop,
         move |job: Job<u32>, _ctx| {
             let tx = tx.clone();
             async move {
@@ -287,8 +286,7 @@ async fn fifty_thousand_jobs_due_at_once_drain() {
                 Outcome::Done
             }
         },
-        stop.clone().cancelled_owned(),
-    ));
+    );
     let mut seen = HashSet::new();
     while seen.len() < 50_000 {
         let n = tokio::time::timeout(Duration::from_secs(60), rx.recv())

@@ -7,9 +7,9 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use punctual::{Job, NewJob, Outcome, Promoter, PromoterConfig, Queue, Worker, WorkerConfig};
+use punctual::{Job, NewJob, Outcome, Promoter, PromoterConfig, Queue, WorkerConfig};
 use redis::AsyncCommands;
-use support::{eventually, RedisServer};
+use support::{eventually, spawn_worker, RedisServer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -42,12 +42,10 @@ async fn promoter_and_worker_survive_a_redis_restart() {
     let promoter = tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
     let (tx, mut rx) = mpsc::unbounded_channel();
     // A short lease, so that a job whose ack was lost with the connection comes back soon.
-    let worker = Worker::new(
-        queue.clone(),
+    let worker = spawn_worker(
+        &queue,
         WorkerConfig::default().set_lease(Duration::from_secs(2)),
-    )
-    .unwrap();
-    let worker = tokio::spawn(worker.run(
+        &stop,
         move |job: Job<u64>, _ctx| {
             let tx = tx.clone();
             async move {
@@ -55,8 +53,7 @@ async fn promoter_and_worker_survive_a_redis_restart() {
                 Outcome::Done
             }
         },
-        stop.clone().cancelled_owned(),
-    ));
+    );
 
     let mut seen = HashSet::new();
     while seen.len() < 500 {

@@ -9,22 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use punctual::{
-    Backoff, Exponential, Fixed, Job, JobState, NewJob, Outcome, Promoter, PromoterConfig, Queue,
-    Rng, Worker, WorkerConfig,
+    Backoff, Exponential, Fixed, Job, JobState, NewJob, Outcome, Promoter, Queue, Rng, Worker,
+    WorkerConfig,
 };
 use redis::AsyncCommands;
-use support::{eventually, server_ms, RedisServer};
+use support::{eventually, server_ms, server_ms_at, spawn_worker, RedisServer};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// Runs a promoter for `queue` until `stop` fires.
 fn spawn_promoter(queue: &Queue, stop: &CancellationToken) {
-    let promoter = Promoter::new(
-        [queue.clone()],
-        PromoterConfig::default().set_heartbeat(Duration::from_millis(200)),
-    )
-    .unwrap();
-    tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
+    support::spawn_promoter(queue, Duration::from_millis(200), stop);
 }
 
 async fn wait_state(queue: &Queue, id: &str, state: JobState) {
@@ -53,30 +48,22 @@ async fn retry_times_follow_the_seeded_policy() {
     let stop = CancellationToken::new();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let url = redis.url();
-    let worker = Worker::new(
-        queue.clone(),
+    spawn_worker(
+        &queue,
         WorkerConfig::default()
             .set_backoff(policy)
             .set_rng_seed(seed)
             .set_concurrency(1),
-    )
-    .unwrap();
-    tokio::spawn(worker.run(
+        &stop,
         move |job: Job<u32>, _ctx| {
             let tx = tx.clone();
             let url = url.clone();
             async move {
-                let mut conn = redis::Client::open(url)
-                    .unwrap()
-                    .get_multiplexed_async_connection()
-                    .await
-                    .unwrap();
-                tx.send((job.attempt, server_ms(&mut conn).await)).unwrap();
+                tx.send((job.attempt, server_ms_at(&url).await)).unwrap();
                 Outcome::Fail(format!("attempt {} failed", job.attempt))
             }
         },
-        stop.clone().cancelled_owned(),
-    ));
+    );
 
     let id = queue.schedule(NewJob::new(&1)).await.unwrap().id;
     Promoter::promote(&queue, 10).await.unwrap();
@@ -121,18 +108,15 @@ async fn dead_after_max_attempts_with_the_error_kept() {
     spawn_promoter(&queue, &stop);
     let runs = Arc::new(AtomicU32::new(0));
     let counter = runs.clone();
-    let worker = Worker::new(
-        queue.clone(),
+    spawn_worker(
+        &queue,
         WorkerConfig::default().set_backoff(Fixed::new(Duration::from_millis(20)).unwrap()),
-    )
-    .unwrap();
-    tokio::spawn(worker.run(
+        &stop,
         move |job: Job<String>, _ctx| {
             counter.fetch_add(1, Ordering::SeqCst);
             async move { Outcome::Fail(format!("{} failed on attempt {}", job.data, job.attempt)) }
         },
-        stop.clone().cancelled_owned(),
-    ));
+    );
 
     let id = queue
         .schedule(NewJob::new("webhook").max_attempts(3))
@@ -166,8 +150,10 @@ async fn snooze_retry_after_and_kill() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let runs = Arc::new(AtomicU32::new(0));
     let counter = runs.clone();
-    let worker = Worker::new(queue.clone(), WorkerConfig::default().set_max_attempts(2)).unwrap();
-    tokio::spawn(worker.run(
+    spawn_worker(
+        &queue,
+        WorkerConfig::default().set_max_attempts(2),
+        &stop,
         move |job: Job<String>, _ctx| {
             let tx = tx.clone();
             let n = counter.fetch_add(1, Ordering::SeqCst);
@@ -183,8 +169,7 @@ async fn snooze_retry_after_and_kill() {
                 }
             }
         },
-        stop.clone().cancelled_owned(),
-    ));
+    );
 
     let snoozer = queue.schedule(NewJob::new("snoozer")).await.unwrap().id;
     let mut attempts = Vec::new();
@@ -217,13 +202,11 @@ async fn a_panicking_handler_is_a_failure_not_a_crash() {
     let stop = CancellationToken::new();
     spawn_promoter(&queue, &stop);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let worker = Worker::new(
-        queue.clone(),
-        WorkerConfig::default().set_backoff(Fixed::new(Duration::from_millis(10)).unwrap()),
-    )
-    .unwrap();
     let inspector = queue.clone();
-    tokio::spawn(worker.run(
+    spawn_worker(
+        &queue,
+        WorkerConfig::default().set_backoff(Fixed::new(Duration::from_millis(10)).unwrap()),
+        &stop,
         move |job: Job<u32>, _ctx| {
             let tx = tx.clone();
             let inspector = inspector.clone();
@@ -236,8 +219,7 @@ async fn a_panicking_handler_is_a_failure_not_a_crash() {
                 Outcome::Done
             }
         },
-        stop.clone().cancelled_owned(),
-    ));
+    );
     let id = queue.schedule(NewJob::new(&7)).await.unwrap().id;
     let (attempt, error) = rx.recv().await.unwrap();
     assert_eq!(attempt, 2);
@@ -279,17 +261,13 @@ async fn a_vanished_workers_job_runs_again_after_its_lease() {
     let _ = doomed.await;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let rescuer = Worker::new(queue.clone(), config).unwrap();
-    tokio::spawn(rescuer.run(
-        move |job: Job<u32>, _ctx| {
-            let tx = tx.clone();
-            async move {
-                tx.send(job.attempt).unwrap();
-                Outcome::Done
-            }
-        },
-        stop.clone().cancelled_owned(),
-    ));
+    spawn_worker(&queue, config, &stop, move |job: Job<u32>, _ctx| {
+        let tx = tx.clone();
+        async move {
+            tx.send(job.attempt).unwrap();
+            Outcome::Done
+        }
+    });
     let attempt = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .expect("the job runs again after its lease")
@@ -308,12 +286,10 @@ async fn heartbeats_keep_a_long_job_leased() {
     spawn_promoter(&queue, &stop);
     let runs = Arc::new(AtomicU32::new(0));
     let counter = runs.clone();
-    let worker = Worker::new(
-        queue.clone(),
+    spawn_worker(
+        &queue,
         WorkerConfig::default().set_lease(Duration::from_millis(300)),
-    )
-    .unwrap();
-    tokio::spawn(worker.run(
+        &stop,
         move |_job: Job<u32>, _ctx| {
             counter.fetch_add(1, Ordering::SeqCst);
             async {
@@ -321,8 +297,7 @@ async fn heartbeats_keep_a_long_job_leased() {
                 Outcome::Done
             }
         },
-        stop.clone().cancelled_owned(),
-    ));
+    );
     let id = queue.schedule(NewJob::new(&1)).await.unwrap().id;
     wait_state(&queue, &id, JobState::Unknown).await;
     assert_eq!(
@@ -345,14 +320,12 @@ async fn a_stale_workers_ack_is_refused() {
     let gates = releases.clone();
     let stop = CancellationToken::new();
     // Long lease: no heartbeat fires during the test, so only the test moves the deadline.
-    let worker = Worker::new(
-        queue.clone(),
+    spawn_worker(
+        &queue,
         WorkerConfig::default()
             .set_lease(Duration::from_secs(120))
             .set_concurrency(2),
-    )
-    .unwrap();
-    tokio::spawn(worker.run(
+        &stop,
         move |job: Job<u32>, _ctx| {
             let tx = tx.clone();
             let gates = gates.clone();
@@ -362,8 +335,7 @@ async fn a_stale_workers_ack_is_refused() {
                 Outcome::Done
             }
         },
-        stop.clone().cancelled_owned(),
-    ));
+    );
     let id = queue.schedule(NewJob::new(&1)).await.unwrap().id;
     Promoter::promote(&queue, 10).await.unwrap();
     assert_eq!(rx.recv().await.unwrap(), 1);
@@ -414,8 +386,10 @@ async fn undecodable_payloads_go_to_the_dead_set_and_the_worker_lives() {
     let stop = CancellationToken::new();
     spawn_promoter(&queue, &stop);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let worker = Worker::new(queue.clone(), WorkerConfig::default()).unwrap();
-    tokio::spawn(worker.run(
+    spawn_worker(
+        &queue,
+        WorkerConfig::default(),
+        &stop,
         move |job: Job<u64>, _ctx| {
             let tx = tx.clone();
             async move {
@@ -423,8 +397,7 @@ async fn undecodable_payloads_go_to_the_dead_set_and_the_worker_lives() {
                 Outcome::Done
             }
         },
-        stop.clone().cancelled_owned(),
-    ));
+    );
     assert_eq!(rx.recv().await.unwrap(), 42);
     wait_state(&queue, &good, JobState::Unknown).await;
     for id in ["junk", wrong.as_str()] {
@@ -450,12 +423,10 @@ async fn graceful_shutdown_finishes_or_hands_back() {
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let stop = CancellationToken::new();
-    let worker = Worker::new(
-        queue.clone(),
+    let running = spawn_worker(
+        &queue,
         WorkerConfig::default().set_shutdown_grace(Duration::from_millis(800)),
-    )
-    .unwrap();
-    let running = tokio::spawn(worker.run(
+        &stop,
         move |job: Job<u64>, ctx| {
             let tx = tx.clone();
             async move {
@@ -465,8 +436,7 @@ async fn graceful_shutdown_finishes_or_hands_back() {
                 Outcome::Done
             }
         },
-        stop.clone().cancelled_owned(),
-    ));
+    );
     rx.recv().await.unwrap();
     rx.recv().await.unwrap();
     // A job scheduled now must not be taken once shutdown starts.

@@ -200,3 +200,40 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// Runs a worker for `queue` with `handler` until `stop` fires.
+pub fn spawn_worker<T, H, Fut>(
+    queue: &punctual::Queue,
+    config: punctual::WorkerConfig,
+    stop: &tokio_util::sync::CancellationToken,
+    handler: H,
+) -> tokio::task::JoinHandle<punctual::Result<()>>
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+    H: Fn(punctual::Job<T>, punctual::Context) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = punctual::Outcome> + Send + 'static,
+{
+    let worker = punctual::Worker::new(queue.clone(), config).expect("valid worker config");
+    tokio::spawn(worker.run(handler, stop.clone().cancelled_owned()))
+}
+
+/// Runs a promoter for `queue` with `heartbeat` until `stop` fires.
+pub fn spawn_promoter(
+    queue: &punctual::Queue,
+    heartbeat: Duration,
+    stop: &tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<punctual::Result<()>> {
+    let config = punctual::PromoterConfig::default().set_heartbeat(heartbeat);
+    let promoter = punctual::Promoter::new([queue.clone()], config).expect("valid promoter config");
+    tokio::spawn(promoter.run(stop.clone().cancelled_owned()))
+}
+
+/// The clock of the Redis at `url`, read on a fresh connection (for use inside handlers).
+pub async fn server_ms_at(url: &str) -> u64 {
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    server_ms(&mut conn).await
+}
