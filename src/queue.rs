@@ -201,7 +201,8 @@ impl NewJob {
     }
 
     /// Use this id instead of a generated one. Scheduling an id that exists (in any state,
-    /// including dead) creates nothing and reports [`Scheduled::created`] `== false`.
+    /// including dead) creates nothing and reports [`Scheduled::created`] `== false`. Once a
+    /// job is acknowledged or cancelled its data is deleted and the id may be used again.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
         self
@@ -302,6 +303,8 @@ pub struct ErrorRecord {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct JobInfo {
+    /// The queue holding the job.
+    pub queue: String,
     /// The job's id.
     pub id: String,
     /// Its state; when [`JobState::Unknown`] every other field is empty.
@@ -336,12 +339,12 @@ impl JobInfo {
     /// [`Error::Decode`] when there is no data or it does not decode as `T`.
     pub fn data_as<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         let bytes = self.data.as_deref().ok_or_else(|| Error::Decode {
-            queue: String::new(),
+            queue: self.queue.clone(),
             id: self.id.clone(),
             reason: "the job has no data (unknown job)".into(),
         })?;
         envelope::decode_data(bytes).map_err(|reason| Error::Decode {
-            queue: String::new(),
+            queue: self.queue.clone(),
             id: self.id.clone(),
             reason,
         })
@@ -712,6 +715,7 @@ impl Queue {
             .await
             .map_err(|e| self.redis_error("get", e))?;
         let mut info = JobInfo {
+            queue: self.inner.name.clone(),
             id: id.to_owned(),
             state: JobState::Unknown,
             due_at: None,

@@ -429,10 +429,13 @@ where
     let mut handle = tokio::spawn((shared.handler)(job, ctx));
     let beat = shared.config.lease / 3;
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leased = true;
     let outcome = loop {
         tokio::select! {
             joined = &mut handle => break joined,
-            _ = heartbeat.tick() => extend(shared, &claimed).await,
+            // Once the lease is lost there is nothing left to extend; the report will be refused.
+            _ = heartbeat.tick(), if leased => leased = extend(shared, &claimed).await,
             () = shared.abort.cancelled() => {
                 handle.abort();
                 info!("handler cancelled at shutdown: handing the job back");
@@ -606,8 +609,8 @@ async fn send_report(queue: &Queue, claimed: &Claimed, report: &Report) -> Resul
         .map_err(|e| queue.redis_error(op, e))
 }
 
-/// Pushes the job's lease out by one lease length.
-async fn extend<H>(shared: &Shared<H>, claimed: &Claimed) {
+/// Pushes the job's lease out by one lease length. False once the lease is known to be lost.
+async fn extend<H>(shared: &Shared<H>, claimed: &Claimed) -> bool {
     let k = shared.queue.keys();
     let lease_ms = delay_ms(shared.config.lease).unwrap_or(u64::MAX);
     let reply: std::result::Result<i64, _> = scripts()
@@ -621,9 +624,18 @@ async fn extend<H>(shared: &Shared<H>, claimed: &Claimed) {
         .invoke_async(&mut shared.queue.conn())
         .await;
     match reply {
-        Ok(0) => warn!("lease lost while the handler runs: its outcome will be refused"),
-        Ok(_) => debug!("lease extended"),
-        Err(e) => warn!(error = %e, "cannot extend the lease; will try at the next heartbeat"),
+        Ok(0) => {
+            warn!("lease lost while the handler runs: its outcome will be refused");
+            false
+        }
+        Ok(_) => {
+            debug!("lease extended");
+            true
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot extend the lease; will try at the next heartbeat");
+            true
+        }
     }
 }
 
