@@ -562,7 +562,8 @@ impl Queue {
     ///
     /// # Errors
     /// [`Error::InvalidJobId`], [`Error::DelayOverflow`], [`Error::PayloadTooLarge`],
-    /// [`Error::Encode`] and [`Error::InThePast`] (nothing written);
+    /// [`Error::Encode`], [`Error::InvalidConfig`] (a max attempts of 0) and
+    /// [`Error::InThePast`] (nothing written);
     /// [`Error::Redis`] when Redis fails (the job may or may not have been written: schedule
     /// again with the same id to find out, idempotently).
     pub async fn schedule(&self, job: NewJob) -> Result<Scheduled> {
@@ -667,6 +668,12 @@ impl Queue {
             });
         }
         let (mode, ms) = job.when.to_args(queue, &id)?;
+        if job.max_attempts == Some(0) {
+            return Err(Error::InvalidConfig {
+                what: "job max attempts",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
         let envelope = Envelope {
             version: ENVELOPE_VERSION,
             kind: job.kind,

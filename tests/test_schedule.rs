@@ -302,6 +302,11 @@ async fn bad_input_is_refused_and_writes_nothing() {
         .unwrap_err();
     assert!(matches!(err, Error::InThePast { .. }), "{err}");
     assert!(err.to_string().contains("in the past"), "{err}");
+    let err = queue
+        .schedule(NewJob::new(&1).max_attempts(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
     for id in ["", "line\nbreak", &"i".repeat(300)] {
         let err = queue.schedule(NewJob::new(&1).id(id)).await.unwrap_err();
         assert!(matches!(err, Error::InvalidJobId { .. }), "{id:?}: {err}");
@@ -401,4 +406,63 @@ async fn all_keys_share_the_queue_hash_tag() {
     for key in keys {
         assert!(key.starts_with("app:{tagged}:"), "{key}");
     }
+}
+
+/// Scripts are called by SHA; after the server forgets them (SCRIPT FLUSH, or a restart) every
+/// call, pipelined ones included, loads the script and goes through, and nothing runs twice.
+#[tokio::test]
+async fn calls_survive_a_script_flush() {
+    let redis = RedisServer::start();
+    let mut conn = redis.conn().await;
+    let queue = Queue::connect(&redis.url(), "flush").await.unwrap();
+    queue.schedule(NewJob::new(&0).id("first")).await.unwrap();
+
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // 600 jobs: three script calls in one pipeline, all answered NOSCRIPT, all sent again.
+    let results = queue
+        .schedule_many((1..=600u32).map(|i| NewJob::new(&i).id(format!("j{i}"))))
+        .await
+        .unwrap();
+    assert!(results.iter().all(|r| r.as_ref().unwrap().created));
+    assert_eq!(queue.counts().await.unwrap().scheduled, 601);
+
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(Promoter::promote(&queue, 1000).await.unwrap().promoted, 601);
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        queue.cancel("j1").await.unwrap(),
+        Cancelled::Removed(JobState::Ready)
+    );
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(matches!(
+        queue
+            .reschedule("j2", When::In(Duration::from_secs(60)))
+            .await
+            .unwrap(),
+        Rescheduled::Moved {
+            from: JobState::Ready,
+            ..
+        }
+    ));
+    let ready: usize = conn.llen("punctual:{flush}:ready").await.unwrap();
+    assert_eq!(
+        ready, 599,
+        "each job promoted once, one cancelled, one moved back"
+    );
 }
