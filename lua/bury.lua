@@ -6,6 +6,7 @@
 -- KEYS[3]  dead      ZSET  job id -> time it died (ms)
 -- KEYS[4]  attempts  HASH  job id -> attempts started
 -- KEYS[5]  errors    HASH  job id -> last error record (JSON)
+-- KEYS[6]  stats     HASH  event counters: `dead` += 1
 --
 -- ARGV[1]  job id
 -- ARGV[2]  fencing token the caller holds
@@ -21,6 +22,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREM', KEYS[1], id)
 redis.call('HDEL', KEYS[2], id)
 redis.call('ZADD', KEYS[3], now, id)
+redis.call('HINCRBY', KEYS[6], 'dead', 1)
 redis.call('HSET', KEYS[5], id, cjson.encode({
   reason = ARGV[3],
   message = ARGV[4],

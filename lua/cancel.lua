@@ -8,6 +8,7 @@
 -- KEYS[5]  jobs       HASH  job id -> envelope
 -- KEYS[6]  attempts   HASH  job id -> attempts started
 -- KEYS[7]  errors     HASH  job id -> last error record
+-- KEYS[8]  stats      HASH  event counters: `cancelled` += 1
 --
 -- ARGV[1]  job id
 --
@@ -30,4 +31,5 @@ end
 redis.call('HDEL', KEYS[5], id)
 redis.call('HDEL', KEYS[6], id)
 redis.call('HDEL', KEYS[7], id)
+redis.call('HINCRBY', KEYS[8], 'cancelled', 1)
 return state

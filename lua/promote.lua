@@ -6,16 +6,18 @@
 -- KEYS[4]  leases     HASH  job id -> fencing token of the current holder
 -- KEYS[5]  attempts   HASH  job id -> attempts started
 -- KEYS[6]  errors     HASH  job id -> last error record (JSON)
+-- KEYS[7]  stats      HASH  event counters: `promoted`, `expired` += jobs moved
 --
 -- ARGV[1]  batch: at most this many due jobs and at most this many expired leases per call
 --
--- Returns {now, promoted, expired, next_due, next_lease, max_lag}
+-- Returns {now, promoted, expired, next_due, next_lease, max_lag, lag_1, ..., lag_promoted}
 --   now         server time (ms) this call used
 --   promoted    jobs moved scheduled -> ready (== batch means: call again)
 --   expired     leases that ended: those jobs moved running -> ready (== batch: call again)
 --   next_due    due time of the new head of scheduled, or -1 when it is empty
 --   next_lease  earliest lease deadline in running, or -1 when it is empty
 --   max_lag     largest (now - due) among the promoted jobs, 0 when none
+--   lag_i       (now - due) of each promoted job, in ms: the promotion lag
 -- A job is never promoted before its due time: only scores <= now are taken.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -24,14 +26,17 @@ local batch = tonumber(ARGV[1])
 local due = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, batch, 'WITHSCORES')
 local ids = {}
 local max_lag = 0
+local lags = {}
 for i = 1, #due, 2 do
   ids[#ids + 1] = due[i]
   local lag = now - tonumber(due[i + 1])
+  lags[#lags + 1] = lag
   if lag > max_lag then max_lag = lag end
 end
 if #ids > 0 then
   redis.call('ZREM', KEYS[1], unpack(ids))
   redis.call('RPUSH', KEYS[2], unpack(ids))
+  redis.call('HINCRBY', KEYS[7], 'promoted', #ids)
 end
 
 local expired = redis.call('ZRANGE', KEYS[3], '-inf', now, 'BYSCORE', 'LIMIT', 0, batch)
@@ -48,11 +53,12 @@ if #expired > 0 then
     }))
   end
   redis.call('RPUSH', KEYS[2], unpack(expired))
+  redis.call('HINCRBY', KEYS[7], 'expired', #expired)
 end
 
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local lease = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-return {
+local out = {
   now,
   #ids,
   #expired,
@@ -60,3 +66,5 @@ return {
   lease[2] and tonumber(lease[2]) or -1,
   max_lag,
 }
+for i = 1, #lags do out[6 + i] = lags[i] end
+return out

@@ -6,6 +6,7 @@
 -- KEYS[3]  scheduled  ZSET  job id -> due time (ms)
 -- KEYS[4]  attempts   HASH  job id -> attempts started
 -- KEYS[5]  errors     HASH  job id -> last error record (JSON)
+-- KEYS[6]  stats      HASH  event counters: `retried` += 1 when the attempt counts
 --
 -- ARGV[1]  job id
 -- ARGV[2]  fencing token the caller holds
@@ -25,6 +26,8 @@ redis.call('ZREM', KEYS[1], id)
 redis.call('HDEL', KEYS[2], id)
 if ARGV[4] == '0' then
   redis.call('HINCRBY', KEYS[4], id, -1)
+else
+  redis.call('HINCRBY', KEYS[6], 'retried', 1)
 end
 if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[5], id, cjson.encode({

@@ -2,6 +2,7 @@
 --
 -- KEYS[1]  scheduled  ZSET  member = job id, score = due time (ms, server clock)
 -- KEYS[2]  jobs       HASH  job id -> envelope (MessagePack, written once)
+-- KEYS[3]  stats      HASH  event counters: `scheduled` += jobs created
 --
 -- ARGV[1]  wake channel: PUBLISHed to when a job becomes the new head of `scheduled`
 -- ARGV[2]  past tolerance in ms for absolute times; -1 accepts any time in the past
@@ -23,6 +24,7 @@ local head_due = head[2] and tonumber(head[2]) or nil
 
 local out = {now}
 local earliest = nil
+local created = 0
 for k = 0, n - 1 do
   local base = 4 + 4 * k
   local id, mode, ms, envelope = ARGV[base], ARGV[base + 1], tonumber(ARGV[base + 2]), ARGV[base + 3]
@@ -39,10 +41,14 @@ for k = 0, n - 1 do
   else
     redis.call('ZADD', KEYS[1], due, id)
     out[#out + 1] = 1
+    created = created + 1
     if earliest == nil or due < earliest then earliest = due end
   end
 end
 
+if created > 0 then
+  redis.call('HINCRBY', KEYS[3], 'scheduled', created)
+end
 if earliest ~= nil and (head_due == nil or earliest < head_due) then
   redis.call('PUBLISH', ARGV[1], earliest)
 end

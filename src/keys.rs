@@ -16,8 +16,16 @@
 //! | `p:{q}:errors` | HASH | id → last error record, JSON (after a failure) |
 //! | `p:{q}:seq` | STRING | counter that mints fencing tokens |
 //! | `p:{q}:meta` | HASH | `format` → storage format version |
+//! | `p:{q}:stats` | HASH | event → count since the queue was created (see below) |
 //!
-//! The wake channel `p:{q}:wake` is a pub/sub channel, not a key.
+//! The wake channel `p:{q}:wake` is a pub/sub channel, not a key. The registry `p:queues` (a
+//! SET of queue names, outside every hash tag) lets tools find every queue of a namespace; no
+//! script touches it.
+//!
+//! The `stats` fields are incremented by the script that makes the change, so they are exact
+//! and shared by every process: `scheduled`, `promoted`, `expired` (leases that ran out),
+//! `retried` (failed attempts sent back with a backoff), `dead`, `completed`, `cancelled`,
+//! `revived` (dead jobs retried), `purged` (dead jobs deleted).
 
 use crate::error::{Error, Result};
 
@@ -40,6 +48,7 @@ pub(crate) struct Keys {
     pub(crate) errors: String,
     pub(crate) seq: String,
     pub(crate) meta: String,
+    pub(crate) stats: String,
     /// Pub/sub channel the scripts PUBLISH to when a job becomes the earliest due.
     pub(crate) wake: String,
 }
@@ -61,8 +70,31 @@ impl Keys {
             errors: k("errors"),
             seq: k("seq"),
             meta: k("meta"),
+            stats: k("stats"),
             wake: k("wake"),
         })
+    }
+}
+
+impl Keys {
+    /// The registry SET of queue names of namespace `prefix`.
+    pub(crate) fn registry(prefix: &str) -> String {
+        format!("{prefix}:queues")
+    }
+
+    /// The pub/sub pattern matching the wake channel of every queue under `prefix`. Names
+    /// cannot hold glob characters, so only the braces and the suffix constrain it.
+    pub(crate) fn wake_pattern(prefix: &str) -> String {
+        format!("{prefix}:{{*}}:wake")
+    }
+
+    /// The queue whose wake channel under `prefix` is `channel`, if it is one.
+    pub(crate) fn queue_of_wake_channel<'a>(prefix: &str, channel: &'a str) -> Option<&'a str> {
+        let name = channel
+            .strip_prefix(prefix)?
+            .strip_prefix(":{")?
+            .strip_suffix("}:wake")?;
+        validate_name(name).ok().map(|()| name)
     }
 }
 
@@ -109,9 +141,21 @@ mod tests {
             &keys.errors,
             &keys.seq,
             &keys.meta,
+            &keys.stats,
+            &keys.wake,
         ] {
             assert!(key.starts_with("punctual:{emails}:"), "{key}");
         }
+    }
+
+    #[test]
+    fn wake_channels_map_back_to_their_queue() {
+        let keys = Keys::new("ns", "a:b.c").unwrap();
+        assert_eq!(Keys::queue_of_wake_channel("ns", &keys.wake), Some("a:b.c"));
+        assert_eq!(Keys::queue_of_wake_channel("other", &keys.wake), None);
+        assert_eq!(Keys::queue_of_wake_channel("ns", "ns:{x}:ready"), None);
+        assert_eq!(Keys::queue_of_wake_channel("ns", "ns:{a}:x:{b}:wake"), None);
+        assert_eq!(Keys::wake_pattern("ns"), "ns:{*}:wake");
     }
 
     #[test]

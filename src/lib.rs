@@ -46,11 +46,11 @@
 //!
 //! | state | key (queue `q`) | entered by |
 //! |---|---|---|
-//! | scheduled | `punctual:{q}:scheduled` ZSET, score = due ms | `schedule.lua`, `retry.lua`, `reschedule.lua` |
+//! | scheduled | `punctual:{q}:scheduled` ZSET, score = due ms | `schedule.lua`, `retry.lua`, `reschedule.lua`, `revive.lua` |
 //! | ready | `punctual:{q}:ready` LIST | `promote.lua` (due, or lease expired) |
 //! | running | `punctual:{q}:running` ZSET, score = lease deadline | `claim.lua`, `extend.lua` |
 //! | dead | `punctual:{q}:dead` ZSET, score = time of death | `bury.lua` |
-//! | gone | (data deleted) | `ack.lua`, `cancel.lua` |
+//! | gone | (data deleted) | `ack.lua`, `cancel.lua`, `purge.lua` |
 //!
 //! The job itself (a versioned MessagePack envelope) is stored once, in the `jobs` hash under
 //! its id. `docs/layout.md` has the full layout, including the side hashes for attempts,
@@ -72,9 +72,15 @@
 //!
 //! ## Layout of the crate
 //!
-//! - [`queue`]: connecting, scheduling, looking up, cancelling, rescheduling (producer side).
-//! - [`promoter`]: the scheduler loop (scheduled → ready, expired leases → ready).
+//! - [`queue`]: connecting, scheduling, cancelling, rescheduling (producer side).
+//! - `namespace`: one Redis and prefix holding many queues; the registry of queue names.
+//! - `inspect`: reading without changing: one job, a page of a state, counts, stats.
+//! - `dead`: the dead set: retry (`revive.lua`) and purge (`purge.lua`).
+//! - [`promoter`]: the scheduler loop (scheduled → ready, expired leases → ready), for a list
+//!   of queues or every queue of a namespace.
+//! - [`metrics`]: what a promoter measures (promotion lag histogram, per-queue counts).
 //! - [`worker`]: claiming, running handlers, heartbeats, ack / retry / bury, shutdown.
+//! - [`server`]: what punctual needs from Redis, and a check of it.
 //! - `job`: what a handler gets and returns ([`Job`], [`Context`], [`Outcome`]).
 //! - [`backoff`]: retry policies ([`Exponential`] with full jitter, [`Fixed`], custom).
 //! - [`keys`]: the one place key names are made, with the layout table.
@@ -84,26 +90,32 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+mod dead;
 mod envelope;
 mod error;
 mod id;
+mod inspect;
 mod job;
 pub mod keys;
+pub mod metrics;
+mod namespace;
 pub mod promoter;
 pub mod queue;
 mod reconnect;
 mod scripts;
+pub mod server;
 mod time;
 pub mod worker;
 
 pub use backoff::{Backoff, BackoffSpec, Exponential, Fixed, Rng};
+pub use dead::Purge;
 pub use error::{redact_url, Error, Result};
+pub use inspect::{Counts, ErrorRecord, JobInfo, QueueStats, Totals, MAX_LIST};
 pub use job::{Context, Job, Outcome};
+pub use namespace::{Namespace, MAX_REGISTERED_QUEUES};
 pub use promoter::{PromoteReport, Promoter, PromoterConfig};
-pub use queue::{
-    Cancelled, Counts, ErrorRecord, JobInfo, JobState, NewJob, Queue, QueueConfig, Rescheduled,
-    Scheduled, When,
-};
+pub use queue::{Cancelled, JobState, NewJob, Queue, QueueConfig, Rescheduled, Scheduled, When};
+pub use server::{ServerInfo, ServerProblem};
 pub use time::MAX_DELAY;
 pub use worker::{Worker, WorkerConfig, DEFAULT_MAX_ATTEMPTS};
 

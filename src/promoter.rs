@@ -11,6 +11,11 @@
 //!
 //! Any number of promoters may run on the same queues: `promote.lua` removes what it moves in
 //! the same atomic step, so each job is promoted exactly once.
+//!
+//! A promoter made with [`Promoter::for_namespace`] serves every queue of a namespace: it
+//! starts with the registered queues, subscribes to the wake channels of all queues by
+//! pattern, and adds a queue the moment its first job is scheduled (that job is the new head,
+//! so `schedule.lua` publishes), or at the next heartbeat when it appears in the registry.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,6 +26,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::error::{Error, Result};
+use crate::keys::Keys;
+use crate::metrics::{LagHistogram, PromoterMetrics};
+use crate::namespace::Namespace;
 use crate::queue::Queue;
 use crate::reconnect::ReconnectBackoff;
 use crate::scripts::scripts;
@@ -75,6 +83,8 @@ pub struct PromoteReport {
     pub expired: u64,
     /// Largest promotion lag seen (server time of promotion minus due time), in ms.
     pub max_lag_ms: u64,
+    /// The promotion lag of every job moved.
+    pub lag: LagHistogram,
     /// How long until the next job is due or the next lease ends, by the server's clock;
     /// `None` when neither exists.
     pub next_in: Option<Duration>,
@@ -84,7 +94,10 @@ pub struct PromoteReport {
 #[derive(Debug)]
 pub struct Promoter {
     queues: Vec<Queue>,
+    /// Set for a promoter of every queue of a namespace.
+    namespace: Option<Namespace>,
     config: PromoterConfig,
+    metrics: PromoterMetrics,
 }
 
 impl Promoter {
@@ -96,23 +109,48 @@ impl Promoter {
     /// URLs, or the batch is 0 or above [`MAX_BATCH`].
     pub fn new(queues: impl IntoIterator<Item = Queue>, config: PromoterConfig) -> Result<Self> {
         let queues: Vec<Queue> = queues.into_iter().collect();
-        let invalid = |reason: &str| Error::InvalidConfig {
-            what: "promoter",
-            reason: reason.to_owned(),
-        };
         let first = queues
             .first()
             .ok_or_else(|| invalid("needs at least one queue"))?;
-        if queues.iter().any(|q| q.url() != first.url()) {
-            return Err(invalid("queues must all be on the same redis url"));
+        if queues
+            .iter()
+            .any(|q| q.url() != first.url() || q.config().prefix() != first.config().prefix())
+        {
+            return Err(invalid(
+                "queues must all be on the same redis url and key prefix",
+            ));
         }
-        if config.batch == 0 || config.batch > MAX_BATCH {
-            return Err(invalid("batch must be between 1 and 5000"));
+        config.validate()?;
+        let metrics = PromoterMetrics::default();
+        for queue in &queues {
+            metrics.add_queue(queue.name());
         }
-        if config.heartbeat < Duration::from_millis(10) {
-            return Err(invalid("heartbeat must be at least 10 ms"));
-        }
-        Ok(Promoter { queues, config })
+        Ok(Promoter {
+            queues,
+            namespace: None,
+            config,
+            metrics,
+        })
+    }
+
+    /// A promoter for every queue of `namespace`, including queues created while it runs.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a batch of 0 or above [`MAX_BATCH`].
+    pub fn for_namespace(namespace: Namespace, config: PromoterConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Promoter {
+            queues: Vec::new(),
+            namespace: Some(namespace),
+            config,
+            metrics: PromoterMetrics::default(),
+        })
+    }
+
+    /// A live view of what this promoter does, per queue; keep it before calling
+    /// [`Promoter::run`].
+    pub fn metrics(&self) -> PromoterMetrics {
+        self.metrics.clone()
     }
 
     /// Promotes everything due in `queue` now: calls `promote.lua` until a call comes back
@@ -134,13 +172,22 @@ impl Promoter {
                 .key(&k.leases)
                 .key(&k.attempts)
                 .key(&k.errors)
+                .key(&k.stats)
                 .arg(batch)
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| queue.redis_error("promote", e))?;
-            let &[now, promoted, expired, next_due, next_lease, max_lag] = reply.as_slice() else {
+            let Some((&[now, promoted, expired, next_due, next_lease, max_lag], lags)) =
+                reply.split_first_chunk::<6>()
+            else {
                 return Err(queue.unexpected("promote", format!("reply {reply:?}")));
             };
+            if lags.len() as i64 != promoted {
+                return Err(queue.unexpected("promote", "one lag per promoted job expected"));
+            }
+            for &lag in lags {
+                total.lag.record(lag.max(0) as u64);
+            }
             total.promoted += promoted.max(0) as u64;
             total.expired += expired.max(0) as u64;
             total.max_lag_ms = total.max_lag_ms.max(max_lag.max(0) as u64);
@@ -160,39 +207,65 @@ impl Promoter {
     /// # Errors
     /// None at present; the `Result` leaves room for fatal conditions.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let names: Vec<&str> = self.queues.iter().map(|q| q.name()).collect();
-        let span = tracing::info_span!("promoter", queues = ?names);
+        let span = match &self.namespace {
+            Some(ns) => tracing::info_span!("promoter", namespace = ns.prefix()),
+            None => {
+                let names: Vec<&str> = self.queues.iter().map(|q| q.name()).collect();
+                tracing::info_span!("promoter", queues = ?names)
+            }
+        };
         self.run_inner(shutdown).instrument(span).await
     }
 
     async fn run_inner(self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let channels: HashMap<String, usize> = self
-            .queues
-            .iter()
-            .enumerate()
-            .map(|(i, q)| (q.keys().wake.clone(), i))
-            .collect();
-        let client = self.queues[0].client().clone();
-        let mut deadlines = vec![Instant::now(); self.queues.len()];
-        let mut outages: Vec<ReconnectBackoff> = self
-            .queues
-            .iter()
-            .map(|_| ReconnectBackoff::new())
-            .collect();
+        let Promoter {
+            queues,
+            namespace,
+            config,
+            metrics,
+        } = self;
+        let mut set = QueueSet::default();
+        for queue in queues {
+            set.add(queue, &metrics);
+        }
+        let client = match (&namespace, set.queues.first()) {
+            (Some(ns), _) => ns.client().clone(),
+            (None, Some(queue)) => queue.client().clone(),
+            (None, None) => return Ok(()),
+        };
+        // A namespace promoter re-reads the registry every heartbeat, starting now.
+        let mut registry_at = Instant::now();
         let mut wake: Option<redis::aio::PubSubStream> = None;
         let mut resubscribe_at = Instant::now();
         let mut pubsub_outage = ReconnectBackoff::new();
         tokio::pin!(shutdown);
-        info!(batch = self.config.batch, heartbeat = ?self.config.heartbeat, "promoter started");
+        info!(batch = config.batch, heartbeat = ?config.heartbeat, "promoter started");
 
         loop {
+            if let Some(ns) = &namespace {
+                if Instant::now() >= registry_at {
+                    registry_at = Instant::now() + config.heartbeat;
+                    match ns.queue_names().await {
+                        Ok(names) => {
+                            for name in names {
+                                set.open(ns, &name, &metrics).await;
+                            }
+                        }
+                        Err(e) => warn!(error = %e, "cannot read the queue registry"),
+                    }
+                }
+            }
             if wake.is_none() && Instant::now() >= resubscribe_at {
-                match subscribe(&client, channels.keys()).await {
+                let subscription = match &namespace {
+                    Some(ns) => Subscription::Pattern(Keys::wake_pattern(ns.prefix())),
+                    None => Subscription::Channels(set.channels.keys().cloned().collect()),
+                };
+                match subscribe(&client, subscription).await {
                     Ok(stream) => {
                         wake = Some(stream);
                         pubsub_outage.reset();
                         // Wake messages may have been missed while unsubscribed: sweep now.
-                        deadlines.fill(Instant::now());
+                        set.deadlines.fill(Instant::now());
                     }
                     Err(e) => {
                         let delay = pubsub_outage.next_delay();
@@ -201,9 +274,17 @@ impl Promoter {
                     }
                 }
             }
-            let mut next = deadlines.iter().copied().min().unwrap_or_else(Instant::now);
+            let mut next = set
+                .deadlines
+                .iter()
+                .copied()
+                .min()
+                .unwrap_or_else(|| Instant::now() + config.heartbeat);
             if wake.is_none() {
                 next = next.min(resubscribe_at);
+            }
+            if namespace.is_some() {
+                next = next.min(registry_at);
             }
 
             tokio::select! {
@@ -211,9 +292,18 @@ impl Promoter {
                 () = &mut shutdown => break,
                 message = next_message(&mut wake) => match message {
                     Some(msg) => {
-                        if let Some(&i) = channels.get(msg.get_channel_name()) {
-                            debug!(queue = self.queues[i].name(), "woken: an earlier job arrived");
-                            deadlines[i] = Instant::now();
+                        let channel = msg.get_channel_name();
+                        match (set.channels.get(channel), &namespace) {
+                            (Some(&i), _) => {
+                                debug!(queue = set.queues[i].name(), "woken: an earlier job arrived");
+                                set.deadlines[i] = Instant::now();
+                            }
+                            (None, Some(ns)) => {
+                                if let Some(name) = Keys::queue_of_wake_channel(ns.prefix(), channel) {
+                                    set.open(ns, name, &metrics).await;
+                                }
+                            }
+                            (None, None) => {}
                         }
                     }
                     None => {
@@ -226,13 +316,14 @@ impl Promoter {
             }
 
             let now = Instant::now();
-            for (i, queue) in self.queues.iter().enumerate() {
-                if deadlines[i] > now {
+            for (i, queue) in set.queues.iter().enumerate() {
+                if set.deadlines[i] > now {
                     continue;
                 }
-                match Promoter::promote(queue, self.config.batch).await {
+                match Promoter::promote(queue, config.batch).await {
                     Ok(report) => {
-                        outages[i].reset();
+                        set.outages[i].reset();
+                        metrics.record(queue.name(), Ok(&report));
                         if report.promoted > 0 || report.expired > 0 {
                             debug!(
                                 queue = queue.name(),
@@ -251,13 +342,14 @@ impl Promoter {
                         }
                         let sleep = report
                             .next_in
-                            .map_or(self.config.heartbeat, |d| d.min(self.config.heartbeat));
-                        deadlines[i] = Instant::now() + sleep;
+                            .map_or(config.heartbeat, |d| d.min(config.heartbeat));
+                        set.deadlines[i] = Instant::now() + sleep;
                     }
                     Err(e) => {
-                        let delay = outages[i].next_delay();
+                        metrics.record(queue.name(), Err(e.to_string()));
+                        let delay = set.outages[i].next_delay();
                         warn!(queue = queue.name(), error = %e, retry_in = ?delay, "promotion failed");
-                        deadlines[i] = Instant::now() + delay;
+                        set.deadlines[i] = Instant::now() + delay;
                     }
                 }
             }
@@ -267,15 +359,86 @@ impl Promoter {
     }
 }
 
-/// Subscribes to every wake channel on a fresh pub/sub connection.
-async fn subscribe<'a>(
+impl PromoterConfig {
+    fn validate(&self) -> Result<()> {
+        if self.batch == 0 || self.batch > MAX_BATCH {
+            return Err(invalid("batch must be between 1 and 5000"));
+        }
+        if self.heartbeat < Duration::from_millis(10) {
+            return Err(invalid("heartbeat must be at least 10 ms"));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(reason: &str) -> Error {
+    Error::InvalidConfig {
+        what: "promoter",
+        reason: reason.to_owned(),
+    }
+}
+
+/// The queues a running promoter serves, each with its next deadline and outage backoff.
+#[derive(Default)]
+struct QueueSet {
+    queues: Vec<Queue>,
+    /// Wake channel → index in `queues`.
+    channels: HashMap<String, usize>,
+    deadlines: Vec<Instant>,
+    outages: Vec<ReconnectBackoff>,
+}
+
+impl QueueSet {
+    /// Adds `queue`, due for a pass at once; a queue already present is left as it is.
+    fn add(&mut self, queue: Queue, metrics: &PromoterMetrics) {
+        let channel = queue.keys().wake.clone();
+        if self.channels.contains_key(&channel) {
+            return;
+        }
+        metrics.add_queue(queue.name());
+        self.channels.insert(channel, self.queues.len());
+        self.queues.push(queue);
+        self.deadlines.push(Instant::now());
+        self.outages.push(ReconnectBackoff::new());
+    }
+
+    /// Opens queue `name` of `ns` and adds it, unless it is already served.
+    async fn open(&mut self, ns: &Namespace, name: &str, metrics: &PromoterMetrics) {
+        if self.queues.iter().any(|q| q.name() == name) {
+            return;
+        }
+        match ns.queue(name).await {
+            Ok(queue) => {
+                info!(queue = name, "serving a new queue");
+                self.add(queue, metrics);
+            }
+            Err(e) => warn!(queue = name, error = %e, "cannot open a discovered queue"),
+        }
+    }
+}
+
+/// What to listen to for wake messages.
+enum Subscription {
+    /// The wake channels of a fixed set of queues.
+    Channels(Vec<String>),
+    /// A pattern covering every queue of a namespace.
+    Pattern(String),
+}
+
+/// Subscribes to the wake channels on a fresh pub/sub connection.
+async fn subscribe(
     client: &redis::Client,
-    channels: impl Iterator<Item = &'a String>,
+    subscription: Subscription,
 ) -> redis::RedisResult<redis::aio::PubSubStream> {
     let connect = async {
         let mut pubsub = client.get_async_pubsub().await?;
-        for channel in channels {
-            pubsub.subscribe(channel).await?;
+        match subscription {
+            Subscription::Channels(channels) => {
+                for channel in channels {
+                    pubsub.subscribe(channel).await?;
+                }
+            }
+            Subscription::Pattern(pattern) => pubsub.psubscribe(pattern).await?,
         }
         Ok(pubsub.into_on_message())
     };

@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use crate::backoff::BackoffSpec;
 use crate::envelope::{self, Envelope, ENVELOPE_VERSION};
-use crate::error::{clip, redact_url, Error, Result};
+use crate::error::{clip, Error, Result};
 use crate::keys::{Keys, DEFAULT_PREFIX};
+use crate::namespace::Namespace;
 use crate::scripts::scripts;
 use crate::time::{delay_ms, from_unix_ms, unix_ms};
 
@@ -93,6 +94,16 @@ impl QueueConfig {
     /// The key namespace.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// The response timeout in force.
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
+    /// The connection timeout in force.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     fn tolerance_ms(&self) -> i64 {
@@ -266,7 +277,7 @@ impl JobState {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "scheduled" => JobState::Scheduled,
             "ready" => JobState::Ready,
@@ -281,73 +292,6 @@ impl JobState {
 impl std::fmt::Display for JobState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// The last error recorded for a job (written by the scripts as JSON).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[non_exhaustive]
-pub struct ErrorRecord {
-    /// Why: `failed`, `retry_requested`, `lease_expired`, `attempts_exhausted`, `permanent`,
-    /// `undecodable`.
-    pub reason: String,
-    /// The handler's error message, or a description.
-    pub message: String,
-    /// When it was recorded, unix ms (server clock).
-    pub at: u64,
-    /// The attempt it ended.
-    pub attempt: u32,
-}
-
-/// Everything known about one job.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct JobInfo {
-    /// The queue holding the job.
-    pub queue: String,
-    /// The job's id.
-    pub id: String,
-    /// Its state; when [`JobState::Unknown`] every other field is empty.
-    pub state: JobState,
-    /// When it is due (scheduled jobs).
-    pub due_at: Option<SystemTime>,
-    /// When its current lease ends (running jobs).
-    pub lease_until: Option<SystemTime>,
-    /// When it died (dead jobs).
-    pub died_at: Option<SystemTime>,
-    /// Attempts started so far.
-    pub attempts: u32,
-    /// Its own attempt limit, if the producer set one.
-    pub max_attempts: Option<u32>,
-    /// Its kind.
-    pub kind: Option<String>,
-    /// When it was created (producer clock).
-    pub created_at: Option<SystemTime>,
-    /// The last error recorded for it.
-    pub last_error: Option<ErrorRecord>,
-    /// Its data, MessagePack; decode it with [`JobInfo::data_as`].
-    pub data: Option<Vec<u8>>,
-    /// Why the stored envelope could not be read, if it could not (kind, creation time, data
-    /// and attempt limit are then empty; a worker sends such a job to the dead set).
-    pub decode_error: Option<String>,
-}
-
-impl JobInfo {
-    /// The job's data decoded as `T`.
-    ///
-    /// # Errors
-    /// [`Error::Decode`] when there is no data or it does not decode as `T`.
-    pub fn data_as<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        let bytes = self.data.as_deref().ok_or_else(|| Error::Decode {
-            queue: self.queue.clone(),
-            id: self.id.clone(),
-            reason: "the job has no data (unknown job)".into(),
-        })?;
-        envelope::decode_data(bytes).map_err(|reason| Error::Decode {
-            queue: self.queue.clone(),
-            id: self.id.clone(),
-            reason,
-        })
     }
 }
 
@@ -381,41 +325,25 @@ pub enum Rescheduled {
     NotFound,
 }
 
-/// How many jobs are in each state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Counts {
-    /// In `scheduled`.
-    pub scheduled: u64,
-    /// In `ready`.
-    pub ready: u64,
-    /// In `running`.
-    pub running: u64,
-    /// In `dead`.
-    pub dead: u64,
-}
-
-/// A handle on one queue: cheap to clone, safe to share between tasks.
+/// A handle on one queue: cheap to clone, safe to share between tasks. Handles made from one
+/// [`Namespace`] share its connection.
 #[derive(Clone)]
 pub struct Queue {
     inner: Arc<Inner>,
 }
 
 struct Inner {
+    ns: Namespace,
     name: String,
     keys: Keys,
-    config: QueueConfig,
-    url: String,
-    client: redis::Client,
-    conn: ConnectionManager,
 }
 
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue")
             .field("name", &self.inner.name)
-            .field("prefix", &self.inner.config.prefix)
-            .field("url", &self.inner.url)
+            .field("prefix", &self.inner.ns.prefix())
+            .field("url", &self.inner.ns.url())
             .finish()
     }
 }
@@ -430,85 +358,35 @@ impl Queue {
         Queue::connect_with(url, name, QueueConfig::default()).await
     }
 
-    /// Connects to queue `name` on the Redis at `url` with `config`.
+    /// Connects to queue `name` on the Redis at `url` with `config`. To open many queues on
+    /// one connection, use [`Namespace`].
     ///
     /// # Errors
     /// As [`Queue::connect`].
     pub async fn connect_with(url: &str, name: &str, config: QueueConfig) -> Result<Queue> {
-        let keys = Keys::new(&config.prefix, name)?;
-        let redacted = redact_url(url);
-        let client = redis::Client::open(url).map_err(|source| Error::InvalidUrl {
-            url: redacted.clone(),
-            source,
-        })?;
-        let manager_config = redis::aio::ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.response_timeout))
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
+        // Bad input is refused before any connection is tried.
+        Keys::new(config.prefix(), name)?;
+        Namespace::connect_for(url, config, name)
+            .await?
+            .queue(name)
             .await
-            .map_err(|source| Error::Redis {
-                queue: name.to_owned(),
-                op: "connect",
-                source,
-            })?;
-        let queue = Queue {
-            inner: Arc::new(Inner {
-                name: name.to_owned(),
-                keys,
-                config,
-                url: redacted,
-                client,
-                conn,
-            }),
-        };
-        queue.check_format().await?;
-        Ok(queue)
     }
 
     /// A handle on another queue on the same Redis, sharing this one's connection and settings.
     ///
     /// # Errors
-    /// [`Error::InvalidQueueName`], or as [`Queue::connect`] for the format check.
+    /// As [`Namespace::queue`].
     pub async fn sibling(&self, name: &str) -> Result<Queue> {
-        let inner = &self.inner;
-        let queue = Queue {
-            inner: Arc::new(Inner {
-                name: name.to_owned(),
-                keys: Keys::new(&inner.config.prefix, name)?,
-                config: inner.config.clone(),
-                url: inner.url.clone(),
-                client: inner.client.clone(),
-                conn: inner.conn.clone(),
-            }),
-        };
-        queue.check_format().await?;
-        Ok(queue)
+        self.inner.ns.queue(name).await
     }
 
-    /// Records the storage format in a new queue, or checks it in an existing one.
-    async fn check_format(&self) -> Result<()> {
-        let meta = &self.inner.keys.meta;
-        let (found,): (Option<String>,) = redis::pipe()
-            .atomic()
-            .cmd("HSETNX")
-            .arg(meta)
-            .arg("format")
-            .arg(STORAGE_FORMAT)
-            .ignore()
-            .cmd("HGET")
-            .arg(meta)
-            .arg("format")
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| self.redis_error("connect", e))?;
-        match found {
-            Some(v) if v == STORAGE_FORMAT.to_string() => Ok(()),
-            other => Err(Error::IncompatibleFormat {
-                queue: self.inner.name.clone(),
-                found: other.unwrap_or_default(),
-                expected: STORAGE_FORMAT,
+    /// A handle made by [`Namespace::queue`], which checks the format.
+    pub(crate) fn from_parts(ns: Namespace, name: &str, keys: Keys) -> Queue {
+        Queue {
+            inner: Arc::new(Inner {
+                ns,
+                name: name.to_owned(),
+                keys,
             }),
         }
     }
@@ -520,12 +398,17 @@ impl Queue {
 
     /// The Redis URL, password redacted.
     pub fn url(&self) -> &str {
-        &self.inner.url
+        self.inner.ns.url()
     }
 
     /// The settings in force.
     pub fn config(&self) -> &QueueConfig {
-        &self.inner.config
+        self.inner.ns.config()
+    }
+
+    /// The namespace (Redis and prefix) the queue belongs to.
+    pub fn namespace(&self) -> &Namespace {
+        &self.inner.ns
     }
 
     pub(crate) fn keys(&self) -> &Keys {
@@ -533,12 +416,12 @@ impl Queue {
     }
 
     pub(crate) fn client(&self) -> &redis::Client {
-        &self.inner.client
+        self.inner.ns.client()
     }
 
     /// A clone of the shared, auto-reconnecting connection.
     pub(crate) fn conn(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+        self.inner.ns.conn()
     }
 
     pub(crate) fn redis_error(&self, op: &'static str, source: redis::RedisError) -> Error {
@@ -590,7 +473,7 @@ impl Queue {
             .map(|job| self.prepare(job))
             .collect::<Result<Vec<_>>>()?;
         let keys = &self.inner.keys;
-        let tolerance = self.inner.config.tolerance_ms();
+        let tolerance = self.config().tolerance_ms();
         let script = &scripts().schedule;
         let mut results = Vec::with_capacity(prepared.len());
         let mut conn = self.conn();
@@ -608,7 +491,7 @@ impl Queue {
                         args.push(job.ms.to_string().into_bytes());
                         args.push(job.envelope.clone());
                     }
-                    script.evalsha_cmd(&[&keys.scheduled, &keys.jobs], &args)
+                    script.evalsha_cmd(&[&keys.scheduled, &keys.jobs, &keys.stats], &args)
                 })
                 .collect();
             let replies = script
@@ -659,7 +542,7 @@ impl Queue {
             queue: queue.clone(),
             source,
         })?;
-        let limit = self.inner.config.max_payload_bytes;
+        let limit = self.config().max_payload_bytes;
         if data.len() > limit {
             return Err(Error::PayloadTooLarge {
                 queue: queue.clone(),
@@ -695,77 +578,6 @@ impl Queue {
         })
     }
 
-    /// Everything known about job `id`, read atomically. An id that does not exist gives a
-    /// [`JobInfo`] in state [`JobState::Unknown`].
-    ///
-    /// # Errors
-    /// [`Error::Redis`]. An unreadable envelope is not an error: see [`JobInfo::decode_error`].
-    pub async fn get(&self, id: &str) -> Result<JobInfo> {
-        let k = &self.inner.keys;
-        type Reply = (
-            Option<Vec<u8>>,
-            Option<f64>,
-            Option<f64>,
-            Option<f64>,
-            Option<u32>,
-            Option<String>,
-        );
-        let (body, due, lease, died, attempts, error): Reply = redis::pipe()
-            .atomic()
-            .hget(&k.jobs, id)
-            .zscore(&k.scheduled, id)
-            .zscore(&k.running, id)
-            .zscore(&k.dead, id)
-            .hget(&k.attempts, id)
-            .hget(&k.errors, id)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| self.redis_error("get", e))?;
-        let mut info = JobInfo {
-            queue: self.inner.name.clone(),
-            id: id.to_owned(),
-            state: JobState::Unknown,
-            due_at: None,
-            lease_until: None,
-            died_at: None,
-            attempts: 0,
-            max_attempts: None,
-            kind: None,
-            created_at: None,
-            last_error: None,
-            data: None,
-            decode_error: None,
-        };
-        let Some(body) = body else {
-            return Ok(info);
-        };
-        let at = |score: Option<f64>| score.map(|s| from_unix_ms(s.max(0.0) as u64));
-        info.state = if due.is_some() {
-            JobState::Scheduled
-        } else if lease.is_some() {
-            JobState::Running
-        } else if died.is_some() {
-            JobState::Dead
-        } else {
-            JobState::Ready
-        };
-        info.due_at = at(due);
-        info.lease_until = at(lease);
-        info.died_at = at(died);
-        info.attempts = attempts.unwrap_or(0);
-        info.last_error = error.and_then(|json| serde_json::from_str(&json).ok());
-        match Envelope::decode(&body) {
-            Ok(envelope) => {
-                info.max_attempts = envelope.max_attempts;
-                info.kind = Some(envelope.kind);
-                info.created_at = Some(from_unix_ms(envelope.created_ms));
-                info.data = Some(envelope.data);
-            }
-            Err(reason) => info.decode_error = Some(reason),
-        }
-        Ok(info)
-    }
-
     /// Cancels job `id` unless it is running: its data is deleted and it will not run.
     ///
     /// # Errors
@@ -782,6 +594,7 @@ impl Queue {
             .key(&k.jobs)
             .key(&k.attempts)
             .key(&k.errors)
+            .key(&k.stats)
             .arg(id)
             .invoke_async(&mut self.conn())
             .await
@@ -805,7 +618,7 @@ impl Queue {
         let queue = &self.inner.name;
         let (mode, ms) = when.to_args(queue, id)?;
         let k = &self.inner.keys;
-        let tolerance = self.inner.config.tolerance_ms();
+        let tolerance = self.config().tolerance_ms();
         let (state, value): (String, i64) = scripts()
             .reschedule
             .call()
@@ -843,29 +656,6 @@ impl Queue {
         };
         tracing::debug!(queue = %queue, job = id, ?outcome, "reschedule");
         Ok(outcome)
-    }
-
-    /// How many jobs are in each state, read atomically.
-    ///
-    /// # Errors
-    /// [`Error::Redis`].
-    pub async fn counts(&self) -> Result<Counts> {
-        let k = &self.inner.keys;
-        let (scheduled, ready, running, dead): (u64, u64, u64, u64) = redis::pipe()
-            .atomic()
-            .zcard(&k.scheduled)
-            .llen(&k.ready)
-            .zcard(&k.running)
-            .zcard(&k.dead)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| self.redis_error("counts", e))?;
-        Ok(Counts {
-            scheduled,
-            ready,
-            running,
-            dead,
-        })
     }
 }
 

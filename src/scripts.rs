@@ -101,6 +101,8 @@ pub(crate) struct Scripts {
     pub(crate) bury: LuaScript,
     pub(crate) cancel: LuaScript,
     pub(crate) reschedule: LuaScript,
+    pub(crate) revive: LuaScript,
+    pub(crate) purge: LuaScript,
 }
 
 /// The process-wide script table (each script's SHA1 is computed once).
@@ -116,5 +118,7 @@ pub(crate) fn scripts() -> &'static Scripts {
         bury: LuaScript::new(include_str!("../lua/bury.lua")),
         cancel: LuaScript::new(include_str!("../lua/cancel.lua")),
         reschedule: LuaScript::new(include_str!("../lua/reschedule.lua")),
+        revive: LuaScript::new(include_str!("../lua/revive.lua")),
+        purge: LuaScript::new(include_str!("../lua/purge.lua")),
     })
 }

@@ -1,0 +1,42 @@
+-- purge.lua: dead -> gone. Deletes dead jobs and everything stored for them. This is
+-- `punctual dead purge`; only jobs in the dead set are ever touched.
+--
+-- KEYS[1]  dead      ZSET  job id -> time it died (ms)
+-- KEYS[2]  jobs      HASH  job id -> envelope
+-- KEYS[3]  attempts  HASH  job id -> attempts started
+-- KEYS[4]  errors    HASH  job id -> last error record
+-- KEYS[5]  stats     HASH  event counters: `purged` += jobs deleted
+--
+-- ARGV[1]  n > 0: purge at most n jobs, those that died first, selected by ARGV[2];
+--          0: purge the ids that follow
+-- ARGV[2]  minimum age in ms (died at or before server now - age); -1: any age
+-- ARGV[3..]  job ids (when ARGV[1] is 0)
+--
+-- Returns {now, id_1, ...}: the ids purged. An id that is not in the dead set is skipped.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = tonumber(ARGV[1])
+local age = tonumber(ARGV[2])
+
+local candidates
+if n > 0 then
+  local max = '+inf'
+  if age >= 0 then max = now - age end
+  candidates = redis.call('ZRANGE', KEYS[1], '-inf', max, 'BYSCORE', 'LIMIT', 0, n)
+else
+  candidates = {unpack(ARGV, 3)}
+end
+
+local out = {now}
+for _, id in ipairs(candidates) do
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HDEL', KEYS[3], id)
+    redis.call('HDEL', KEYS[4], id)
+    out[#out + 1] = id
+  end
+end
+if #out > 1 then
+  redis.call('HINCRBY', KEYS[5], 'purged', #out - 1)
+end
+return out

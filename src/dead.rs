@@ -1,0 +1,145 @@
+//! The dead set: jobs that used their last attempt, failed permanently or could not be decoded
+//! wait in `p:{q}:dead` (scored by time of death) with their last error until an operator
+//! retries them (`revive.lua`: back to scheduled, due now, attempts reset) or purges them
+//! (`purge.lua`: deleted). Both scripts touch only jobs that are in the dead set.
+
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::queue::Queue;
+use crate::scripts::scripts;
+use crate::time::delay_ms;
+
+/// Jobs per `revive.lua` / `purge.lua` call: keeps each script short and its `ARGV` far below
+/// Lua's `unpack` limit.
+const DEAD_BATCH: usize = 1000;
+
+/// Which dead jobs to purge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purge<'a> {
+    /// These ids (ids not in the dead set are left alone).
+    Ids(&'a [String]),
+    /// Every dead job.
+    All,
+    /// Jobs that died at least this long ago (server clock).
+    OlderThan(Duration),
+}
+
+impl Queue {
+    /// Sends the dead jobs `ids` back to scheduled, due now, with their attempts reset.
+    /// Returns the ids that were dead and moved; the others are left alone.
+    ///
+    /// # Errors
+    /// [`crate::Error::Redis`], [`crate::Error::UnexpectedReply`].
+    pub async fn retry_dead(&self, ids: &[String]) -> Result<Vec<String>> {
+        let mut revived = Vec::new();
+        for chunk in ids.chunks(DEAD_BATCH) {
+            revived.extend(self.revive(0, chunk).await?);
+        }
+        Ok(revived)
+    }
+
+    /// Sends every dead job back to scheduled, due now, with attempts reset, in batches.
+    /// Returns how many moved.
+    ///
+    /// # Errors
+    /// [`crate::Error::Redis`], [`crate::Error::UnexpectedReply`].
+    pub async fn retry_all_dead(&self) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let moved = self.revive(DEAD_BATCH, &[]).await?.len();
+            total += moved as u64;
+            if moved < DEAD_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Deletes dead jobs and everything stored for them. Returns how many were deleted.
+    ///
+    /// # Errors
+    /// [`crate::Error::DelayOverflow`] for an age above [`crate::MAX_DELAY`];
+    /// [`crate::Error::Redis`], [`crate::Error::UnexpectedReply`].
+    pub async fn purge_dead(&self, which: Purge<'_>) -> Result<u64> {
+        let age = match which {
+            Purge::Ids(ids) => {
+                let mut total = 0;
+                for chunk in ids.chunks(DEAD_BATCH) {
+                    total += self.purge(0, -1, chunk).await?.len() as u64;
+                }
+                return Ok(total);
+            }
+            Purge::All => -1,
+            Purge::OlderThan(age) => match delay_ms(age) {
+                Some(ms) => ms as i64,
+                None => {
+                    return Err(crate::Error::DelayOverflow {
+                        queue: self.name().to_owned(),
+                        delay: age,
+                    })
+                }
+            },
+        };
+        let mut total = 0;
+        loop {
+            let deleted = self.purge(DEAD_BATCH, age, &[]).await?.len();
+            total += deleted as u64;
+            if deleted < DEAD_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One `revive.lua` call: the `n` first dead jobs, or `ids` when `n` is 0.
+    async fn revive(&self, n: usize, ids: &[String]) -> Result<Vec<String>> {
+        let k = self.keys();
+        let reply: Vec<redis::Value> = scripts()
+            .revive
+            .call()
+            .key(&k.dead)
+            .key(&k.scheduled)
+            .key(&k.attempts)
+            .key(&k.stats)
+            .arg(&k.wake)
+            .arg(n)
+            .arg(ids)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.redis_error("dead retry", e))?;
+        let ids = self.ids_after_time("dead retry", reply)?;
+        tracing::debug!(queue = self.name(), jobs = ids.len(), "dead jobs retried");
+        Ok(ids)
+    }
+
+    /// One `purge.lua` call: up to `n` jobs at least `age` ms dead (`-1`: any), or `ids`
+    /// when `n` is 0.
+    async fn purge(&self, n: usize, age: i64, ids: &[String]) -> Result<Vec<String>> {
+        let k = self.keys();
+        let reply: Vec<redis::Value> = scripts()
+            .purge
+            .call()
+            .key(&k.dead)
+            .key(&k.jobs)
+            .key(&k.attempts)
+            .key(&k.errors)
+            .key(&k.stats)
+            .arg(n)
+            .arg(age)
+            .arg(ids)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.redis_error("dead purge", e))?;
+        let ids = self.ids_after_time("dead purge", reply)?;
+        tracing::debug!(queue = self.name(), jobs = ids.len(), "dead jobs purged");
+        Ok(ids)
+    }
+
+    /// Parses a `{now, id_1, ...}` reply.
+    fn ids_after_time(&self, op: &'static str, reply: Vec<redis::Value>) -> Result<Vec<String>> {
+        reply
+            .into_iter()
+            .skip(1)
+            .map(|v| redis::from_redis_value(v).map_err(|e| self.unexpected(op, e.to_string())))
+            .collect()
+    }
+}

@@ -1,0 +1,371 @@
+//! Reading a queue without changing it: one job ([`Queue::get`]), a page of jobs in one state
+//! ([`Queue::list`]), the size of each state ([`Queue::counts`]) and a summary with the
+//! queue's event totals ([`Queue::stats`]). Every read of more than one key is one `MULTI`
+//! transaction, so it sees one consistent state; every range has a limit.
+
+use std::time::{Duration, SystemTime};
+
+use redis::Value;
+
+use crate::envelope::{self, Envelope};
+use crate::error::{Error, Result};
+use crate::keys::Keys;
+use crate::queue::{JobState, Queue};
+use crate::time::from_unix_ms;
+
+/// Most jobs [`Queue::list`] returns in one call.
+pub const MAX_LIST: usize = 10_000;
+
+/// The last error recorded for a job (written by the scripts as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ErrorRecord {
+    /// Why: `failed`, `retry_requested`, `lease_expired`, `attempts_exhausted`, `permanent`,
+    /// `undecodable`.
+    pub reason: String,
+    /// The handler's error message, or a description.
+    pub message: String,
+    /// When it was recorded, unix ms (server clock).
+    pub at: u64,
+    /// The attempt it ended.
+    pub attempt: u32,
+}
+
+/// Everything known about one job.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct JobInfo {
+    /// The queue holding the job.
+    pub queue: String,
+    /// The job's id.
+    pub id: String,
+    /// Its state; when [`JobState::Unknown`] every other field is empty.
+    pub state: JobState,
+    /// When it is due (scheduled jobs).
+    pub due_at: Option<SystemTime>,
+    /// When its current lease ends (running jobs).
+    pub lease_until: Option<SystemTime>,
+    /// When it died (dead jobs).
+    pub died_at: Option<SystemTime>,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Its own attempt limit, if the producer set one.
+    pub max_attempts: Option<u32>,
+    /// Its kind.
+    pub kind: Option<String>,
+    /// When it was created (producer clock).
+    pub created_at: Option<SystemTime>,
+    /// The last error recorded for it.
+    pub last_error: Option<ErrorRecord>,
+    /// Its data, MessagePack; decode it with [`JobInfo::data_as`].
+    pub data: Option<Vec<u8>>,
+    /// Why the stored envelope could not be read, if it could not (kind, creation time, data
+    /// and attempt limit are then empty; a worker sends such a job to the dead set).
+    pub decode_error: Option<String>,
+}
+
+impl JobInfo {
+    /// The job's data decoded as `T`.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] when there is no data or it does not decode as `T`.
+    pub fn data_as<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        let bytes = self.data.as_deref().ok_or_else(|| Error::Decode {
+            queue: self.queue.clone(),
+            id: self.id.clone(),
+            reason: "the job has no data (unknown job)".into(),
+        })?;
+        envelope::decode_data(bytes).map_err(|reason| Error::Decode {
+            queue: self.queue.clone(),
+            id: self.id.clone(),
+            reason,
+        })
+    }
+}
+
+/// How many jobs are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counts {
+    /// In `scheduled`.
+    pub scheduled: u64,
+    /// In `ready`.
+    pub ready: u64,
+    /// In `running`.
+    pub running: u64,
+    /// In `dead`.
+    pub dead: u64,
+}
+
+/// Totals of events on a queue since it was created, kept by the scripts in `p:{q}:stats`
+/// (see [`crate::keys`]). Shared by every process; a counter that never happened is 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Totals {
+    /// Jobs created by `schedule.lua`.
+    pub scheduled: u64,
+    /// Jobs promoted scheduled → ready.
+    pub promoted: u64,
+    /// Leases that ran out (the job went back to ready).
+    pub expired: u64,
+    /// Failed attempts sent back to wait out a backoff.
+    pub retried: u64,
+    /// Jobs moved to the dead set.
+    pub dead: u64,
+    /// Jobs acknowledged as done.
+    pub completed: u64,
+    /// Jobs cancelled.
+    pub cancelled: u64,
+    /// Dead jobs sent back to scheduled.
+    pub revived: u64,
+    /// Dead jobs deleted.
+    pub purged: u64,
+}
+
+/// A summary of a queue, read atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// The queue.
+    pub queue: String,
+    /// Jobs in each state.
+    pub counts: Counts,
+    /// The due time of the earliest scheduled job.
+    pub next_due: Option<SystemTime>,
+    /// How long the earliest scheduled job has been due without being promoted (by the
+    /// server's clock); `None` when nothing in `scheduled` is due. It grows when no promoter
+    /// runs.
+    pub oldest_overdue: Option<Duration>,
+    /// Event totals.
+    pub totals: Totals,
+    /// The server's clock when this was read.
+    pub server_time: SystemTime,
+}
+
+/// The six replies that describe one job, in the order [`job_commands`] asks for them.
+type JobReply = (
+    Option<Vec<u8>>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<u32>,
+    Option<String>,
+);
+
+/// Adds the commands that read everything about job `id` to `pipe`.
+fn job_commands(pipe: &mut redis::Pipeline, k: &Keys, id: &str) {
+    pipe.hget(&k.jobs, id)
+        .zscore(&k.scheduled, id)
+        .zscore(&k.running, id)
+        .zscore(&k.dead, id)
+        .hget(&k.attempts, id)
+        .hget(&k.errors, id);
+}
+
+impl Queue {
+    /// Everything known about job `id`, read atomically. An id that does not exist gives a
+    /// [`JobInfo`] in state [`JobState::Unknown`].
+    ///
+    /// # Errors
+    /// [`Error::Redis`]. An unreadable envelope is not an error: see [`JobInfo::decode_error`].
+    pub async fn get(&self, id: &str) -> Result<JobInfo> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        job_commands(&mut pipe, self.keys(), id);
+        let reply: JobReply = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.redis_error("get", e))?;
+        Ok(self.job_info(id, reply))
+    }
+
+    /// Up to `limit` (at most [`MAX_LIST`]) jobs in `state`, oldest first: scheduled by due
+    /// time, ready in the order workers take them, running by lease deadline, dead by time of
+    /// death. A job that moves on between the listing and the read of its details is shown in
+    /// its new state, or left out when it finished.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for [`JobState::Unknown`] or a limit above [`MAX_LIST`];
+    /// [`Error::Redis`].
+    pub async fn list(&self, state: JobState, limit: usize) -> Result<Vec<JobInfo>> {
+        if limit > MAX_LIST {
+            return Err(Error::InvalidConfig {
+                what: "list limit",
+                reason: format!("must be at most {MAX_LIST}"),
+            });
+        }
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let k = self.keys();
+        let last = limit as isize - 1;
+        let mut conn = self.conn();
+        let listing = match state {
+            JobState::Scheduled => redis::cmd("ZRANGE")
+                .arg(&k.scheduled)
+                .arg(0)
+                .arg(last)
+                .clone(),
+            JobState::Ready => redis::cmd("LRANGE").arg(&k.ready).arg(0).arg(last).clone(),
+            JobState::Running => redis::cmd("ZRANGE")
+                .arg(&k.running)
+                .arg(0)
+                .arg(last)
+                .clone(),
+            JobState::Dead => redis::cmd("ZRANGE").arg(&k.dead).arg(0).arg(last).clone(),
+            JobState::Unknown => {
+                return Err(Error::InvalidConfig {
+                    what: "list state",
+                    reason: "must be scheduled, ready, running or dead".to_owned(),
+                })
+            }
+        };
+        let ids: Vec<String> = listing
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.redis_error("list", e))?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            job_commands(&mut pipe, k, id);
+        }
+        let replies: Vec<Value> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.redis_error("list", e))?;
+        if replies.len() != ids.len() * 6 {
+            return Err(self.unexpected("list", "reply length does not match"));
+        }
+        let mut jobs = Vec::with_capacity(ids.len());
+        for (id, parts) in ids.iter().zip(replies.chunks(6)) {
+            let reply: JobReply = redis::from_redis_value(Value::Array(parts.to_vec()))
+                .map_err(|e| self.unexpected("list", e.to_string()))?;
+            let info = self.job_info(id, reply);
+            if info.state != JobState::Unknown {
+                jobs.push(info);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Builds a [`JobInfo`] from the replies of [`job_commands`].
+    fn job_info(&self, id: &str, reply: JobReply) -> JobInfo {
+        let (body, due, lease, died, attempts, error) = reply;
+        let mut info = JobInfo {
+            queue: self.name().to_owned(),
+            id: id.to_owned(),
+            state: JobState::Unknown,
+            due_at: None,
+            lease_until: None,
+            died_at: None,
+            attempts: 0,
+            max_attempts: None,
+            kind: None,
+            created_at: None,
+            last_error: None,
+            data: None,
+            decode_error: None,
+        };
+        let Some(body) = body else {
+            return info;
+        };
+        let at = |score: Option<f64>| score.map(|s| from_unix_ms(s.max(0.0) as u64));
+        info.state = if due.is_some() {
+            JobState::Scheduled
+        } else if lease.is_some() {
+            JobState::Running
+        } else if died.is_some() {
+            JobState::Dead
+        } else {
+            JobState::Ready
+        };
+        info.due_at = at(due);
+        info.lease_until = at(lease);
+        info.died_at = at(died);
+        info.attempts = attempts.unwrap_or(0);
+        info.last_error = error.and_then(|json| serde_json::from_str(&json).ok());
+        match Envelope::decode(&body) {
+            Ok(envelope) => {
+                info.max_attempts = envelope.max_attempts;
+                info.kind = Some(envelope.kind);
+                info.created_at = Some(from_unix_ms(envelope.created_ms));
+                info.data = Some(envelope.data);
+            }
+            Err(reason) => info.decode_error = Some(reason),
+        }
+        info
+    }
+
+    /// How many jobs are in each state, read atomically.
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn counts(&self) -> Result<Counts> {
+        Ok(self.stats().await?.counts)
+    }
+
+    /// Counts, the next due time, the oldest overdue job's age and the event totals, read in
+    /// one transaction.
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn stats(&self) -> Result<QueueStats> {
+        let k = self.keys();
+        type Reply = (
+            u64,
+            u64,
+            u64,
+            u64,
+            Vec<(String, f64)>,
+            Vec<(String, u64)>,
+            (u64, u64),
+        );
+        let (scheduled, ready, running, dead, head, fields, (secs, micros)): Reply = redis::pipe()
+            .atomic()
+            .zcard(&k.scheduled)
+            .llen(&k.ready)
+            .zcard(&k.running)
+            .zcard(&k.dead)
+            .zrange_withscores(&k.scheduled, 0, 0)
+            .hgetall(&k.stats)
+            .cmd("TIME")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.redis_error("stats", e))?;
+        let now_ms = secs.saturating_mul(1000).saturating_add(micros / 1000);
+        let next_due_ms = head.first().map(|(_, score)| score.max(0.0) as u64);
+        let mut totals = Totals::default();
+        for (field, value) in fields {
+            let slot = match field.as_str() {
+                "scheduled" => &mut totals.scheduled,
+                "promoted" => &mut totals.promoted,
+                "expired" => &mut totals.expired,
+                "retried" => &mut totals.retried,
+                "dead" => &mut totals.dead,
+                "completed" => &mut totals.completed,
+                "cancelled" => &mut totals.cancelled,
+                "revived" => &mut totals.revived,
+                "purged" => &mut totals.purged,
+                _ => continue,
+            };
+            *slot = value;
+        }
+        Ok(QueueStats {
+            queue: self.name().to_owned(),
+            counts: Counts {
+                scheduled,
+                ready,
+                running,
+                dead,
+            },
+            next_due: next_due_ms.map(from_unix_ms),
+            oldest_overdue: next_due_ms
+                .filter(|&due| due <= now_ms)
+                .map(|due| Duration::from_millis(now_ms - due)),
+            totals,
+            server_time: from_unix_ms(now_ms),
+        })
+    }
+}
