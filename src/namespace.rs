@@ -145,6 +145,17 @@ impl Namespace {
         Ok(names)
     }
 
+    /// Checks that Redis answers (`PING`).
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn ping(&self) -> Result<()> {
+        redis::cmd("PING")
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(|e| self.redis_error("ping", e))
+    }
+
     /// What the server is and how it is configured: version, eviction policy, persistence.
     /// See [`ServerInfo::problems`].
     ///

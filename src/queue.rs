@@ -472,6 +472,47 @@ impl Queue {
             .into_iter()
             .map(|job| self.prepare(job))
             .collect::<Result<Vec<_>>>()?;
+        self.send(&prepared).await
+    }
+
+    /// Schedules many jobs like [`Queue::schedule_many`], but a job that fails validation does
+    /// not stop the others: it gets its error in its entry and nothing is written for it,
+    /// while the valid jobs are sent. For bulk imports where one bad record must not hold
+    /// up the rest.
+    ///
+    /// # Errors
+    /// [`Error::Redis`] when Redis fails (some batches may have been written: send the same
+    /// ids again to find out, idempotently).
+    pub async fn schedule_each(
+        &self,
+        jobs: impl IntoIterator<Item = NewJob>,
+    ) -> Result<Vec<Result<Scheduled>>> {
+        let mut valid = Vec::new();
+        // One slot per job, in order: its validation error, or `None` for a job being sent.
+        let mut slots: Vec<Option<Error>> = Vec::new();
+        for job in jobs {
+            match self.prepare(job) {
+                Ok(prepared) => {
+                    valid.push(prepared);
+                    slots.push(None);
+                }
+                Err(e) => slots.push(Some(e)),
+            }
+        }
+        let mut sent = self.send(&valid).await?.into_iter();
+        slots
+            .into_iter()
+            .map(|slot| match slot {
+                Some(e) => Ok(Err(e)),
+                None => sent
+                    .next()
+                    .ok_or_else(|| self.unexpected("schedule", "missing result")),
+            })
+            .collect()
+    }
+
+    /// Sends prepared jobs: 256 per `schedule.lua` call, 32 calls per pipeline.
+    async fn send(&self, prepared: &[Prepared]) -> Result<Vec<Result<Scheduled>>> {
         let keys = &self.inner.keys;
         let tolerance = self.config().tolerance_ms();
         let script = &scripts().schedule;

@@ -1,0 +1,305 @@
+//! The command line: every command, flag and default, in one place.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::input::{parse_duration, parse_when, CliWhen};
+
+/// punctual: on-time delayed jobs on Redis. Sidecar promoter, worker for any language, and
+/// operator tools.
+#[derive(Debug, Parser)]
+#[command(name = "punctual", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Redis to use; a password in it is never printed.
+    #[arg(
+        long,
+        global = true,
+        env = "PUNCTUAL_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub(crate) redis_url: String,
+
+    /// Key namespace: keys are PREFIX:{queue}:...
+    #[arg(long, global = true, env = "PUNCTUAL_PREFIX", default_value = punctual::keys::DEFAULT_PREFIX)]
+    pub(crate) prefix: String,
+
+    /// Log format (logs go to stderr).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+
+    /// More logging (-v debug, -vv trace). RUST_LOG, when set, overrides -v and -q.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    /// Less logging (-q errors only, -qq nothing).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub(crate) quiet: u8,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the promoter (the sidecar): due jobs to ready, expired leases back.
+    ///
+    /// With no QUEUE it serves every queue of the namespace, including ones created later.
+    /// Safe to run as several replicas. SIGTERM or SIGINT stops it at once (it holds no jobs).
+    Promote(PromoteArgs),
+    /// Schedule one job; prints its id.
+    Schedule(ScheduleArgs),
+    /// Bulk-schedule jobs from newline-delimited JSON.
+    ///
+    /// One object per line: {"id"?, "in"|"at", "data"?, "kind"?, "max_attempts"?}. A bad
+    /// line is reported with its line number and skipped; the others are scheduled. Exit
+    /// status 2 when any line was rejected.
+    Import(ImportArgs),
+    /// Run a worker that executes a command for each job (any language).
+    ///
+    /// SIGTERM or SIGINT: stop taking jobs, let running commands finish within --grace, then
+    /// kill the rest and hand their jobs back. Nothing is lost.
+    Work(WorkArgs),
+    /// Show one job: state, times, attempts, last error, data.
+    Show(JobArgs),
+    /// Cancel a job that is not running.
+    Cancel(JobArgs),
+    /// Move a job (scheduled, ready or dead) to a new due time.
+    Reschedule(RescheduleArgs),
+    /// List jobs oldest first.
+    Ls(LsArgs),
+    /// Per queue: jobs in each state, next due time, oldest overdue age.
+    Stats(StatsArgs),
+    /// Retry or purge dead jobs.
+    #[command(subcommand)]
+    Dead(DeadCommand),
+}
+
+/// Checks of the Redis server made by long-running commands.
+#[derive(Debug, Args)]
+pub(crate) struct ServerCheckArgs {
+    /// Start even if maxmemory-policy may evict job keys (allkeys-*); warn instead of refusing.
+    #[arg(long)]
+    pub(crate) allow_eviction: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PromoteArgs {
+    /// Queues to serve; none = every queue of the namespace.
+    pub(crate) queues: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health check at /healthz.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    /// Most jobs moved per script call.
+    #[arg(long, default_value_t = punctual::promoter::DEFAULT_BATCH)]
+    pub(crate) batch: usize,
+    /// Longest sleep without asking Redis (bounds the delay if a wake message is lost).
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub(crate) heartbeat: Duration,
+    #[command(flatten)]
+    pub(crate) check: ServerCheckArgs,
+}
+
+/// When a job is due: exactly one of `--in` and `--at`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct WhenArgs {
+    /// Due after this long, by the Redis server's clock ("90s", "1h 30m"); a negative
+    /// duration ("-5s") means due now.
+    #[arg(long = "in", value_name = "DURATION", value_parser = parse_when, allow_hyphen_values = true)]
+    pub(crate) in_: Option<CliWhen>,
+    /// Due at this RFC 3339 time ("2026-11-22T09:00:00Z", "2026-11-22T10:00:00+01:00").
+    #[arg(long, value_name = "TIME", value_parser = crate::input::parse_at)]
+    pub(crate) at: Option<CliWhen>,
+}
+
+impl WhenArgs {
+    pub(crate) fn when(&self) -> punctual::When {
+        match (&self.in_, &self.at) {
+            (Some(w), _) | (None, Some(w)) => w.0,
+            (None, None) => punctual::When::NOW,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScheduleArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    #[command(flatten)]
+    pub(crate) when: WhenArgs,
+    /// The job's id (idempotent: scheduling an existing id writes nothing). Default: a new id.
+    #[arg(long)]
+    pub(crate) id: Option<String>,
+    /// A label for the job's kind.
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
+    /// The job's data as JSON, or "-" to read it from stdin.
+    #[arg(long, value_name = "JSON", conflicts_with = "data_file")]
+    pub(crate) data: Option<String>,
+    /// Read the job's data (JSON) from this file.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) data_file: Option<PathBuf>,
+    /// Attempts before the job goes to the dead set (default: the worker's).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_attempts: Option<u32>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// Newline-delimited JSON file, or "-" for stdin.
+    pub(crate) file: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// Command run with `sh -c` for each job: the job's data as JSON on stdin; PUNCTUAL_JOB_ID,
+    /// PUNCTUAL_QUEUE, PUNCTUAL_ATTEMPT, PUNCTUAL_MAX_ATTEMPTS and PUNCTUAL_KIND in the
+    /// environment. Exit 0 acknowledges the job; any other exit fails the attempt.
+    #[arg(long, value_name = "CMD")]
+    pub(crate) exec: String,
+    /// Commands run at once.
+    #[arg(long, default_value_t = punctual::worker::DEFAULT_CONCURRENCY)]
+    pub(crate) concurrency: usize,
+    /// Kill a command that runs longer than this and fail the attempt.
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) timeout: Option<Duration>,
+    /// Attempts before a job goes to the dead set (a job's own limit wins).
+    #[arg(long, default_value_t = punctual::DEFAULT_MAX_ATTEMPTS)]
+    pub(crate) max_attempts: u32,
+    /// Lease length: a job whose worker stops renewing for this long runs again elsewhere.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub(crate) lease: Duration,
+    /// On SIGTERM/SIGINT, how long running commands may finish before they are killed and
+    /// their jobs handed back.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub(crate) grace: Duration,
+    #[command(flatten)]
+    pub(crate) check: ServerCheckArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// The job's id.
+    pub(crate) id: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RescheduleArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// The job's id.
+    pub(crate) id: String,
+    #[command(flatten)]
+    pub(crate) when: WhenArgs,
+}
+
+/// A state to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StateArg {
+    Scheduled,
+    Ready,
+    Running,
+    Dead,
+}
+
+impl StateArg {
+    pub(crate) const ALL: [StateArg; 4] = [
+        StateArg::Scheduled,
+        StateArg::Ready,
+        StateArg::Running,
+        StateArg::Dead,
+    ];
+
+    pub(crate) fn state(self) -> punctual::JobState {
+        match self {
+            StateArg::Scheduled => punctual::JobState::Scheduled,
+            StateArg::Ready => punctual::JobState::Ready,
+            StateArg::Running => punctual::JobState::Running,
+            StateArg::Dead => punctual::JobState::Dead,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LsArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// Only this state (default: every state, in this order).
+    #[arg(long, value_enum)]
+    pub(crate) state: Option<StateArg>,
+    /// At most this many jobs per state.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=punctual::MAX_LIST as u64))]
+    pub(crate) limit: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatsArgs {
+    /// Queues to report; none = every queue of the namespace.
+    pub(crate) queues: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeadCommand {
+    /// Send dead jobs back to scheduled, due now, with their attempts reset.
+    Retry(DeadRetryArgs),
+    /// Delete dead jobs.
+    Purge(DeadPurgeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeadRetryArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// Ids of dead jobs.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub(crate) ids: Vec<String>,
+    /// Every dead job.
+    #[arg(long)]
+    pub(crate) all: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeadPurgeArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// Ids of dead jobs.
+    #[arg(required_unless_present_any = ["all", "older_than"], conflicts_with_all = ["all", "older_than"])]
+    pub(crate) ids: Vec<String>,
+    /// Every dead job.
+    #[arg(long, conflicts_with = "older_than")]
+    pub(crate) all: bool,
+    /// Dead jobs that died at least this long ago.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) older_than: Option<Duration>,
+}

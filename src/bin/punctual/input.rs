@@ -1,0 +1,139 @@
+//! Turning command-line text into values: durations (humantime), RFC 3339 times, JSON data.
+//! Every parser names the bad value in its error.
+
+use std::time::{Duration, SystemTime};
+
+use punctual::When;
+
+/// A due time given on the command line (`--in` or `--at`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CliWhen(pub(crate) When);
+
+/// A humantime duration: "750ms", "90s", "1h 30m".
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration {text:?}: {e} (examples: 750ms, 90s, 1h 30m)"))
+}
+
+/// `--in`: a duration from now; a negative one ("-5s") is in the past and means due now.
+pub(crate) fn parse_when(text: &str) -> Result<CliWhen, String> {
+    match text.trim().strip_prefix('-') {
+        Some(past) => parse_duration(past).map(|_| CliWhen(When::NOW)),
+        None => parse_duration(text).map(|d| CliWhen(When::In(d))),
+    }
+}
+
+/// `--at`: an RFC 3339 time.
+pub(crate) fn parse_at(text: &str) -> Result<CliWhen, String> {
+    parse_time(text).map(|t| CliWhen(When::At(t)))
+}
+
+/// An RFC 3339 time with `Z` or a numeric offset (`+01:00`, `-05:30`).
+pub(crate) fn parse_time(text: &str) -> Result<SystemTime, String> {
+    let bad = |why: &str| {
+        format!("invalid time {text:?}: {why} (expected RFC 3339, e.g. 2026-11-22T09:00:00Z)")
+    };
+    let s = text.trim();
+    if !s.is_ascii() {
+        return Err(bad("unexpected characters"));
+    }
+    // Split off a numeric offset, which humantime does not read.
+    let (base, offset_secs) = match s.len().checked_sub(6).map(|i| s.split_at(i)) {
+        Some((base, off))
+            if (off.starts_with('+') || off.starts_with('-')) && off.as_bytes()[3] == b':' =>
+        {
+            let hours: u64 = off[1..3].parse().map_err(|_| bad("bad offset"))?;
+            let minutes: u64 = off[4..6].parse().map_err(|_| bad("bad offset"))?;
+            if hours > 23 || minutes > 59 {
+                return Err(bad("offset out of range"));
+            }
+            let secs = (hours * 3600 + minutes * 60) as i64;
+            (base, if off.starts_with('-') { -secs } else { secs })
+        }
+        _ => (s, 0),
+    };
+    let base = match base.strip_suffix(['Z', 'z']) {
+        Some(base) => base,
+        None if offset_secs != 0 || s.len() != base.len() => base,
+        None => return Err(bad("no time zone (end with Z or an offset like +01:00)")),
+    };
+    if base.len() < 19 || base.as_bytes()[10] != b'T' && base.as_bytes()[10] != b't' {
+        return Err(bad("not a date and time"));
+    }
+    let utc = humantime::parse_rfc3339(&format!("{}Z", base.replace('t', "T")))
+        .map_err(|e| bad(&e.to_string()))?;
+    // Local time = UTC + offset, so UTC = local - offset.
+    let shift = Duration::from_secs(offset_secs.unsigned_abs());
+    let t = if offset_secs >= 0 {
+        utc.checked_sub(shift)
+    } else {
+        utc.checked_add(shift)
+    };
+    t.ok_or_else(|| bad("out of range"))
+}
+
+/// Formats a time as RFC 3339 UTC with milliseconds.
+pub(crate) fn format_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Formats a duration for people, to the millisecond.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let ms = Duration::from_millis(d.as_millis().min(u64::MAX as u128) as u64);
+    if ms.is_zero() {
+        return "0ms".to_owned();
+    }
+    humantime::format_duration(ms).to_string()
+}
+
+/// JSON text to the MessagePack the library stores (maps with named fields).
+pub(crate) fn json_to_msgpack(json: &str, origin: &str) -> Result<Vec<u8>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("invalid JSON in {origin}: {e}"))?;
+    rmp_serde::to_vec_named(&value).map_err(|e| format!("cannot encode {origin}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_with_offsets_mean_the_same_instant() {
+        let z = parse_time("2026-11-22T09:00:00Z").unwrap();
+        assert_eq!(parse_time("2026-11-22T10:00:00+01:00").unwrap(), z);
+        assert_eq!(parse_time("2026-11-22T03:30:00-05:30").unwrap(), z);
+        assert_eq!(parse_time("2026-11-22T09:00:00.000+00:00").unwrap(), z);
+        for bad in [
+            "tomorrow",
+            "2026-11-22",
+            "2026-11-22 09:00:00Z",
+            "2026-13-22T09:00:00Z",
+            "2026-11-22T09:00:00+25:00",
+            "2026-11-22T09:00:00é",
+            "2026-11-22T09:00:00",
+            "",
+        ] {
+            let err = parse_time(bad).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn durations_and_past_delays() {
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("soon").unwrap_err().contains("\"soon\""));
+        assert!(matches!(parse_when("-5s").unwrap().0, When::In(d) if d.is_zero()));
+        assert!(matches!(parse_when("90s").unwrap().0, When::In(d) if d.as_secs() == 90));
+        assert!(parse_when("-x").is_err());
+    }
+
+    #[test]
+    fn json_becomes_msgpack() {
+        let bytes = json_to_msgpack(r#"{"to":"a@b"}"#, "--data").unwrap();
+        let back: serde_json::Value = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back["to"], "a@b");
+        assert!(json_to_msgpack("{oops", "--data")
+            .unwrap_err()
+            .contains("--data"));
+    }
+}

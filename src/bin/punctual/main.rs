@@ -1,0 +1,225 @@
+//! The `punctual` binary: a thin layer over the library.
+//!
+//! - `cli`: every command and flag (clap).
+//! - `input`: durations, RFC 3339 times and JSON data from the command line.
+//! - `commands`: the one-shot operator commands (schedule, import, show, ls, stats, dead, ...).
+//! - `sidecar`: `promote`, the promoter as a process, with its metrics endpoint.
+//! - `exec`: `work --exec`, a worker that runs a command per job.
+//! - `output`: how jobs and stats are printed, for people and as JSON.
+//!
+//! Exit status: 0 success, 1 a runtime failure (Redis unreachable or refusing, job not found),
+//! 2 bad input (nothing was written). Errors are one line on stderr.
+
+mod cli;
+mod commands;
+mod exec;
+mod input;
+mod output;
+mod sidecar;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use punctual::{Namespace, Queue, QueueConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command, LogFormat, ServerCheckArgs};
+
+/// Why a command failed, and so which exit status it gets.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Bad input: exit status 2, nothing written.
+    Input(String),
+    /// Anything else: exit status 1.
+    Runtime(String),
+}
+
+impl Failure {
+    /// Classifies a library error: input errors are 2, Redis and the rest are 1.
+    pub(crate) fn from_lib(e: punctual::Error, url: &str) -> Failure {
+        use punctual::Error as E;
+        match e {
+            E::InvalidQueueName { .. }
+            | E::InvalidJobId { .. }
+            | E::InvalidUrl { .. }
+            | E::InvalidConfig { .. }
+            | E::DelayOverflow { .. }
+            | E::PayloadTooLarge { .. }
+            | E::Encode { .. } => Failure::Input(e.to_string()),
+            E::InThePast {
+                at_ms,
+                late_ms,
+                tolerance_ms,
+                ..
+            } => {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at_ms);
+                let late = std::time::Duration::from_millis(late_ms);
+                let tolerance = std::time::Duration::from_millis(tolerance_ms);
+                Failure::Input(format!(
+                    "time {} is {} in the past by the redis server's clock (more than {} \
+                     allowed); use --in 0s to run it now",
+                    input::format_time(at),
+                    input::format_duration(late),
+                    input::format_duration(tolerance),
+                ))
+            }
+            E::Redis { op, source, .. } => {
+                Failure::Runtime(format!("redis at {url}: {op} failed: {source}"))
+            }
+            other => Failure::Runtime(other.to_string()),
+        }
+    }
+
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Input(_) => 2,
+            Failure::Runtime(_) => 1,
+        }
+    }
+}
+
+/// The result of a command.
+pub(crate) type CmdResult = Result<(), Failure>;
+
+/// What every command needs: where Redis is and the namespace.
+pub(crate) struct Ctx {
+    pub(crate) url: String,
+    pub(crate) redacted: String,
+    pub(crate) config: QueueConfig,
+}
+
+impl Ctx {
+    /// Connects to the namespace.
+    pub(crate) async fn namespace(&self) -> Result<Namespace, Failure> {
+        Namespace::connect(&self.url, self.config.clone())
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Connects to one queue (validating its name first: no connection for bad input).
+    pub(crate) async fn queue(&self, name: &str) -> Result<Queue, Failure> {
+        punctual::keys::validate_name(name).map_err(|e| self.fail(e))?;
+        let ns = self.namespace().await?;
+        ns.queue(name).await.map_err(|e| self.fail(e))
+    }
+
+    /// A library error as a failure naming the (redacted) URL.
+    pub(crate) fn fail(&self, e: punctual::Error) -> Failure {
+        Failure::from_lib(e, &self.redacted)
+    }
+
+    /// The start-up check of long-running commands: fatal problems (and eviction, unless
+    /// allowed) refuse to start; the rest are warnings.
+    pub(crate) async fn check_server(
+        &self,
+        ns: &Namespace,
+        args: &ServerCheckArgs,
+    ) -> Result<(), Failure> {
+        let info = ns.server_info().await.map_err(|e| self.fail(e))?;
+        tracing::info!(version = %info.version, url = %self.redacted, "connected to redis");
+        for problem in info.problems() {
+            let evicting = matches!(problem, punctual::ServerProblem::Evicting { .. });
+            if problem.is_fatal() || (evicting && !args.allow_eviction) {
+                let hint = if evicting {
+                    " (or start with --allow-eviction)"
+                } else {
+                    ""
+                };
+                return Err(Failure::Runtime(format!(
+                    "redis at {}: {problem}{hint}",
+                    self.redacted
+                )));
+            }
+            tracing::warn!("{problem}");
+        }
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let ctx = Ctx {
+        redacted: punctual::redact_url(&cli.redis_url),
+        url: cli.redis_url,
+        config: QueueConfig::default().set_prefix(cli.prefix.clone()),
+    };
+    if let Err(e) = punctual::keys::validate_name(&cli.prefix) {
+        eprintln!("error: --prefix: {e}");
+        return ExitCode::from(2);
+    }
+    match runtime.block_on(run(&ctx, cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let (Failure::Input(message) | Failure::Runtime(message)) = &failure;
+            eprintln!("error: {message}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+async fn run(ctx: &Ctx, command: Command) -> CmdResult {
+    match command {
+        Command::Promote(args) => sidecar::promote(ctx, args).await,
+        Command::Work(args) => exec::work(ctx, args).await,
+        Command::Schedule(args) => commands::schedule(ctx, args).await,
+        Command::Import(args) => commands::import(ctx, args).await,
+        Command::Show(args) => commands::show(ctx, args).await,
+        Command::Cancel(args) => commands::cancel(ctx, args).await,
+        Command::Reschedule(args) => commands::reschedule(ctx, args).await,
+        Command::Ls(args) => commands::ls(ctx, args).await,
+        Command::Stats(args) => commands::stats(ctx, args).await,
+        Command::Dead(command) => commands::dead(ctx, command).await,
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` wins over `-v`/`-q`.
+fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (2.., _) => "off",
+        (1, _) => "error",
+        (0, 0) => "info",
+        (0, 1) => "debug",
+        (0, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// A token cancelled by the first SIGTERM or SIGINT.
+pub(crate) fn shutdown_on_signals() -> Result<CancellationToken, Failure> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| Failure::Runtime(format!("cannot listen for SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| Failure::Runtime(format!("cannot listen for SIGINT: {e}")))?;
+    let stop = token.clone();
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutting down");
+        stop.cancel();
+    });
+    Ok(token)
+}

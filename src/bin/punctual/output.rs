@@ -1,0 +1,220 @@
+//! How jobs and queue stats are printed: aligned text for people, JSON for programs. Times are
+//! RFC 3339 UTC with milliseconds; job data is shown as JSON.
+
+use std::time::SystemTime;
+
+use punctual::{JobInfo, QueueStats};
+use serde_json::{json, Value};
+
+use crate::input::{format_duration, format_time};
+
+/// A job as a JSON object.
+pub(crate) fn job_json(job: &JobInfo) -> Value {
+    let time = |t: Option<SystemTime>| t.map(format_time);
+    let (data, data_error) = job_data(job);
+    json!({
+        "queue": job.queue,
+        "id": job.id,
+        "state": job.state.as_str(),
+        "due_at": time(job.due_at),
+        "lease_until": time(job.lease_until),
+        "died_at": time(job.died_at),
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "kind": job.kind,
+        "created_at": time(job.created_at),
+        "last_error": job.last_error.as_ref().map(|e| json!({
+            "reason": e.reason,
+            "message": e.message,
+            "at": format_time(punctual_time(e.at)),
+            "attempt": e.attempt,
+        })),
+        "data": data,
+        "data_error": data_error,
+    })
+}
+
+/// The job's data as JSON, or why it cannot be shown as JSON.
+fn job_data(job: &JobInfo) -> (Value, Option<String>) {
+    if let Some(reason) = &job.decode_error {
+        return (Value::Null, Some(reason.clone()));
+    }
+    match job.data_as::<Value>() {
+        Ok(v) => (v, None),
+        Err(e) => (Value::Null, Some(e.to_string())),
+    }
+}
+
+fn punctual_time(ms: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms)
+}
+
+/// A job for people: one `field: value` line each.
+pub(crate) fn job_text(job: &JobInfo) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
+    line("queue", job.queue.clone());
+    line("id", job.id.clone());
+    line("state", job.state.to_string());
+    if let Some(t) = job.due_at {
+        line("due at", format!("{} ({})", format_time(t), relative(t)));
+    }
+    if let Some(t) = job.lease_until {
+        line("lease until", format_time(t));
+    }
+    if let Some(t) = job.died_at {
+        line("died at", format_time(t));
+    }
+    let limit = job
+        .max_attempts
+        .map_or_else(|| "worker default".to_owned(), |m| m.to_string());
+    line("attempts", format!("{} (max {limit})", job.attempts));
+    if let Some(kind) = &job.kind {
+        line("kind", kind.clone());
+    }
+    if let Some(t) = job.created_at {
+        line("created at", format_time(t));
+    }
+    if let Some(e) = &job.last_error {
+        line(
+            "last error",
+            format!("{} (attempt {}): {}", e.reason, e.attempt, e.message),
+        );
+    }
+    match job_data(job) {
+        (_, Some(reason)) => line("data", format!("<not JSON: {reason}>")),
+        (data, None) => line("data", data.to_string()),
+    }
+    out
+}
+
+/// "in 5m 3s" or "2s ago", by this host's clock (display only).
+fn relative(t: SystemTime) -> String {
+    match t.duration_since(SystemTime::now()) {
+        Ok(ahead) => format!("in {}", format_duration(ahead)),
+        Err(e) => format!("{} ago", format_duration(e.duration())),
+    }
+}
+
+/// One row of `ls`.
+pub(crate) fn job_row(job: &JobInfo) -> [String; 6] {
+    let when = job
+        .due_at
+        .or(job.lease_until)
+        .or(job.died_at)
+        .map(format_time)
+        .unwrap_or_else(|| "-".to_owned());
+    let error = job
+        .last_error
+        .as_ref()
+        .map(|e| clip(&format!("{}: {}", e.reason, e.message), 60))
+        .unwrap_or_else(|| "-".to_owned());
+    [
+        job.id.clone(),
+        job.state.to_string(),
+        when,
+        job.attempts.to_string(),
+        job.kind.clone().unwrap_or_else(|| "-".to_owned()),
+        error,
+    ]
+}
+
+/// Header of `ls`.
+pub(crate) const JOB_HEADER: [&str; 6] = [
+    "ID",
+    "STATE",
+    "DUE / LEASE END / DIED",
+    "ATTEMPTS",
+    "KIND",
+    "LAST ERROR",
+];
+
+/// Stats of one queue as JSON.
+pub(crate) fn stats_json(s: &QueueStats) -> Value {
+    json!({
+        "queue": s.queue,
+        "scheduled": s.counts.scheduled,
+        "ready": s.counts.ready,
+        "running": s.counts.running,
+        "dead": s.counts.dead,
+        "next_due": s.next_due.map(format_time),
+        "oldest_overdue_ms": s.oldest_overdue.map(|d| d.as_millis() as u64),
+        "totals": {
+            "scheduled": s.totals.scheduled,
+            "promoted": s.totals.promoted,
+            "expired": s.totals.expired,
+            "retried": s.totals.retried,
+            "dead": s.totals.dead,
+            "completed": s.totals.completed,
+            "cancelled": s.totals.cancelled,
+            "revived": s.totals.revived,
+            "purged": s.totals.purged,
+        },
+    })
+}
+
+/// One row of `stats`.
+pub(crate) fn stats_row(s: &QueueStats) -> [String; 7] {
+    let next = s.next_due.map_or_else(
+        || "-".to_owned(),
+        |t| match t.duration_since(s.server_time) {
+            Ok(ahead) => format!("in {} ({})", format_duration(ahead), format_time(t)),
+            Err(_) => format!("due ({})", format_time(t)),
+        },
+    );
+    [
+        s.queue.clone(),
+        s.counts.scheduled.to_string(),
+        s.counts.ready.to_string(),
+        s.counts.running.to_string(),
+        s.counts.dead.to_string(),
+        next,
+        s.oldest_overdue
+            .map_or_else(|| "-".to_owned(), format_duration),
+    ]
+}
+
+/// Header of `stats`.
+pub(crate) const STATS_HEADER: [&str; 7] = [
+    "QUEUE",
+    "SCHEDULED",
+    "READY",
+    "RUNNING",
+    "DEAD",
+    "NEXT DUE",
+    "OLDEST OVERDUE",
+];
+
+/// Left-aligned columns, two spaces apart.
+pub(crate) fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut push = |cells: Vec<&str>| {
+        let line: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    };
+    push(header.to_vec());
+    for row in rows {
+        push(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// Cuts text to `max` characters, on one line.
+fn clip(text: &str, max: usize) -> String {
+    let one_line = text.replace(['\n', '\r'], " ");
+    match one_line.char_indices().nth(max) {
+        Some((end, _)) => format!("{}...", &one_line[..end]),
+        None => one_line,
+    }
+}
