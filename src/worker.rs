@@ -303,6 +303,10 @@ impl Worker {
             }
         }
 
+        // Reap tasks that already finished, so the count below is of running jobs only.
+        while let Some(done) = tasks.try_join_next() {
+            log_task_end(done);
+        }
         info!(
             running = tasks.len(),
             ?grace,

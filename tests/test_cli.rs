@@ -686,3 +686,30 @@ async fn a_bad_redis_exits_1_without_the_password() {
         }
     }
 }
+
+/// `--data -` reads the job's data from stdin; it is stored as MessagePack (not JSON text) and
+/// shown back as the same JSON.
+#[tokio::test]
+async fn json_data_is_stored_as_msgpack_and_shown_as_json() {
+    let redis = RedisServer::start();
+    let data = r#"{"a":[1,2.5,{"b":null}],"s":"ünïcode"}"#;
+    let out = run(
+        &redis,
+        &["schedule", "j", "--in", "1h", "--id", "x", "--data", "-"],
+        Some(data),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut conn = redis.conn().await;
+    let stored: Vec<u8> = conn.hget("punctual:{j}:jobs", "x").await.unwrap();
+    assert!(
+        !String::from_utf8_lossy(&stored).contains("\"a\""),
+        "no JSON text is stored"
+    );
+    let shown = json(&ok(&redis, &["show", "j", "x", "--json"]));
+    assert_eq!(shown["data"], json(data));
+    let text = ok(&redis, &["show", "j", "x"]);
+    assert!(
+        text.contains("ünïcode") && text.contains("scheduled"),
+        "{text}"
+    );
+}
