@@ -17,7 +17,7 @@
 //! pattern, and adds a queue the moment its first job is scheduled (that job is the new head,
 //! so `schedule.lua` publishes), or at the next heartbeat when it appears in the registry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -384,6 +384,8 @@ struct QueueSet {
     queues: Vec<Queue>,
     /// Wake channel → index in `queues`.
     channels: HashMap<String, usize>,
+    /// Names of the queues served.
+    names: HashSet<String>,
     deadlines: Vec<Instant>,
     outages: Vec<ReconnectBackoff>,
 }
@@ -396,6 +398,7 @@ impl QueueSet {
             return;
         }
         metrics.add_queue(queue.name());
+        self.names.insert(queue.name().to_owned());
         self.channels.insert(channel, self.queues.len());
         self.queues.push(queue);
         self.deadlines.push(Instant::now());
@@ -404,7 +407,7 @@ impl QueueSet {
 
     /// Opens queue `name` of `ns` and adds it, unless it is already served.
     async fn open(&mut self, ns: &Namespace, name: &str, metrics: &PromoterMetrics) {
-        if self.queues.iter().any(|q| q.name() == name) {
+        if self.names.contains(name) {
             return;
         }
         match ns.queue(name).await {
