@@ -1,4 +1,4 @@
--- ack.lua: running -> gone. The job succeeded; everything stored for it is deleted.
+-- ack.lua: running -> gone. The jobs succeeded; everything stored for them is deleted.
 --
 -- KEYS[1]  running   ZSET  job id -> lease deadline (ms)
 -- KEYS[2]  leases    HASH  job id -> fencing token of the current holder
@@ -8,24 +8,31 @@
 -- KEYS[6]  stats     HASH  event counters: `completed` += jobs acknowledged
 --
 -- ARGV[2k - 1], ARGV[2k]  job id and the fencing token its caller holds, for k = 1 .. #ARGV / 2
+--                         (at most a few thousand pairs: ids are unpacked onto Lua's stack)
 --
 -- Returns {r_1, ...}: 1 acknowledged, 0 refused because the caller no longer holds the lease.
--- Every step is O(1) or O(log N): no list is scanned.
+-- One HMGET checks every token; the deletes take the whole batch in one command each.
+local ids = {}
+for i = 1, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
 local out = {}
-local done = 0
-for i = 1, #ARGV, 2 do
-  local id = ARGV[i]
-  if redis.call('HGET', KEYS[2], id) == ARGV[i + 1] then
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('HDEL', KEYS[3], id)
-    redis.call('HDEL', KEYS[4], id)
-    redis.call('HDEL', KEYS[5], id)
-    out[#out + 1] = 1
-    done = done + 1
+if #ids == 0 then return out end
+local tokens = redis.call('HMGET', KEYS[2], unpack(ids))
+local done, seen = {}, {}
+for k, id in ipairs(ids) do
+  if tokens[k] == ARGV[2 * k] and not seen[id] then
+    seen[id] = true
+    done[#done + 1] = id
+    out[k] = 1
   else
-    out[#out + 1] = 0
+    out[k] = 0
   end
 end
-if done > 0 then redis.call('HINCRBY', KEYS[6], 'completed', done) end
+if #done > 0 then
+  redis.call('ZREM', KEYS[1], unpack(done))
+  redis.call('HDEL', KEYS[2], unpack(done))
+  redis.call('HDEL', KEYS[3], unpack(done))
+  redis.call('HDEL', KEYS[4], unpack(done))
+  redis.call('HDEL', KEYS[5], unpack(done))
+  redis.call('HINCRBY', KEYS[6], 'completed', #done)
+end
 return out

@@ -7,31 +7,48 @@
 -- KEYS[5]  leases    HASH  job id -> fencing token of the current holder
 -- KEYS[6]  seq       STRING counter that mints fencing tokens
 --
--- ARGV[1]  the most jobs to claim
+-- ARGV[1]  the most jobs to claim (at most a few thousand: ids are unpacked onto Lua's stack)
 -- ARGV[2]  lease length in ms
 --
 -- Returns {deadline, id_1, token_1, attempt_1, envelope_1, id_2, ...}; just {deadline} when
 -- nothing was ready. attempt counts this claim (the first run is attempt 1).
+--
+-- Every write takes the whole batch in one command, so a call costs a fixed handful of
+-- commands however many jobs it claims.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = now + tonumber(ARGV[2])
 
 local out = {deadline}
-local ids = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
-if not ids then return out end
-for _, id in ipairs(ids) do
-  local envelope = redis.call('HGET', KEYS[3], id)
-  -- Every id in ready has its envelope (cancel.lua removes both together); the check keeps a
-  -- hand-edited or foreign entry from becoming a running job with no data.
-  if envelope then
-    local token = redis.call('INCR', KEYS[6])
-    redis.call('ZADD', KEYS[2], deadline, id)
-    redis.call('HSET', KEYS[5], id, token)
-    local attempt = redis.call('HINCRBY', KEYS[4], id, 1)
-    out[#out + 1] = id
-    out[#out + 1] = token
-    out[#out + 1] = attempt
-    out[#out + 1] = envelope
+local popped = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
+if not popped then return out end
+local envelopes = redis.call('HMGET', KEYS[3], unpack(popped))
+-- Every id in ready has its envelope (cancel.lua removes both together); the check keeps a
+-- hand-edited or foreign entry from becoming a running job with no data.
+local ids, data = {}, {}
+for i, id in ipairs(popped) do
+  if envelopes[i] then
+    ids[#ids + 1] = id
+    data[#data + 1] = envelopes[i]
   end
 end
+if #ids == 0 then return out end
+
+local first_token = redis.call('INCRBY', KEYS[6], #ids) - #ids + 1
+local started = redis.call('HMGET', KEYS[4], unpack(ids))
+local running, leases, attempts = {}, {}, {}
+for i, id in ipairs(ids) do
+  local token = first_token + i - 1
+  local attempt = (tonumber(started[i]) or 0) + 1
+  running[2 * i - 1], running[2 * i] = deadline, id
+  leases[2 * i - 1], leases[2 * i] = id, token
+  attempts[2 * i - 1], attempts[2 * i] = id, attempt
+  out[#out + 1] = id
+  out[#out + 1] = token
+  out[#out + 1] = attempt
+  out[#out + 1] = data[i]
+end
+redis.call('ZADD', KEYS[2], unpack(running))
+redis.call('HSET', KEYS[5], unpack(leases))
+redis.call('HSET', KEYS[4], unpack(attempts))
 return out

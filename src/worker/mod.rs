@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | claim | `claim.lua` | ready → running (lease deadline, fencing token, attempt + 1) |
 //! | heartbeat | `extend.lua` | running → running (deadline pushed out) |
-//! | success | `ack.lua` | running → gone |
+//! | success | `ack.lua` | running → gone (batched: see [`acks`]) |
 //! | failure, retry, snooze, hand-back | `retry.lua` | running → scheduled |
 //! | last failure, kill, undecodable | `bury.lua` | running → dead |
 //!
@@ -16,6 +16,8 @@
 //! own: the command blocks until `ready` has an element, then puts the element straight back
 //! where it was (no reordering, nothing taken), and the worker claims with `claim.lua`. So no
 //! command is sent while nothing is ready, apart from one wake every [`DEFAULT_IDLE_WAIT`].
+
+mod acks;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -37,6 +39,8 @@ use crate::queue::Queue;
 use crate::reconnect::ReconnectBackoff;
 use crate::scripts::scripts;
 use crate::time::{delay_ms, from_unix_ms};
+
+use self::acks::Acks;
 
 /// Default for [`WorkerConfig::set_concurrency`].
 pub const DEFAULT_CONCURRENCY: usize = 32;
@@ -176,6 +180,8 @@ struct Shared<H> {
     queue: Queue,
     config: WorkerConfig,
     handler: H,
+    /// Where succeeded jobs send their acks, batched.
+    acks: Acks,
     rng: Mutex<Rng>,
     /// Fires when shutdown is requested: handlers may look at it.
     stopping: CancellationToken,
@@ -230,7 +236,9 @@ impl Worker {
         };
         let concurrency = self.config.concurrency;
         let grace = self.config.shutdown_grace;
+        let (acks, ack_task) = Acks::start(self.queue.clone(), REPORT_TRIES);
         let shared = Arc::new(Shared {
+            acks,
             queue: self.queue,
             config: self.config,
             handler,
@@ -328,6 +336,15 @@ impl Worker {
             while let Some(done) = tasks.join_next().await {
                 log_task_end(done);
             }
+        }
+        // Every job task has ended, so this is the last reference and with it goes the last
+        // ack sender: the batching task sends what is queued and ends.
+        match Arc::try_unwrap(shared) {
+            Ok(shared) => {
+                drop(shared);
+                ack_task.close().await;
+            }
+            Err(_) => warn!("job state still shared at shutdown; not waiting for queued acks"),
         }
         info!("worker stopped");
         Ok(())
@@ -464,7 +481,10 @@ where
 
     let is_last = claimed.attempt >= max_attempts;
     let report_for = match outcome {
-        Outcome::Done => Report::Ack,
+        Outcome::Done => {
+            shared.acks.send(claimed.id, claimed.token).await;
+            return;
+        }
         Outcome::Kill(message) => Report::Bury("permanent", message),
         Outcome::Fail(message) | Outcome::RetryAfter(_, message) if is_last => {
             Report::Bury("attempts_exhausted", message)
@@ -503,7 +523,6 @@ where
 /// The report a finished attempt sends.
 #[derive(Debug)]
 enum Report {
-    Ack,
     Retry {
         delay: Duration,
         counts: bool,
@@ -549,22 +568,6 @@ async fn send_report(queue: &Queue, claimed: &Claimed, report: &Report) -> Resul
     let s = scripts();
     let mut conn = queue.conn();
     let (op, result) = match report {
-        Report::Ack => {
-            let reply: std::result::Result<Vec<i64>, _> = s
-                .ack
-                .call()
-                .key(&k.running)
-                .key(&k.leases)
-                .key(&k.jobs)
-                .key(&k.attempts)
-                .key(&k.errors)
-                .key(&k.stats)
-                .arg(&claimed.id)
-                .arg(&claimed.token)
-                .invoke_async(&mut conn)
-                .await;
-            ("ack", reply.map(|r| r.first().copied().unwrap_or(0)))
-        }
         Report::Retry {
             delay,
             counts,

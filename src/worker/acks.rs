@@ -1,0 +1,136 @@
+//! Acknowledgements, batched: one `ack.lua` call carries the acks of every job that finished
+//! while the previous call was in flight.
+//!
+//! A job whose handler succeeded hands its id and fencing token to the batching task and its
+//! slot is free at once: a slot bounds running handlers, and an ack in flight runs none. The
+//! batch forms by itself: an ack that arrives while nothing is in flight goes out at once (no
+//! timer, no added latency); under load, acks queue behind the call in flight and share the
+//! next one. The queue is bounded ([`QUEUED_ACKS`]); when it is full, finishing jobs wait.
+//!
+//! The batching task owns what used to be each job's report loop: it tries a failed call again
+//! while Redis is unreachable and logs acks refused because the lease had moved on. An ack that
+//! cannot be delivered leaves its job in `running`, and the job runs again when its lease ends
+//! (at-least-once). [`Acks::close`] waits until every queued ack has been sent or given up on.
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, error, warn};
+
+use crate::queue::Queue;
+use crate::reconnect::ReconnectBackoff;
+use crate::scripts::scripts;
+
+/// Most acks in one `ack.lua` call (2 arguments each, unpacked onto Lua's stack).
+const MAX_ACK_BATCH: usize = 1000;
+/// Acks that may wait for a call before finishing jobs wait too.
+const QUEUED_ACKS: usize = 4 * MAX_ACK_BATCH;
+
+/// One job's ack.
+#[derive(Debug)]
+struct Ack {
+    id: String,
+    token: String,
+}
+
+/// Where job tasks send their acks.
+#[derive(Debug)]
+pub(super) struct Acks {
+    sender: mpsc::Sender<Ack>,
+}
+
+/// The batching task, to wait for at shutdown.
+#[derive(Debug)]
+pub(super) struct AckTask(JoinHandle<()>);
+
+impl Acks {
+    /// Starts the batching task for `queue`; it sends at most `tries` times per batch.
+    pub(super) fn start(queue: Queue, tries: u32) -> (Acks, AckTask) {
+        let (sender, receiver) = mpsc::channel(QUEUED_ACKS);
+        let task = tokio::spawn(batch_loop(queue, receiver, tries));
+        (Acks { sender }, AckTask(task))
+    }
+
+    /// Queues the ack of job `id` held under `token`; waits only while the queue is full.
+    pub(super) async fn send(&self, id: String, token: String) {
+        if self.sender.send(Ack { id, token }).await.is_err() {
+            // Only possible if the batching task ended early, which it does not do while a
+            // sender exists; the job then returns when its lease ends.
+            error!("ack batching task is gone; the job returns when its lease ends");
+        }
+    }
+}
+
+impl AckTask {
+    /// Waits until every ack queued before the last [`Acks`] was dropped is sent or given up.
+    pub(super) async fn close(self) {
+        if let Err(e) = self.0.await {
+            error!(error = %e, "ack batching task ended abnormally");
+        }
+    }
+}
+
+async fn batch_loop(queue: Queue, mut receiver: mpsc::Receiver<Ack>, tries: u32) {
+    let mut batch = Vec::new();
+    while receiver.recv_many(&mut batch, MAX_ACK_BATCH).await > 0 {
+        deliver(&queue, &batch, tries).await;
+        batch.clear();
+    }
+}
+
+/// Sends one batch, trying again while Redis is unreachable. Sending a batch again is safe:
+/// an ack that was applied the first time is refused the second (its lease is gone).
+async fn deliver(queue: &Queue, batch: &[Ack], tries: u32) {
+    let mut backoff = ReconnectBackoff::new();
+    for attempt in 1..=tries {
+        match call(queue, batch).await {
+            Ok(codes) => {
+                for (ack, code) in batch.iter().zip(codes) {
+                    if code == 0 {
+                        warn!(
+                            id = %ack.id,
+                            "ack refused: the lease was lost before it, another worker may hold the job now"
+                        );
+                    }
+                }
+                debug!(jobs = batch.len(), "acknowledged");
+                return;
+            }
+            Err(e) if e.is_connection_error() && attempt < tries => {
+                let delay = backoff.next_delay();
+                warn!(error = %e, jobs = batch.len(), retry_in = ?delay, "cannot send acks yet");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => {
+                error!(
+                    error = %e,
+                    jobs = batch.len(),
+                    "giving up on sending acks; those jobs return when their leases end"
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// One `ack.lua` call for `batch`; one code per ack, in order.
+async fn call(queue: &Queue, batch: &[Ack]) -> crate::Result<Vec<i64>> {
+    let k = queue.keys();
+    let mut call = scripts().ack.call();
+    call.key(&k.running)
+        .key(&k.leases)
+        .key(&k.jobs)
+        .key(&k.attempts)
+        .key(&k.errors)
+        .key(&k.stats);
+    for ack in batch {
+        call.arg(&ack.id).arg(&ack.token);
+    }
+    let codes: Vec<i64> = call
+        .invoke_async(&mut queue.conn())
+        .await
+        .map_err(|e| queue.redis_error("ack", e))?;
+    if codes.len() != batch.len() {
+        return Err(queue.unexpected("ack", "one code per acknowledged job expected"));
+    }
+    Ok(codes)
+}
