@@ -9,29 +9,41 @@
 -- KEYS[7]  stats      HASH  event counters: `promoted`, `expired` += jobs moved
 --
 -- ARGV[1]  batch: at most this many due jobs and at most this many expired leases per call
+-- ARGV[2 .. 1 + b]  upper bounds (ms, inclusive, ascending) of b promotion-lag buckets
 --
--- Returns {now, promoted, expired, next_due, next_lease, max_lag, lag_1, ..., lag_promoted}
+-- Returns {now, promoted, expired, next_due, next_lease, max_lag, sum_lag, n_1, ..., n_(b+1)}
 --   now         server time (ms) this call used
 --   promoted    jobs moved scheduled -> ready (== batch means: call again)
 --   expired     leases that ended: those jobs moved running -> ready (== batch: call again)
 --   next_due    due time of the new head of scheduled, or -1 when it is empty
 --   next_lease  earliest lease deadline in running, or -1 when it is empty
---   max_lag     largest (now - due) among the promoted jobs, 0 when none
---   lag_i       (now - due) of each promoted job, in ms: the promotion lag
+--   max_lag     largest promotion lag (now - due, ms) among the promoted jobs, 0 when none
+--   sum_lag     sum of the promoted jobs' lags, ms
+--   n_i         promoted jobs whose lag is at most bound i (and above bound i - 1); n_(b+1)
+--               counts those above the last bound
+-- Counting here keeps the reply a few integers however many jobs move.
 -- A job is never promoted before its due time: only scores <= now are taken.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local batch = tonumber(ARGV[1])
 
+local bounds = {}
+for i = 2, #ARGV do bounds[#bounds + 1] = tonumber(ARGV[i]) end
+local counts = {}
+for i = 1, #bounds + 1 do counts[i] = 0 end
+
 local due = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, batch, 'WITHSCORES')
 local ids = {}
-local max_lag = 0
-local lags = {}
+local max_lag, sum_lag = 0, 0
+-- Jobs come oldest first, so lags only fall: the bucket index only moves down.
+local bucket = #bounds + 1
 for i = 1, #due, 2 do
   ids[#ids + 1] = due[i]
   local lag = now - tonumber(due[i + 1])
-  lags[#lags + 1] = lag
   if lag > max_lag then max_lag = lag end
+  sum_lag = sum_lag + lag
+  while bucket > 1 and lag <= bounds[bucket - 1] do bucket = bucket - 1 end
+  counts[bucket] = counts[bucket] + 1
 end
 if #ids > 0 then
   redis.call('ZREM', KEYS[1], unpack(ids))
@@ -65,6 +77,7 @@ local out = {
   head[2] and tonumber(head[2]) or -1,
   lease[2] and tonumber(lease[2]) or -1,
   max_lag,
+  sum_lag,
 }
-for i = 1, #lags do out[6 + i] = lags[i] end
+for i = 1, #counts do out[7 + i] = counts[i] end
 return out

@@ -33,6 +33,16 @@ impl LagHistogram {
         self.count = self.count.saturating_add(1);
     }
 
+    /// Adds observations already counted per bucket (one count per bucket, in order, as
+    /// `promote.lua` returns them) with their sum.
+    pub(crate) fn record_counts(&mut self, counts: &[u64], sum_ms: u64) {
+        for (mine, &n) in self.counts.iter_mut().zip(counts) {
+            *mine = mine.saturating_add(n);
+            self.count = self.count.saturating_add(n);
+        }
+        self.sum_ms = self.sum_ms.saturating_add(sum_ms);
+    }
+
     /// Adds every observation of `other`.
     pub fn merge(&mut self, other: &LagHistogram) {
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {

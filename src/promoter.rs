@@ -27,7 +27,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::error::{Error, Result};
 use crate::keys::Keys;
-use crate::metrics::{LagHistogram, PromoterMetrics};
+use crate::metrics::{LagHistogram, PromoterMetrics, LAG_BUCKETS_MS};
 use crate::namespace::Namespace;
 use crate::queue::Queue;
 use crate::reconnect::ReconnectBackoff;
@@ -174,20 +174,22 @@ impl Promoter {
                 .key(&k.errors)
                 .key(&k.stats)
                 .arg(batch)
+                .arg(&LAG_BUCKETS_MS[..])
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| queue.redis_error("promote", e))?;
-            let Some((&[now, promoted, expired, next_due, next_lease, max_lag], lags)) =
-                reply.split_first_chunk::<6>()
+            let Some((&[now, promoted, expired, next_due, next_lease, max_lag, sum_lag], counts)) =
+                reply.split_first_chunk::<7>()
             else {
                 return Err(queue.unexpected("promote", format!("reply {reply:?}")));
             };
-            if lags.len() as i64 != promoted {
-                return Err(queue.unexpected("promote", "one lag per promoted job expected"));
+            let counts: Vec<u64> = counts.iter().map(|&n| n.max(0) as u64).collect();
+            if counts.len() != LAG_BUCKETS_MS.len() + 1
+                || counts.iter().sum::<u64>() != promoted.max(0) as u64
+            {
+                return Err(queue.unexpected("promote", "one lag count per bucket expected"));
             }
-            for &lag in lags {
-                total.lag.record(lag.max(0) as u64);
-            }
+            total.lag.record_counts(&counts, sum_lag.max(0) as u64);
             total.promoted += promoted.max(0) as u64;
             total.expired += expired.max(0) as u64;
             total.max_lag_ms = total.max_lag_ms.max(max_lag.max(0) as u64);

@@ -304,3 +304,44 @@ async fn fifty_thousand_jobs_due_at_once_drain() {
     promoter.await.unwrap().unwrap();
     worker.await.unwrap().unwrap();
 }
+
+/// `promote.lua` counts promotion lags into the histogram's buckets itself (the reply stays a
+/// few integers however many jobs move): jobs overdue by about 3 s, 40 s and 100 s land in the
+/// 5 s, 60 s and overflow buckets, with an exact count, a sum and a max to match.
+#[tokio::test]
+async fn promotion_lags_are_counted_into_buckets_by_the_script() {
+    let redis = RedisServer::start();
+    let config = punctual::QueueConfig::default().set_past_tolerance(None);
+    let queue = Queue::connect_with(&redis.url(), "lags", config)
+        .await
+        .unwrap();
+    let now = server_ms(&mut redis.conn().await).await;
+    let at = |ago_ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(now - ago_ms);
+    let jobs =
+        [100_000, 40_000, 40_000, 3_000, 3_000, 3_000].map(|ago| NewJob::new(&ago).at(at(ago)));
+    queue.schedule_many(jobs).await.unwrap();
+
+    let report = Promoter::promote(&queue, 1000).await.unwrap();
+    assert_eq!(report.promoted, 6);
+    assert_eq!(report.lag.count(), 6);
+    // Each lag is its offset plus the few ms between scheduling and promoting.
+    assert!(
+        (100_000..101_000).contains(&report.max_lag_ms),
+        "{report:?}"
+    );
+    let sum = report.lag.sum_ms();
+    assert!((189_000..196_000).contains(&sum), "sum {sum}");
+    let cumulative = report.lag.cumulative();
+    let at_most = |bound: u64| {
+        cumulative
+            .iter()
+            .find(|(b, _)| *b == Some(bound))
+            .map(|&(_, n)| n)
+            .unwrap()
+    };
+    assert_eq!(at_most(2_000), 0);
+    assert_eq!(at_most(5_000), 3);
+    assert_eq!(at_most(30_000), 3);
+    assert_eq!(at_most(60_000), 5);
+    assert_eq!(cumulative.last(), Some(&(None, 6)));
+}
