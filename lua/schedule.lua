@@ -6,7 +6,8 @@
 --
 -- ARGV[1]  wake channel: PUBLISHed to when a job becomes the new head of `scheduled`
 -- ARGV[2]  past tolerance in ms for absolute times; -1 accepts any time in the past
--- ARGV[3]  n, the number of jobs that follow
+-- ARGV[3]  n, the number of jobs that follow (a few thousand at most: the created ones are
+--          unpacked onto Lua's stack for one ZADD)
 -- ARGV[4 + 4k .. 7 + 4k]  for job k (0-based): id, mode ("in" | "at"), ms, envelope
 --          mode "in": due = server now + ms; mode "at": due = ms (unix ms)
 --
@@ -25,6 +26,8 @@ local head_due = head[2] and tonumber(head[2]) or nil
 local out = {now}
 local earliest = nil
 local created = 0
+-- score, id pairs of the jobs created, for one ZADD at the end
+local added = {}
 for k = 0, n - 1 do
   local base = 4 + 4 * k
   local id, mode, ms, envelope = ARGV[base], ARGV[base + 1], tonumber(ARGV[base + 2]), ARGV[base + 3]
@@ -39,7 +42,8 @@ for k = 0, n - 1 do
   elseif redis.call('HSETNX', KEYS[2], id, envelope) == 0 then
     out[#out + 1] = 0
   else
-    redis.call('ZADD', KEYS[1], due, id)
+    added[#added + 1] = due
+    added[#added + 1] = id
     out[#out + 1] = 1
     created = created + 1
     if earliest == nil or due < earliest then earliest = due end
@@ -47,6 +51,7 @@ for k = 0, n - 1 do
 end
 
 if created > 0 then
+  redis.call('ZADD', KEYS[1], unpack(added))
   redis.call('HINCRBY', KEYS[3], 'scheduled', created)
 end
 if earliest ~= nil and (head_due == nil or earliest < head_due) then

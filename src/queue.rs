@@ -2,6 +2,7 @@
 //! reschedule them. Every write here is one Lua script (`schedule.lua`, `cancel.lua`,
 //! `reschedule.lua`); reads are one `MULTI` transaction, so they see one consistent state.
 
+use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -34,6 +35,8 @@ pub const MAX_ID_LEN: usize = 256;
 const SCHEDULE_BATCH: usize = 256;
 /// Script calls per pipeline round trip in [`Queue::schedule_many`].
 const PIPELINE_CALLS: usize = 32;
+/// Pipelines in flight at once in [`Queue::schedule_many`].
+const ROUNDS_IN_FLIGHT: usize = 2;
 
 /// Settings of a queue handle. Every setting has a documented default.
 #[derive(Debug, Clone)]
@@ -511,34 +514,37 @@ impl Queue {
             .collect()
     }
 
-    /// Sends prepared jobs: 256 per `schedule.lua` call, 32 calls per pipeline.
+    /// Sends prepared jobs: 256 per `schedule.lua` call, 32 calls per pipeline, and up to
+    /// [`ROUNDS_IN_FLIGHT`] pipelines at once, so that Redis runs one while the next is built.
     async fn send(&self, prepared: &[Prepared]) -> Result<Vec<Result<Scheduled>>> {
         let keys = &self.inner.keys;
         let tolerance = self.config().tolerance_ms();
         let script = &scripts().schedule;
         let mut results = Vec::with_capacity(prepared.len());
-        let mut conn = self.conn();
-        for round in prepared.chunks(SCHEDULE_BATCH * PIPELINE_CALLS) {
-            let calls: Vec<redis::Cmd> = round
-                .chunks(SCHEDULE_BATCH)
-                .map(|batch| {
-                    let mut args: Vec<Vec<u8>> = Vec::with_capacity(3 + 4 * batch.len());
-                    args.push(keys.wake.clone().into_bytes());
-                    args.push(tolerance.to_string().into_bytes());
-                    args.push(batch.len().to_string().into_bytes());
-                    for job in batch {
-                        args.push(job.id.clone().into_bytes());
-                        args.push(job.mode.as_bytes().to_vec());
-                        args.push(job.ms.to_string().into_bytes());
-                        args.push(job.envelope.clone());
-                    }
-                    script.evalsha_cmd(&[&keys.scheduled, &keys.jobs, &keys.stats], &args)
-                })
-                .collect();
-            let replies = script
-                .pipeline(&mut conn, calls)
-                .await
-                .map_err(|e| self.redis_error("schedule", e))?;
+        let rounds = prepared
+            .chunks(SCHEDULE_BATCH * PIPELINE_CALLS)
+            .map(|round| {
+                let calls: Vec<redis::Cmd> = round
+                    .chunks(SCHEDULE_BATCH)
+                    .map(|batch| {
+                        let mut cmd =
+                            script.evalsha_keys(&[&keys.scheduled, &keys.jobs, &keys.stats]);
+                        cmd.arg(&keys.wake).arg(tolerance).arg(batch.len());
+                        for job in batch {
+                            cmd.arg(&job.id)
+                                .arg(job.mode)
+                                .arg(job.ms)
+                                .arg(&job.envelope);
+                        }
+                        cmd
+                    })
+                    .collect();
+                let mut conn = self.conn();
+                async move { (round, script.pipeline(&mut conn, calls).await) }
+            });
+        let mut replies = futures_util::stream::iter(rounds).buffered(ROUNDS_IN_FLIGHT);
+        while let Some((round, replies)) = replies.next().await {
+            let replies = replies.map_err(|e| self.redis_error("schedule", e))?;
             for (batch, reply) in round.chunks(SCHEDULE_BATCH).zip(replies) {
                 let codes: Vec<i64> = redis::from_redis_value(reply)
                     .map_err(|e| self.unexpected("schedule", e.to_string()))?;

@@ -27,24 +27,17 @@ impl LuaScript {
         self.script.prepare_invoke()
     }
 
-    /// The `EVALSHA` command for `keys` and `args`, for use in a pipeline.
-    pub(crate) fn evalsha_cmd<K, A>(&self, keys: &[K], args: &[A]) -> redis::Cmd
-    where
-        K: redis::ToRedisArgs,
-        A: redis::ToRedisArgs,
-    {
+    /// The `EVALSHA` command for `keys`, for the caller to add the arguments to.
+    pub(crate) fn evalsha_keys<K: redis::ToRedisArgs>(&self, keys: &[K]) -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(self.script.get_hash()).arg(keys.len());
         for key in keys {
             cmd.arg(key);
         }
-        for arg in args {
-            cmd.arg(arg);
-        }
         cmd
     }
 
-    /// Sends `calls` (each made by [`LuaScript::evalsha_cmd`]) in one pipeline and returns one
+    /// Sends `calls` (each made by [`LuaScript::evalsha_keys`]) in one pipeline and returns one
     /// reply per call, in order. Calls answered `NOSCRIPT` are sent again after `SCRIPT LOAD`.
     /// A server error of any other kind is returned as the first error found.
     pub(crate) async fn pipeline<C: ConnectionLike>(
