@@ -123,3 +123,28 @@ pub use worker::{Worker, WorkerConfig, DEFAULT_MAX_ATTEMPTS};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// Not part of the API: entry points for `benches/micro.rs`, which can reach public items only.
+#[doc(hidden)]
+pub mod bench_support {
+    use crate::envelope::{Envelope, ENVELOPE_VERSION};
+
+    /// Encodes an envelope around already-encoded `data`, as scheduling does.
+    pub fn encode_envelope(kind: &str, data: Vec<u8>) -> Vec<u8> {
+        Envelope {
+            version: ENVELOPE_VERSION,
+            kind: kind.to_owned(),
+            data,
+            created_ms: 1_763_740_800_000,
+            max_attempts: None,
+            backoff: None,
+        }
+        .encode()
+        .unwrap_or_default()
+    }
+
+    /// Decodes an envelope as a worker does; the length of its data, or why it was refused.
+    pub fn decode_envelope(bytes: &[u8]) -> Result<usize, String> {
+        Envelope::decode(bytes).map(|e| e.data.len())
+    }
+}

@@ -1,0 +1,576 @@
+//! Load benchmark: punctual measured against what its own Redis can do at all, in one run.
+//! BENCHMARKS.md explains the workloads, the targets and the latest figures.
+//!
+//! ```text
+//! cargo bench --bench load [-- OPTIONS]
+//!   --runs N      runs of each workload; medians are reported (default 3; idle runs once)
+//!   --only LIST   a comma-separated subset of w1,w2,w3,idle (default: all)
+//!   --quick       small sizes and one run: checks the harness works, figures are not comparable
+//!   --json PATH   where the JSON results go (default target/bench/load.json)
+//! ```
+//!
+//! It starts its own `redis-server` on a free port (`--save '' --appendonly no`, from
+//! tests/support) and empties it before every workload.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+mod baseline;
+mod stats;
+mod workloads;
+
+use std::path::PathBuf;
+
+use redis::aio::MultiplexedConnection;
+use serde_json::json;
+
+use crate::stats::median;
+use crate::workloads::Lateness;
+
+/// Size of every job's data, MessagePack-encoded.
+pub(crate) const PAYLOAD_BYTES: usize = 100;
+/// Bytes of a raw baseline member: a 26-character id plus the payload.
+const BASELINE_MEMBER: usize = 26 + PAYLOAD_BYTES;
+/// Commands per pipeline in the baselines.
+pub(crate) const N_PIPELINE: usize = 1000;
+/// Ids per call of the baseline move script: the promoter's default batch.
+pub(crate) const BATCH: usize = punctual::promoter::DEFAULT_BATCH;
+
+/// Workload sizes.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    w1_jobs: usize,
+    w2_jobs: usize,
+    w3_secs: u64,
+    idle_jobs: usize,
+    idle_secs: u64,
+}
+
+const FULL: Sizes = Sizes {
+    w1_jobs: 100_000,
+    w2_jobs: 50_000,
+    w3_secs: 20,
+    idle_jobs: 100_000,
+    idle_secs: 60,
+};
+
+const QUICK: Sizes = Sizes {
+    w1_jobs: 5_000,
+    w2_jobs: 5_000,
+    w3_secs: 2,
+    idle_jobs: 5_000,
+    idle_secs: 5,
+};
+
+/// W3's steady rates, jobs per second, with the p99 target for each (µs).
+const W3_RATES: [(u64, i64); 2] = [(1_000, 5_000), (10_000, 20_000)];
+
+#[derive(Debug)]
+struct Args {
+    runs: usize,
+    only: Vec<String>,
+    sizes: Sizes,
+    json: PathBuf,
+}
+
+impl Args {
+    fn parse() -> Result<Args, String> {
+        let mut args = Args {
+            runs: 3,
+            only: vec!["w1".into(), "w2".into(), "w3".into(), "idle".into()],
+            sizes: FULL,
+            json: PathBuf::from("target/bench/load.json"),
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                // cargo bench passes --bench to every bench target.
+                "--bench" => {}
+                "--runs" => {
+                    args.runs = it
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|&n| n > 0)
+                        .ok_or("--runs needs a positive number")?;
+                }
+                "--only" => {
+                    let list = it.next().ok_or("--only needs a list, e.g. w1,w3")?;
+                    args.only = list.split(',').map(str::to_owned).collect();
+                    if let Some(bad) = args
+                        .only
+                        .iter()
+                        .find(|w| !["w1", "w2", "w3", "idle"].contains(&w.as_str()))
+                    {
+                        return Err(format!("unknown workload {bad:?}: use w1, w2, w3, idle"));
+                    }
+                }
+                "--quick" => {
+                    args.sizes = QUICK;
+                    args.runs = 1;
+                }
+                "--json" => args.json = it.next().ok_or("--json needs a path")?.into(),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(args)
+    }
+
+    fn wants(&self, workload: &str) -> bool {
+        self.only.iter().any(|w| w == workload)
+    }
+}
+
+/// A connection with no response timeout: some replies here are large and some commands block.
+pub(crate) async fn connect(url: &str) -> MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    redis::Client::open(url)
+        .expect("redis url")
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("connect to the benchmark redis")
+}
+
+/// `used_memory` from `INFO memory`, bytes.
+pub(crate) async fn used_memory(conn: &mut MultiplexedConnection) -> i64 {
+    info_field(conn, "memory", "used_memory")
+        .await
+        .parse()
+        .expect("used_memory is a number")
+}
+
+async fn info_field(conn: &mut MultiplexedConnection, section: &str, field: &str) -> String {
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(conn)
+        .await
+        .expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or("")
+        .trim()
+        .to_owned()
+}
+
+/// A throughput figure: jobs per second of wall-clock time, and Redis CPU time (user + system,
+/// from `INFO cpu`) per job, which says how close to the single-threaded server's limit it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Measured {
+    pub(crate) jobs_per_s: f64,
+    pub(crate) redis_us_per_job: f64,
+}
+
+impl std::fmt::Display for Measured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0} jobs/s ({:.2} µs Redis CPU/job)",
+            self.jobs_per_s, self.redis_us_per_job
+        )
+    }
+}
+
+impl Measured {
+    /// The figure for parts of equal size measured one after another.
+    fn combine(parts: &[Measured]) -> Measured {
+        let n = parts.len() as f64;
+        Measured {
+            jobs_per_s: n / parts.iter().map(|m| 1.0 / m.jobs_per_s).sum::<f64>(),
+            redis_us_per_job: parts.iter().map(|m| m.redis_us_per_job).sum::<f64>() / n,
+        }
+    }
+}
+
+/// Starts a [`Measured`]: a wall-clock origin and the Redis CPU time at that moment.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    origin_unix_us: i64,
+    cpu_s: f64,
+}
+
+impl Clock {
+    /// Starts now.
+    pub(crate) async fn start(conn: &mut MultiplexedConnection) -> Clock {
+        Clock::start_at(conn, unix_us()).await
+    }
+
+    /// Starts at `origin_unix_us` (for a backlog: its due instant) with Redis CPU read now.
+    pub(crate) async fn start_at(conn: &mut MultiplexedConnection, origin_unix_us: i64) -> Clock {
+        Clock {
+            origin_unix_us,
+            cpu_s: redis_cpu_s(conn).await,
+        }
+    }
+
+    /// `jobs` done since the origin.
+    pub(crate) async fn stop(self, conn: &mut MultiplexedConnection, jobs: usize) -> Measured {
+        let seconds = (unix_us() - self.origin_unix_us) as f64 / 1e6;
+        let cpu = redis_cpu_s(conn).await - self.cpu_s;
+        Measured {
+            jobs_per_s: jobs as f64 / seconds,
+            redis_us_per_job: cpu * 1e6 / jobs as f64,
+        }
+    }
+}
+
+/// Unix time now, in microseconds (this host's clock, which is the benchmark Redis's clock).
+pub(crate) fn unix_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Redis CPU seconds so far, user plus system.
+async fn redis_cpu_s(conn: &mut MultiplexedConnection) -> f64 {
+    let user: f64 = info_field(conn, "cpu", "used_cpu_user")
+        .await
+        .parse()
+        .unwrap_or(0.0);
+    let sys: f64 = info_field(conn, "cpu", "used_cpu_sys")
+        .await
+        .parse()
+        .unwrap_or(0.0);
+    user + sys
+}
+
+/// Empties the database and the command statistics before a workload.
+async fn fresh(conn: &mut MultiplexedConnection) {
+    let () = redis::cmd("FLUSHALL")
+        .arg("SYNC")
+        .query_async(conn)
+        .await
+        .expect("FLUSHALL");
+    let () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(conn)
+        .await
+        .expect("CONFIG RESETSTAT");
+}
+
+/// Keeps every run's values under `name` and returns their median.
+fn record(raw: &mut serde_json::Map<String, serde_json::Value>, name: &str, values: &[f64]) -> f64 {
+    raw.insert(name.to_owned(), json!(values));
+    median(values)
+}
+
+/// Keeps every run's figures under `name` and returns their medians.
+fn record_measured(
+    raw: &mut serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    runs: &[Measured],
+) -> Measured {
+    let rates: Vec<f64> = runs.iter().map(|m| m.jobs_per_s).collect();
+    let cpu: Vec<f64> = runs.iter().map(|m| m.redis_us_per_job).collect();
+    Measured {
+        jobs_per_s: record(raw, &format!("{name}_jobs_per_s"), &rates),
+        redis_us_per_job: record(raw, &format!("{name}_redis_us_per_job"), &cpu),
+    }
+}
+
+/// One line of the results table.
+#[derive(Debug, serde::Serialize)]
+struct Row {
+    figure: String,
+    punctual: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    met: Option<bool>,
+}
+
+fn row(figure: &str, punctual: String, baseline: String, ratio: Option<f64>) -> Row {
+    Row {
+        figure: figure.to_owned(),
+        punctual,
+        baseline,
+        ratio: ratio.map_or_else(String::new, |r| format!("{:.0}%", r * 100.0)),
+        target: String::new(),
+        met: None,
+    }
+}
+
+impl Row {
+    fn target(mut self, target: &str, met: bool) -> Row {
+        self.target = target.to_owned();
+        self.met = Some(met);
+        self
+    }
+}
+
+fn ms(us: f64) -> String {
+    format!("{:.2} ms", us / 1000.0)
+}
+
+fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    json!({ "cpu": cpu, "cores": cores, "os": std::env::consts::OS })
+}
+
+fn main() {
+    let args = match Args::parse() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run(args));
+}
+
+async fn run(args: Args) {
+    let server = support::RedisServer::start();
+    let url = server.url();
+    let mut admin = connect(&url).await;
+    let redis_version = info_field(&mut admin, "server", "redis_version").await;
+    let machine = machine();
+    let s = args.sizes;
+    eprintln!(
+        "punctual load benchmark: redis {redis_version} on {url}, {machine}, {} run(s), {:?}",
+        args.runs, s
+    );
+
+    let mut rows = Vec::new();
+    let mut raw = serde_json::Map::new();
+
+    if args.wants("w1") {
+        let mut m: [Vec<Measured>; 4] = Default::default();
+        let (mut b_mem, mut mem) = (vec![], vec![]);
+        for run in 0..args.runs {
+            let r = run as u64;
+            // One at a time is round-trip bound, so it follows the machine's noise closely: the
+            // two sides alternate in tenths, so that both see the same conditions.
+            fresh(&mut admin).await;
+            let (mut base, mut ours) = (vec![], vec![]);
+            for part in 0..10 {
+                let n = s.w1_jobs / 10;
+                base.push(baseline::zadd_one_at_a_time(&mut admin, n, BASELINE_MEMBER, part).await);
+                ours.push(workloads::w1_one_at_a_time(&url, n, r, part).await);
+            }
+            m[0].push(Measured::combine(&base));
+            m[2].push(Measured::combine(&ours));
+            fresh(&mut admin).await;
+            let (bulk, bytes) =
+                baseline::zadd_pipelined(&mut admin, s.w1_jobs, BASELINE_MEMBER).await;
+            m[1].push(bulk);
+            b_mem.push(bytes);
+            fresh(&mut admin).await;
+            let (bulk, bytes) = workloads::w1_bulk(&url, s.w1_jobs, r).await;
+            m[3].push(bulk);
+            mem.push(bytes);
+            eprintln!(
+                "w1 run {run}: one at a time {} vs ZADD {}; bulk {} vs pipelined ZADD {}; {bytes:.0} B/job",
+                m[2][run], m[0][run], m[3][run], m[1][run]
+            );
+        }
+        let [b_one, b_bulk, one, bulk] = [
+            "w1_baseline_zadd_one",
+            "w1_baseline_zadd_pipelined",
+            "w1_one_at_a_time",
+            "w1_bulk",
+        ]
+        .map(|name| name.to_owned())
+        .into_iter()
+        .zip(m)
+        .map(|(name, runs)| record_measured(&mut raw, &name, &runs))
+        .collect::<Vec<_>>()
+        .try_into()
+        .expect("four figures");
+        let b_mem = record(&mut raw, "w1_baseline_zadd_bytes_per_job", &b_mem);
+        let mem = record(&mut raw, "w1_bytes_per_job", &mem);
+        let r = one.jobs_per_s / b_one.jobs_per_s;
+        rows.push(
+            row(
+                "W1 schedule, one at a time",
+                one.to_string(),
+                format!("{b_one} ZADD"),
+                Some(r),
+            )
+            .target(">= 80% of ZADD", r >= 0.8),
+        );
+        let r = bulk.jobs_per_s / b_bulk.jobs_per_s;
+        rows.push(
+            row(
+                "W1 schedule, bulk",
+                bulk.to_string(),
+                format!("{b_bulk} pipelined ZADD"),
+                Some(r),
+            )
+            .target(
+                ">= 100000 jobs/s and >= 50%",
+                bulk.jobs_per_s >= 100_000.0 && r >= 0.5,
+            ),
+        );
+        rows.push(
+            row(
+                "W1 memory per job",
+                format!("{mem:.0} B"),
+                format!("{b_mem:.0} B (ZSET member)"),
+                None,
+            )
+            .target("<= 300 B", mem <= 300.0),
+        );
+    }
+
+    if args.wants("w2") {
+        let mut m: [Vec<Measured>; 4] = Default::default();
+        for run in 0..args.runs {
+            let r = run as u64;
+            fresh(&mut admin).await;
+            m[0].push(baseline::lua_move(&url, s.w2_jobs, false).await);
+            fresh(&mut admin).await;
+            m[1].push(baseline::lua_move(&url, s.w2_jobs, true).await);
+            fresh(&mut admin).await;
+            m[2].push(workloads::w2_promote_only(&url, s.w2_jobs, r).await);
+            fresh(&mut admin).await;
+            m[3].push(workloads::w2_end_to_end(&url, s.w2_jobs, r).await);
+            eprintln!(
+                "w2 run {run}: promote-only {} vs Lua move {}; end to end {} vs move + LPOP {}",
+                m[2][run], m[0][run], m[3][run], m[1][run]
+            );
+        }
+        let [b_move, b_consume, promote, e2e] = [
+            "w2_baseline_lua_move",
+            "w2_baseline_lua_move_consume",
+            "w2_promote_only",
+            "w2_end_to_end",
+        ]
+        .map(|name| name.to_owned())
+        .into_iter()
+        .zip(m)
+        .map(|(name, runs)| record_measured(&mut raw, &name, &runs))
+        .collect::<Vec<_>>()
+        .try_into()
+        .expect("four figures");
+        rows.push(
+            row(
+                "W2 backlog, end to end",
+                e2e.to_string(),
+                format!("{b_consume} Lua move + LPOP"),
+                Some(e2e.jobs_per_s / b_consume.jobs_per_s),
+            )
+            .target(">= 100000 jobs/s", e2e.jobs_per_s >= 100_000.0),
+        );
+        let r = promote.jobs_per_s / b_move.jobs_per_s;
+        rows.push(
+            row(
+                "W2 backlog, promote only",
+                promote.to_string(),
+                format!("{b_move} Lua move"),
+                Some(r),
+            )
+            .target(">= 50% of Lua move", r >= 0.5),
+        );
+    }
+
+    if args.wants("w3") {
+        let mut per_rate = Vec::new();
+        for (rate, _) in W3_RATES {
+            let mut runs: Vec<Lateness> = Vec::new();
+            for run in 0..args.runs {
+                fresh(&mut admin).await;
+                let l = workloads::w3_lateness(&url, rate, s.w3_secs, run as u64).await;
+                eprintln!("w3 {rate}/s run {run}: {l:?}");
+                runs.push(l);
+            }
+            per_rate.push(runs);
+        }
+        for ((rate, p99_target), runs) in W3_RATES.into_iter().zip(per_rate) {
+            let pick =
+                |f: fn(&Lateness) -> i64| runs.iter().map(|l| f(l) as f64).collect::<Vec<_>>();
+            let p50 = record(&mut raw, &format!("w3_{rate}_p50_us"), &pick(|l| l.p50_us));
+            let p90 = record(&mut raw, &format!("w3_{rate}_p90_us"), &pick(|l| l.p90_us));
+            let p99 = record(&mut raw, &format!("w3_{rate}_p99_us"), &pick(|l| l.p99_us));
+            let max = record(&mut raw, &format!("w3_{rate}_max_us"), &pick(|l| l.max_us));
+            let early: usize = runs.iter().map(|l| l.early).sum();
+            raw.insert(format!("w3_{rate}_early"), json!(early));
+            rows.push(
+                row(
+                    &format!("W3 lateness at {rate}/s"),
+                    format!(
+                        "p50 {} p90 {} p99 {} max {} early {early}",
+                        ms(p50),
+                        ms(p90),
+                        ms(p99),
+                        ms(max)
+                    ),
+                    String::new(),
+                    None,
+                )
+                .target(
+                    &format!("p99 <= {} ms, 0 early", p99_target / 1000),
+                    p99 <= p99_target as f64 && early == 0,
+                ),
+            );
+        }
+    }
+
+    if args.wants("idle") {
+        fresh(&mut admin).await;
+        let counts = workloads::idle(&url, s.idle_jobs, s.idle_secs).await;
+        eprintln!("idle: {counts:?}");
+        for role in ["promoter", "worker"] {
+            let per_s = counts.per_second(role);
+            raw.insert(format!("idle_{role}_commands_per_s"), json!(per_s));
+            rows.push(
+                row(
+                    &format!("Idle: {role} commands/s"),
+                    format!("{per_s:.2}"),
+                    String::new(),
+                    None,
+                )
+                .target("<= 1", per_s <= 1.0),
+            );
+        }
+        raw.insert("idle_calls".into(), json!(counts));
+    }
+
+    print_table(&rows);
+    let out = json!({
+        "machine": machine,
+        "redis_version": redis_version,
+        "punctual_version": env!("CARGO_PKG_VERSION"),
+        "runs": args.runs,
+        "sizes": format!("{s:?}"),
+        "medians_and_runs": raw,
+        "table": rows,
+    });
+    if let Some(dir) = args.json.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match std::fs::write(
+        &args.json,
+        serde_json::to_string_pretty(&out).unwrap_or_default(),
+    ) {
+        Ok(()) => eprintln!("results written to {}", args.json.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", args.json.display()),
+    }
+    drop(server);
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!("| figure | punctual (median) | baseline (median) | ratio | target | met |");
+    println!("|---|---|---|---|---|---|");
+    for r in rows {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "",
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {met} |",
+            r.figure, r.punctual, r.baseline, r.ratio, r.target
+        );
+    }
+}

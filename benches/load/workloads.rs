@@ -1,0 +1,426 @@
+//! The punctual side of each workload: the library's public API with default settings, one
+//! promoter and one worker (default concurrency) on connections of their own, no-op handlers.
+//!
+//! Every workload also checks what it measured: each job ran exactly once, none started before
+//! its due time, and nothing is left in the queue's keys. A failed check panics, because a fast
+//! wrong answer is not a result.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use punctual::{Job, NewJob, Outcome, Promoter, PromoterConfig, Queue, Rng, Worker, WorkerConfig};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::stats::percentile;
+use crate::{connect, unix_us, used_memory, Clock, Measured, PAYLOAD_BYTES};
+
+/// The job data of every workload: its due time and filler, 100 bytes as MessagePack.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Payload {
+    due: u64,
+    #[serde(with = "serde_bytes")]
+    pad: Vec<u8>,
+}
+
+impl Payload {
+    /// Filler that makes the encoded payload exactly [`PAYLOAD_BYTES`]; the fixed part (map
+    /// header, two names, a u64 and a bin header) is 20 bytes.
+    pub(crate) fn new(due: u64) -> Payload {
+        Payload {
+            due,
+            pad: vec![b'x'; PAYLOAD_BYTES - 20],
+        }
+    }
+}
+
+fn at_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// The server's clock in unix ms. The server runs on this host, so it is this host's clock;
+/// the harness still reads it from Redis, as punctual does.
+async fn server_ms(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await.expect("TIME");
+    secs * 1000 + micros / 1000
+}
+
+/// Sleeps until unix time `ms` by this host's clock.
+async fn sleep_until_unix_ms(ms: u64) {
+    let wait = (ms as i64 * 1000 - unix_us()).max(0) as u64;
+    tokio::time::sleep(Duration::from_micros(wait)).await;
+}
+
+async fn hash_len(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> usize {
+    redis::cmd("HLEN")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("HLEN")
+}
+
+async fn completed(conn: &mut redis::aio::MultiplexedConnection, queue: &str) -> usize {
+    let n: Option<usize> = redis::cmd("HGET")
+        .arg(format!("punctual:{{{queue}}}:stats"))
+        .arg("completed")
+        .query_async(conn)
+        .await
+        .expect("HGET stats");
+    n.unwrap_or(0)
+}
+
+fn spawn_promoter(queue: &Queue, stop: &CancellationToken) -> punctual::metrics::PromoterMetrics {
+    let promoter =
+        Promoter::new([queue.clone()], PromoterConfig::default()).expect("promoter config");
+    let metrics = promoter.metrics();
+    tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
+    metrics
+}
+
+/// W1, one call at a time: `n` jobs due 60-120 s ahead, each `schedule` awaited before the
+/// next.
+pub(crate) async fn w1_one_at_a_time(url: &str, n: usize, run: u64, part: usize) -> Measured {
+    let mut admin = connect(url).await;
+    let mut rng = Rng::seeded(run);
+    let queue = Queue::connect(url, &format!("w1-one-{run}-{part}"))
+        .await
+        .expect("connect");
+    let clock = Clock::start(&mut admin).await;
+    for _ in 0..n {
+        let delay = Duration::from_millis(60_000 + rng.below(60_000));
+        let scheduled = queue
+            .schedule(NewJob::new(&Payload::new(0)).delay(delay))
+            .await
+            .expect("schedule");
+        assert!(scheduled.created);
+    }
+    let m = clock.stop(&mut admin, n).await;
+    if std::env::var("DEBUG_STATS").is_ok() {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        eprintln!("{info}");
+    }
+    m
+}
+
+/// W1, bulk: `n` jobs due 60-120 s ahead in one `schedule_many` call. Also returns the growth
+/// of `used_memory` per job.
+pub(crate) async fn w1_bulk(url: &str, n: usize, run: u64) -> (Measured, f64) {
+    let mut admin = connect(url).await;
+    let mut rng = Rng::seeded(run);
+    let queue = Queue::connect(url, &format!("w1-bulk-{run}"))
+        .await
+        .expect("connect");
+    let before = used_memory(&mut admin).await;
+    let clock = Clock::start(&mut admin).await;
+    let jobs = (0..n).map(|_| {
+        let delay = Duration::from_millis(60_000 + rng.below(60_000));
+        NewJob::new(&Payload::new(0)).delay(delay)
+    });
+    let results = queue.schedule_many(jobs).await.expect("schedule_many");
+    let measured = clock.stop(&mut admin, n).await;
+    let after = used_memory(&mut admin).await;
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| matches!(r, Ok(s) if s.created))
+            .count(),
+        n
+    );
+    (measured, (after - before) as f64 / n as f64)
+}
+
+/// Schedules `n` jobs all due at unix ms `due` in bulk.
+async fn schedule_backlog(queue: &Queue, n: usize, due: u64) {
+    let jobs = (0..n).map(|_| NewJob::new(&Payload::new(due)).at(at_ms(due)));
+    let results = queue.schedule_many(jobs).await.expect("schedule_many");
+    assert!(results.iter().all(|r| matches!(r, Ok(s) if s.created)));
+}
+
+/// How long the backlog is scheduled ahead of its due instant: the bulk call must be done
+/// well before it.
+const BACKLOG_LEAD_MS: u64 = 1500;
+
+/// W2, promote-only: a promoter and no worker; seconds from the due instant until the
+/// promoter has moved all `n` jobs. Jobs/s.
+pub(crate) async fn w2_promote_only(url: &str, n: usize, run: u64) -> Measured {
+    let name = format!("w2-promote-{run}");
+    let queue = Queue::connect(url, &name).await.expect("connect");
+    let mut admin = connect(url).await;
+    let stop = CancellationToken::new();
+    let metrics = spawn_promoter(&Queue::connect(url, &name).await.expect("connect"), &stop);
+    let due = server_ms(&mut admin).await + BACKLOG_LEAD_MS;
+    schedule_backlog(&queue, n, due).await;
+    let clock = Clock::start_at(&mut admin, due as i64 * 1000).await;
+    sleep_until_unix_ms(due).await;
+    let promoted = || {
+        metrics
+            .snapshot()
+            .get(&name)
+            .map_or(0, |activity| activity.promoted as usize)
+    };
+    while promoted() < n {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let measured = clock.stop(&mut admin, n).await;
+    stop.cancel();
+    let ready: usize = redis::cmd("LLEN")
+        .arg(format!("punctual:{{{name}}}:ready"))
+        .query_async(&mut admin)
+        .await
+        .expect("LLEN");
+    assert_eq!(ready, n, "every job promoted exactly once");
+    measured
+}
+
+/// W2, end to end: promoter and worker; seconds from the due instant until every handler ran
+/// and every job was acknowledged. Jobs/s.
+pub(crate) async fn w2_end_to_end(url: &str, n: usize, run: u64) -> Measured {
+    let name = format!("w2-e2e-{run}");
+    let producer = Queue::connect(url, &name).await.expect("connect");
+    let mut admin = connect(url).await;
+    let stop = CancellationToken::new();
+    spawn_promoter(&Queue::connect(url, &name).await.expect("connect"), &stop);
+    let ran = Arc::new(AtomicUsize::new(0));
+    let worker = Worker::new(
+        Queue::connect(url, &name).await.expect("connect"),
+        WorkerConfig::default(),
+    )
+    .expect("worker config");
+    let counter = ran.clone();
+    let worker = tokio::spawn(worker.run(
+        move |_job: Job<Payload>, _ctx| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            async { Outcome::Done }
+        },
+        stop.clone().cancelled_owned(),
+    ));
+    let due = server_ms(&mut admin).await + BACKLOG_LEAD_MS;
+    schedule_backlog(&producer, n, due).await;
+    let clock = Clock::start_at(&mut admin, due as i64 * 1000).await;
+    sleep_until_unix_ms(due).await;
+    while completed(&mut admin, &name).await < n {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let measured = clock.stop(&mut admin, n).await;
+    if std::env::var("DEBUG_STATS").is_ok() {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        eprintln!("{info}");
+    }
+    stop.cancel();
+    worker.await.expect("worker task").expect("worker");
+    assert_eq!(ran.load(Ordering::Relaxed), n, "every job ran exactly once");
+    let left = hash_len(&mut admin, &format!("punctual:{{{name}}}:jobs")).await;
+    assert_eq!(left, 0, "acknowledged jobs leave nothing behind");
+    measured
+}
+
+/// W3's figures for one run, lateness in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Lateness {
+    pub(crate) jobs: usize,
+    pub(crate) p50_us: i64,
+    pub(crate) p90_us: i64,
+    pub(crate) p99_us: i64,
+    pub(crate) max_us: i64,
+    pub(crate) early: usize,
+}
+
+/// How far ahead of its due time the W3 producer schedules each job.
+const PRODUCER_LEAD_MS: u64 = 2000;
+/// The W3 producer sends the jobs due in each slice of this length in one bulk call.
+const PRODUCER_SLICE_MS: u64 = 100;
+
+/// W3: jobs due at a steady `rate` per second for `secs` seconds, scheduled by a producer
+/// running alongside ([`PRODUCER_LEAD_MS`] ahead); lateness = handler start minus due time.
+pub(crate) async fn w3_lateness(url: &str, rate: u64, secs: u64, run: u64) -> Lateness {
+    let name = format!("w3-{rate}-{run}");
+    let producer = Queue::connect(url, &name).await.expect("connect");
+    let mut admin = connect(url).await;
+    let stop = CancellationToken::new();
+    spawn_promoter(&Queue::connect(url, &name).await.expect("connect"), &stop);
+    let total = (rate * secs) as usize;
+    let samples = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let all_ran = Arc::new(tokio::sync::Notify::new());
+    let worker = Worker::new(
+        Queue::connect(url, &name).await.expect("connect"),
+        WorkerConfig::default(),
+    )
+    .expect("worker config");
+    let (record, done) = (samples.clone(), all_ran.clone());
+    let worker = tokio::spawn(worker.run(
+        move |job: Job<Payload>, _ctx| {
+            let late = unix_us() - job.data.due as i64 * 1000;
+            let mut samples = record.lock().unwrap_or_else(|p| p.into_inner());
+            samples.push(late);
+            if samples.len() == total {
+                done.notify_one();
+            }
+            async { Outcome::Done }
+        },
+        stop.clone().cancelled_owned(),
+    ));
+
+    let start = server_ms(&mut admin).await + PRODUCER_LEAD_MS;
+    let due_of = |i: u64| start + i * 1000 / rate;
+    let per_slice = rate * PRODUCER_SLICE_MS / 1000;
+    let mut next = 0u64;
+    while next < total as u64 {
+        let slice: Vec<u64> = (next..(next + per_slice).min(total as u64)).collect();
+        next += slice.len() as u64;
+        sleep_until_unix_ms(due_of(slice[0]).saturating_sub(PRODUCER_LEAD_MS)).await;
+        let jobs = slice.iter().map(|&i| {
+            let due = due_of(i);
+            NewJob::new(&Payload::new(due)).at(at_ms(due))
+        });
+        let results = producer.schedule_many(jobs).await.expect("schedule_many");
+        assert!(results.iter().all(|r| matches!(r, Ok(s) if s.created)));
+    }
+    tokio::time::timeout(Duration::from_secs(secs + 60), all_ran.notified())
+        .await
+        .expect("every W3 job ran in time");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while completed(&mut admin, &name).await < total {
+        assert!(Instant::now() < deadline, "W3 acks did not finish");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    worker.await.expect("worker task").expect("worker");
+
+    let mut sorted = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(sorted.len(), total, "every job ran exactly once");
+    sorted.sort_unstable();
+    Lateness {
+        jobs: total,
+        p50_us: percentile(&sorted, 50.0),
+        p90_us: percentile(&sorted, 90.0),
+        p99_us: percentile(&sorted, 99.0),
+        max_us: sorted.last().copied().unwrap_or(0),
+        early: sorted.iter().filter(|&&late| late < 0).count(),
+    }
+}
+
+/// Commands that block in Redis waiting for data or messages: the idle target excludes them.
+const BLOCKING: &[&str] = &["blmove", "subscribe", "psubscribe"];
+
+/// What the idle workload saw: commands sent by clients (not those run inside scripts), by
+/// the role of the connection that sent them.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct IdleCounts {
+    pub(crate) seconds: u64,
+    /// Role → command → calls, blocking commands included.
+    pub(crate) calls: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl IdleCounts {
+    /// Non-blocking commands per second sent by connections of `role`.
+    pub(crate) fn per_second(&self, role: &str) -> f64 {
+        let n: u64 = self.calls.get(role).map_or(0, |commands| {
+            commands
+                .iter()
+                .filter(|(c, _)| !BLOCKING.contains(&c.as_str()))
+                .map(|(_, n)| n)
+                .sum()
+        });
+        n as f64 / self.seconds as f64
+    }
+}
+
+/// Idle: `n` jobs due an hour ahead, a promoter and a worker running, `secs` seconds watched
+/// with `MONITOR`. `INFO commandstats` would also count the commands scripts run, so the
+/// harness reads the command stream instead: each line names its connection (`lua` for a
+/// script's own calls), and a connection's role follows from the script or blocking command
+/// it sends (promote.lua: promoter; claim.lua or BLMOVE: worker).
+pub(crate) async fn idle(url: &str, n: usize, secs: u64) -> IdleCounts {
+    let name = "idle";
+    let producer = Queue::connect(url, name).await.expect("connect");
+    let jobs = (0..n).map(|_| NewJob::new(&Payload::new(0)).delay(Duration::from_secs(3600)));
+    producer.schedule_many(jobs).await.expect("schedule_many");
+    let stop = CancellationToken::new();
+    spawn_promoter(&Queue::connect(url, name).await.expect("connect"), &stop);
+    let worker = Worker::new(
+        Queue::connect(url, name).await.expect("connect"),
+        WorkerConfig::default(),
+    )
+    .expect("worker config");
+    let worker = tokio::spawn(worker.run(
+        |_job: Job<Payload>, _ctx| async { Outcome::Done },
+        stop.clone().cancelled_owned(),
+    ));
+    // Let both settle into their waits, then watch.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let monitor = redis::Client::open(url)
+        .expect("url")
+        .get_async_monitor()
+        .await
+        .expect("MONITOR");
+    let mut lines = monitor.into_on_message::<String>();
+    let mut seen = Vec::new();
+    let window = tokio::time::sleep(Duration::from_secs(secs));
+    tokio::pin!(window);
+    loop {
+        tokio::select! {
+            () = &mut window => break,
+            line = lines.next() => match line {
+                Some(line) => seen.push(line),
+                None => panic!("MONITOR connection closed"),
+            },
+        }
+    }
+    stop.cancel();
+    worker.await.expect("worker task").expect("worker");
+
+    let promote = redis::Script::new(include_str!("../../lua/promote.lua"))
+        .get_hash()
+        .to_owned();
+    let claim = redis::Script::new(include_str!("../../lua/claim.lua"))
+        .get_hash()
+        .to_owned();
+    // (connection, command, first argument) of every client command.
+    let commands: Vec<(String, String, String)> = seen
+        .iter()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once('[')?;
+            let (client, args) = rest.split_once(']')?;
+            let connection = client.split_whitespace().nth(1)?.to_owned();
+            let mut args = args.split('"').skip(1).step_by(2);
+            let command = args.next()?.to_ascii_lowercase();
+            let first = args.next().unwrap_or("").to_owned();
+            (connection != "lua").then_some((connection, command, first))
+        })
+        .collect();
+    let mut roles: BTreeMap<String, &str> = BTreeMap::new();
+    for (connection, command, first) in &commands {
+        let role = match command.as_str() {
+            "evalsha" if *first == promote => "promoter",
+            "evalsha" if *first == claim => "worker",
+            "blmove" => "worker",
+            _ => continue,
+        };
+        roles.insert(connection.clone(), role);
+    }
+    let mut counts = IdleCounts {
+        seconds: secs,
+        ..IdleCounts::default()
+    };
+    for (connection, command, _) in commands {
+        let role = roles.get(&connection).copied().unwrap_or("other");
+        *counts
+            .calls
+            .entry(role.to_owned())
+            .or_default()
+            .entry(command)
+            .or_default() += 1;
+    }
+    counts
+}
