@@ -266,6 +266,19 @@ fn record_measured(
     }
 }
 
+/// [`record_measured`] for the four figures of a workload, in order.
+fn record_four(
+    raw: &mut serde_json::Map<String, serde_json::Value>,
+    names: [&str; 4],
+    runs: [Vec<Measured>; 4],
+) -> [Measured; 4] {
+    let mut out = [Measured::default(); 4];
+    for ((slot, name), runs) in out.iter_mut().zip(names).zip(runs) {
+        *slot = record_measured(raw, name, &runs);
+    }
+    out
+}
+
 /// One line of the results table.
 #[derive(Debug, serde::Serialize)]
 struct Row {
@@ -373,19 +386,16 @@ async fn run(args: Args) {
                 m[2][run], m[0][run], m[3][run], m[1][run]
             );
         }
-        let [b_one, b_bulk, one, bulk] = [
-            "w1_baseline_zadd_one",
-            "w1_baseline_zadd_pipelined",
-            "w1_one_at_a_time",
-            "w1_bulk",
-        ]
-        .map(|name| name.to_owned())
-        .into_iter()
-        .zip(m)
-        .map(|(name, runs)| record_measured(&mut raw, &name, &runs))
-        .collect::<Vec<_>>()
-        .try_into()
-        .expect("four figures");
+        let [b_one, b_bulk, one, bulk] = record_four(
+            &mut raw,
+            [
+                "w1_baseline_zadd_one",
+                "w1_baseline_zadd_pipelined",
+                "w1_one_at_a_time",
+                "w1_bulk",
+            ],
+            m,
+        );
         let b_mem = record(&mut raw, "w1_baseline_zadd_bytes_per_job", &b_mem);
         let mem = record(&mut raw, "w1_bytes_per_job", &mem);
         let r = one.jobs_per_s / b_one.jobs_per_s;
@@ -439,19 +449,16 @@ async fn run(args: Args) {
                 m[2][run], m[0][run], m[3][run], m[1][run]
             );
         }
-        let [b_move, b_consume, promote, e2e] = [
-            "w2_baseline_lua_move",
-            "w2_baseline_lua_move_consume",
-            "w2_promote_only",
-            "w2_end_to_end",
-        ]
-        .map(|name| name.to_owned())
-        .into_iter()
-        .zip(m)
-        .map(|(name, runs)| record_measured(&mut raw, &name, &runs))
-        .collect::<Vec<_>>()
-        .try_into()
-        .expect("four figures");
+        let [b_move, b_consume, promote, e2e] = record_four(
+            &mut raw,
+            [
+                "w2_baseline_lua_move",
+                "w2_baseline_lua_move_consume",
+                "w2_promote_only",
+                "w2_end_to_end",
+            ],
+            m,
+        );
         rows.push(
             row(
                 "W2 backlog, end to end",

@@ -80,6 +80,28 @@ fn spawn_promoter(queue: &Queue, stop: &CancellationToken) -> punctual::metrics:
     metrics
 }
 
+/// Runs a worker with default settings on its own connection to queue `name`, with a handler
+/// that calls `on_job` and succeeds, until `stop` fires.
+async fn spawn_worker(
+    url: &str,
+    name: &str,
+    stop: &CancellationToken,
+    on_job: impl Fn(&Job<Payload>) + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<punctual::Result<()>> {
+    let worker = Worker::new(
+        Queue::connect(url, name).await.expect("connect"),
+        WorkerConfig::default(),
+    )
+    .expect("worker config");
+    tokio::spawn(worker.run(
+        move |job: Job<Payload>, _ctx| {
+            on_job(&job);
+            async { Outcome::Done }
+        },
+        stop.clone().cancelled_owned(),
+    ))
+}
+
 /// W1, one call at a time: `n` jobs due 60-120 s ahead, each `schedule` awaited before the
 /// next.
 pub(crate) async fn w1_one_at_a_time(url: &str, n: usize, run: u64, part: usize) -> Measured {
@@ -97,16 +119,7 @@ pub(crate) async fn w1_one_at_a_time(url: &str, n: usize, run: u64, part: usize)
             .expect("schedule");
         assert!(scheduled.created);
     }
-    let m = clock.stop(&mut admin, n).await;
-    if std::env::var("DEBUG_STATS").is_ok() {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut admin)
-            .await
-            .unwrap();
-        eprintln!("{info}");
-    }
-    m
+    clock.stop(&mut admin, n).await
 }
 
 /// W1, bulk: `n` jobs due 60-120 s ahead in one `schedule_many` call. Also returns the growth
@@ -188,19 +201,11 @@ pub(crate) async fn w2_end_to_end(url: &str, n: usize, run: u64) -> Measured {
     let stop = CancellationToken::new();
     spawn_promoter(&Queue::connect(url, &name).await.expect("connect"), &stop);
     let ran = Arc::new(AtomicUsize::new(0));
-    let worker = Worker::new(
-        Queue::connect(url, &name).await.expect("connect"),
-        WorkerConfig::default(),
-    )
-    .expect("worker config");
     let counter = ran.clone();
-    let worker = tokio::spawn(worker.run(
-        move |_job: Job<Payload>, _ctx| {
-            counter.fetch_add(1, Ordering::Relaxed);
-            async { Outcome::Done }
-        },
-        stop.clone().cancelled_owned(),
-    ));
+    let worker = spawn_worker(url, &name, &stop, move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    })
+    .await;
     let due = server_ms(&mut admin).await + BACKLOG_LEAD_MS;
     schedule_backlog(&producer, n, due).await;
     let clock = Clock::start_at(&mut admin, due as i64 * 1000).await;
@@ -209,14 +214,6 @@ pub(crate) async fn w2_end_to_end(url: &str, n: usize, run: u64) -> Measured {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let measured = clock.stop(&mut admin, n).await;
-    if std::env::var("DEBUG_STATS").is_ok() {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut admin)
-            .await
-            .unwrap();
-        eprintln!("{info}");
-    }
     stop.cancel();
     worker.await.expect("worker task").expect("worker");
     assert_eq!(ran.load(Ordering::Relaxed), n, "every job ran exactly once");
@@ -252,24 +249,16 @@ pub(crate) async fn w3_lateness(url: &str, rate: u64, secs: u64, run: u64) -> La
     let total = (rate * secs) as usize;
     let samples = Arc::new(Mutex::new(Vec::with_capacity(total)));
     let all_ran = Arc::new(tokio::sync::Notify::new());
-    let worker = Worker::new(
-        Queue::connect(url, &name).await.expect("connect"),
-        WorkerConfig::default(),
-    )
-    .expect("worker config");
     let (record, done) = (samples.clone(), all_ran.clone());
-    let worker = tokio::spawn(worker.run(
-        move |job: Job<Payload>, _ctx| {
-            let late = unix_us() - job.data.due as i64 * 1000;
-            let mut samples = record.lock().unwrap_or_else(|p| p.into_inner());
-            samples.push(late);
-            if samples.len() == total {
-                done.notify_one();
-            }
-            async { Outcome::Done }
-        },
-        stop.clone().cancelled_owned(),
-    ));
+    let worker = spawn_worker(url, &name, &stop, move |job| {
+        let late = unix_us() - job.data.due as i64 * 1000;
+        let mut samples = record.lock().unwrap_or_else(|p| p.into_inner());
+        samples.push(late);
+        if samples.len() == total {
+            done.notify_one();
+        }
+    })
+    .await;
 
     let start = server_ms(&mut admin).await + PRODUCER_LEAD_MS;
     let due_of = |i: u64| start + i * 1000 / rate;
@@ -348,15 +337,7 @@ pub(crate) async fn idle(url: &str, n: usize, secs: u64) -> IdleCounts {
     producer.schedule_many(jobs).await.expect("schedule_many");
     let stop = CancellationToken::new();
     spawn_promoter(&Queue::connect(url, name).await.expect("connect"), &stop);
-    let worker = Worker::new(
-        Queue::connect(url, name).await.expect("connect"),
-        WorkerConfig::default(),
-    )
-    .expect("worker config");
-    let worker = tokio::spawn(worker.run(
-        |_job: Job<Payload>, _ctx| async { Outcome::Done },
-        stop.clone().cancelled_owned(),
-    ));
+    let worker = spawn_worker(url, name, &stop, |_| {}).await;
     // Let both settle into their waits, then watch.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let monitor = redis::Client::open(url)
