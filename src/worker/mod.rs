@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | claim | `claim.lua` | ready → running (lease deadline, fencing token, attempt + 1) |
 //! | heartbeat | `extend.lua` | running → running (deadline pushed out) |
-//! | success | `ack.lua` | running → gone (batched: see [`acks`]) |
+//! | success | `ack.lua` | running → gone (batched by one task per worker, `worker/acks.rs`) |
 //! | failure, retry, snooze, hand-back | `retry.lua` | running → scheduled |
 //! | last failure, kill, undecodable | `bury.lua` | running → dead |
 //!
@@ -202,8 +202,9 @@ impl Worker {
 
     /// Runs `handler` on the queue's jobs until `shutdown` completes. Then it stops claiming,
     /// lets running handlers finish within the grace period, hands back the jobs of those
-    /// that do not (without using an attempt), and returns. A job is never lost: whatever is
-    /// not reported stays in `running` until its lease ends and the promoter returns it.
+    /// that do not (without using an attempt), sends the acks still queued, and returns. A job
+    /// is never lost: whatever is not reported stays in `running` until its lease ends and the
+    /// promoter returns it.
     ///
     /// Redis outages are waited out (capped backoff, logged), not returned as errors.
     ///
