@@ -521,29 +521,35 @@ impl Queue {
         let tolerance = self.config().tolerance_ms();
         let script = &scripts().schedule;
         let mut results = Vec::with_capacity(prepared.len());
-        let rounds = prepared
-            .chunks(SCHEDULE_BATCH * PIPELINE_CALLS)
-            .map(|round| {
-                let calls: Vec<redis::Cmd> = round
-                    .chunks(SCHEDULE_BATCH)
-                    .map(|batch| {
-                        let mut cmd =
-                            script.evalsha_keys(&[&keys.scheduled, &keys.jobs, &keys.stats]);
-                        cmd.arg(&keys.wake).arg(tolerance).arg(batch.len());
-                        for job in batch {
-                            cmd.arg(&job.id)
-                                .arg(job.mode)
-                                .arg(job.ms)
-                                .arg(&job.envelope);
-                        }
-                        cmd
-                    })
-                    .collect();
-                let mut conn = self.conn();
-                async move { (round, script.pipeline(&mut conn, calls).await) }
-            });
+        // Rounds are made from their index, not from a borrowed chunk: a closure over a
+        // reference argument would make `schedule`'s future one that `tokio::spawn` refuses.
+        // Replies come back in order and are matched to their rounds below.
+        const ROUND: usize = SCHEDULE_BATCH * PIPELINE_CALLS;
+        let rounds = (0..prepared.len().div_ceil(ROUND)).map(|i| {
+            let round = &prepared[i * ROUND..prepared.len().min((i + 1) * ROUND)];
+            let calls: Vec<redis::Cmd> = round
+                .chunks(SCHEDULE_BATCH)
+                .map(|batch| {
+                    let mut cmd = script.evalsha_keys(&[&keys.scheduled, &keys.jobs, &keys.stats]);
+                    cmd.arg(&keys.wake).arg(tolerance).arg(batch.len());
+                    for job in batch {
+                        cmd.arg(&job.id)
+                            .arg(job.mode)
+                            .arg(job.ms)
+                            .arg(&job.envelope);
+                    }
+                    cmd
+                })
+                .collect();
+            let mut conn = self.conn();
+            async move { script.pipeline(&mut conn, calls).await }
+        });
         let mut replies = futures_util::stream::iter(rounds).buffered(ROUNDS_IN_FLIGHT);
-        while let Some((round, replies)) = replies.next().await {
+        let mut sent = prepared.chunks(ROUND);
+        while let Some(replies) = replies.next().await {
+            let Some(round) = sent.next() else {
+                return Err(self.unexpected("schedule", "more replies than rounds"));
+            };
             let replies = replies.map_err(|e| self.redis_error("schedule", e))?;
             for (batch, reply) in round.chunks(SCHEDULE_BATCH).zip(replies) {
                 let codes: Vec<i64> = redis::from_redis_value(reply)

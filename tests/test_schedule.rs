@@ -473,3 +473,46 @@ async fn calls_survive_a_script_flush() {
         "each job promoted once, one cancelled, one moved back"
     );
 }
+
+/// Every future of the public API can be handed to `tokio::spawn` (it is `Send + 'static` once
+/// its borrows are moved in): a producer inside a spawned task is the common case.
+#[tokio::test]
+async fn public_futures_can_be_spawned() {
+    fn spawn<T: Send + 'static>(f: impl std::future::Future<Output = T> + Send + 'static) {
+        drop(tokio::spawn(f));
+    }
+    let redis = RedisServer::start();
+    let queue = Queue::connect(&redis.url(), "spawned").await.unwrap();
+    let ns = queue.namespace().clone();
+    let q = queue.clone();
+    let scheduled = tokio::spawn(async move {
+        q.schedule(NewJob::new(&email(1)).id("a")).await.unwrap();
+        q.schedule_many([NewJob::new(&email(2))]).await.unwrap();
+        q.schedule_each([NewJob::new(&email(3))]).await.unwrap();
+        q.reschedule("a", When::NOW).await.unwrap();
+        q.cancel("a").await.unwrap()
+    });
+    assert_eq!(
+        scheduled.await.unwrap(),
+        Cancelled::Removed(JobState::Scheduled)
+    );
+    let (q1, q2, q3, q4, q5, q6, q7) = (
+        queue.clone(),
+        queue.clone(),
+        queue.clone(),
+        queue.clone(),
+        queue.clone(),
+        queue.clone(),
+        queue.clone(),
+    );
+    spawn(async move { q1.get("a").await });
+    spawn(async move { q2.list(JobState::Ready, 10).await });
+    spawn(async move { q3.counts().await });
+    spawn(async move { q4.stats().await });
+    spawn(async move { q5.retry_dead(&["a".to_owned()]).await });
+    spawn(async move { q6.purge_dead(punctual::Purge::All).await });
+    spawn(async move { Promoter::promote(&q7, 10).await });
+    let n = ns.clone();
+    spawn(async move { n.queue_names().await });
+    spawn(async move { ns.server_info().await });
+}
