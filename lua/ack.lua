@@ -6,20 +6,24 @@
 -- KEYS[4]  attempts  HASH  job id -> attempts started
 -- KEYS[5]  errors    HASH  job id -> last error record
 -- KEYS[6]  stats     HASH  event counters: `completed` += jobs acknowledged
+-- KEYS[7]  done      ZSET  job id -> time acknowledged (ms), kept for the dedup window
 --
--- ARGV[2k - 1], ARGV[2k]  job id and the fencing token its caller holds, for k = 1 .. #ARGV / 2
+-- ARGV[1]  dedup window in ms: acknowledged ids stay in `done` this long, so that a schedule
+--          call sent again after a lost reply cannot make the job a second time (0: keep none)
+-- ARGV[2k], ARGV[2k + 1]  job id and the fencing token its caller holds, for k = 1 .. n
 --                         (at most a few thousand pairs: ids are unpacked onto Lua's stack)
 --
 -- Returns {r_1, ...}: 1 acknowledged, 0 refused because the caller no longer holds the lease.
 -- One HMGET checks every token; the deletes take the whole batch in one command each.
+local window = tonumber(ARGV[1])
 local ids = {}
-for i = 1, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+for i = 2, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
 local out = {}
 if #ids == 0 then return out end
 local tokens = redis.call('HMGET', KEYS[2], unpack(ids))
 local done, seen = {}, {}
 for k, id in ipairs(ids) do
-  if tokens[k] == ARGV[2 * k] and not seen[id] then
+  if tokens[k] == ARGV[2 * k + 1] and not seen[id] then
     seen[id] = true
     done[#done + 1] = id
     out[k] = 1
@@ -34,5 +38,17 @@ if #done > 0 then
   redis.call('HDEL', KEYS[4], unpack(done))
   redis.call('HDEL', KEYS[5], unpack(done))
   redis.call('HINCRBY', KEYS[6], 'completed', #done)
+  if window > 0 then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local entries = {}
+    for i, id in ipairs(done) do
+      entries[2 * i - 1], entries[2 * i] = now, id
+    end
+    redis.call('ZADD', KEYS[7], unpack(entries))
+    redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - window)
+    -- Without acks the set ages out as a whole: no leftover key once the queue is idle.
+    redis.call('PEXPIRE', KEYS[7], window)
+  end
 end
 return out

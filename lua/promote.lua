@@ -7,11 +7,14 @@
 -- KEYS[5]  attempts   HASH  job id -> attempts started
 -- KEYS[6]  errors     HASH  job id -> last error record (JSON)
 -- KEYS[7]  stats      HASH  event counters: `promoted`, `expired` += jobs moved
+-- KEYS[8]  meta       HASH  `format` -> storage format, written when the queue is opened
 --
 -- ARGV[1]  batch: at most this many due jobs and at most this many expired leases per call
--- ARGV[2 .. 1 + b]  upper bounds (ms, inclusive, ascending) of b promotion-lag buckets
+-- ARGV[2]  storage format, written back to meta when meta is missing
+-- ARGV[3 .. 2 + b]  upper bounds (ms, inclusive, ascending) of b promotion-lag buckets
 --
--- Returns {now, promoted, expired, next_due, next_lease, max_lag, sum_lag, n_1, ..., n_(b+1)}
+-- Returns {now, promoted, expired, next_due, next_lease, max_lag, sum_lag, lost, n_1, ...,
+--          n_(b+1)}
 --   now         server time (ms) this call used
 --   promoted    jobs moved scheduled -> ready (== batch means: call again)
 --   expired     leases that ended: those jobs moved running -> ready (== batch: call again)
@@ -19,6 +22,9 @@
 --   next_lease  earliest lease deadline in running, or -1 when it is empty
 --   max_lag     largest promotion lag (now - due, ms) among the promoted jobs, 0 when none
 --   sum_lag     sum of the promoted jobs' lags, ms
+--   lost        1 when meta was missing: Redis lost the queue's data since it was opened
+--               (restarted without persistence, flushed, or failed over to a stale replica);
+--               meta is written again so that this is reported once
 --   n_i         promoted jobs whose lag is at most bound i (and above bound i - 1); n_(b+1)
 --               counts those above the last bound
 -- Counting here keeps the reply a few integers however many jobs move.
@@ -27,8 +33,14 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local batch = tonumber(ARGV[1])
 
+local lost = 0
+if redis.call('EXISTS', KEYS[8]) == 0 then
+  redis.call('HSET', KEYS[8], 'format', ARGV[2])
+  lost = 1
+end
+
 local bounds = {}
-for i = 2, #ARGV do bounds[#bounds + 1] = tonumber(ARGV[i]) end
+for i = 3, #ARGV do bounds[#bounds + 1] = tonumber(ARGV[i]) end
 local counts = {}
 for i = 1, #bounds + 1 do counts[i] = 0 end
 
@@ -78,6 +90,7 @@ local out = {
   lease[2] and tonumber(lease[2]) or -1,
   max_lag,
   sum_lag,
+  lost,
 }
-for i = 1, #counts do out[7 + i] = counts[i] end
+for i = 1, #counts do out[8 + i] = counts[i] end
 return out

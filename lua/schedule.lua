@@ -3,6 +3,7 @@
 -- KEYS[1]  scheduled  ZSET  member = job id, score = due time (ms, server clock)
 -- KEYS[2]  jobs       HASH  job id -> envelope (MessagePack, written once)
 -- KEYS[3]  stats      HASH  event counters: `scheduled` += jobs created
+-- KEYS[4]  done       ZSET  ids acknowledged within the dedup window (see ack.lua)
 --
 -- ARGV[1]  wake channel: PUBLISHed to when a job becomes the new head of `scheduled`
 -- ARGV[2]  past tolerance in ms for absolute times; -1 accepts any time in the past
@@ -13,13 +14,15 @@
 --
 -- Returns {now, r_1, ..., r_n} where r_k is
 --    1  created
---    0  a job with this id already exists (nothing written for it)
+--    0  a job with this id already exists, or finished within the dedup window (nothing
+--       written for it)
 --   -1  "at" lies further in the past than the tolerance (nothing written for it)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local tolerance = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 
+local recent = redis.call('EXISTS', KEYS[4]) == 1
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local head_due = head[2] and tonumber(head[2]) or nil
 
@@ -39,7 +42,8 @@ for k = 0, n - 1 do
   end
   if mode == 'at' and tolerance >= 0 and due < now - tolerance then
     out[#out + 1] = -1
-  elseif redis.call('HSETNX', KEYS[2], id, envelope) == 0 then
+  elseif (recent and redis.call('ZSCORE', KEYS[4], id)) or
+      redis.call('HSETNX', KEYS[2], id, envelope) == 0 then
     out[#out + 1] = 0
   else
     added[#added + 1] = due

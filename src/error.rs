@@ -125,6 +125,53 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// Redis reached `maxmemory` (policy `noeviction`) and refused a write. Every script
+    /// writes all or nothing, so nothing of the refused call was stored. Jobs that finish free
+    /// memory; scheduling works again once there is room.
+    #[error(
+        "redis is out of memory on queue {queue:?} during {op}: nothing was written \
+         (maxmemory reached with policy noeviction; raise maxmemory or let workers drain \
+         the queue): {source}"
+    )]
+    OutOfMemory {
+        /// The queue being worked on.
+        queue: String,
+        /// The operation, e.g. `"schedule"`.
+        op: &'static str,
+        /// What Redis said.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// The Redis user may not run a command or touch a key or channel that punctual needs
+    /// (an ACL too narrow for the queue's prefix). README.md, "Access control", has the ACL.
+    #[error(
+        "redis refused {op} on queue {queue:?}: the user lacks a permission punctual needs \
+         (see README.md, \"Access control\"): {source}"
+    )]
+    PermissionDenied {
+        /// The queue being worked on.
+        queue: String,
+        /// The operation that was refused.
+        op: &'static str,
+        /// What Redis said: the command or key refused.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// Redis refused the user name and password of the URL (or asked for ones it was not
+    /// given).
+    #[error("redis refused the credentials for queue {queue:?} during {op}: {source}")]
+    AuthenticationFailed {
+        /// The queue being worked on (`*` for a namespace).
+        queue: String,
+        /// The operation, usually `"connect"`.
+        op: &'static str,
+        /// What Redis said.
+        #[source]
+        source: redis::RedisError,
+    },
+
     /// Redis answered something a punctual script never returns: the keys were changed by hand,
     /// or another program shares the prefix.
     #[error("unexpected reply on queue {queue:?} during {op}: {detail}")]
@@ -152,6 +199,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error for `source`, raised by Redis during `op` on `queue`: refusals that need an
+    /// operator (memory, permissions, credentials) get their own variants.
+    pub(crate) fn from_redis(queue: &str, op: &'static str, source: redis::RedisError) -> Error {
+        let queue = queue.to_owned();
+        let code = source.code().unwrap_or("");
+        let detail = source.detail().unwrap_or("");
+        if code == "OOM" {
+            Error::OutOfMemory { queue, op, source }
+        } else if code == "NOPERM"
+            // Refusals inside a script come back as ERR with this wording.
+            || detail.starts_with("The user executing the script can't")
+        {
+            Error::PermissionDenied { queue, op, source }
+        } else if matches!(code, "WRONGPASS" | "NOAUTH")
+            || source.kind() == redis::ErrorKind::AuthenticationFailed
+        {
+            Error::AuthenticationFailed { queue, op, source }
+        } else {
+            Error::Redis { queue, op, source }
+        }
+    }
+
     /// True when the error came from Redis being unreachable, timing out or dropping the
     /// connection: a condition that may pass, unlike bad input.
     pub fn is_connection_error(&self) -> bool {

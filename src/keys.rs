@@ -14,6 +14,7 @@
 //! | `p:{q}:attempts` | HASH | id → attempts started (from the first claim) |
 //! | `p:{q}:leases` | HASH | id → fencing token (while running) |
 //! | `p:{q}:errors` | HASH | id → last error record, JSON (after a failure) |
+//! | `p:{q}:done` | ZSET | id → time acknowledged (unix ms), for the dedup window |
 //! | `p:{q}:seq` | STRING | counter that mints fencing tokens |
 //! | `p:{q}:meta` | HASH | `format` → storage format version |
 //! | `p:{q}:stats` | HASH | event → count since the queue was created (see below) |
@@ -46,6 +47,7 @@ pub(crate) struct Keys {
     pub(crate) attempts: String,
     pub(crate) leases: String,
     pub(crate) errors: String,
+    pub(crate) done: String,
     pub(crate) seq: String,
     pub(crate) meta: String,
     pub(crate) stats: String,
@@ -68,6 +70,7 @@ impl Keys {
             attempts: k("attempts"),
             leases: k("leases"),
             errors: k("errors"),
+            done: k("done"),
             seq: k("seq"),
             meta: k("meta"),
             stats: k("stats"),
@@ -139,6 +142,7 @@ mod tests {
             &keys.attempts,
             &keys.leases,
             &keys.errors,
+            &keys.done,
             &keys.seq,
             &keys.meta,
             &keys.stats,

@@ -90,6 +90,9 @@ pub struct QueueActivity {
     pub lag: LagHistogram,
     /// The error of the latest promotion pass, `None` when it succeeded.
     pub last_error: Option<String>,
+    /// Times this process found that Redis had lost the queue's data
+    /// ([`crate::PromoteReport::data_lost`]).
+    pub data_losses: u64,
 }
 
 /// A live view of a promoter's per-queue activity; cheap to clone and to read from another
@@ -117,6 +120,7 @@ impl PromoterMetrics {
                 activity.promoted = activity.promoted.saturating_add(report.promoted);
                 activity.expired = activity.expired.saturating_add(report.expired);
                 activity.lag.merge(&report.lag);
+                activity.data_losses += u64::from(report.data_lost);
                 activity.last_error = None;
             }
             Err(error) => activity.last_error = Some(error),

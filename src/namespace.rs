@@ -70,11 +70,7 @@ impl Namespace {
             .set_max_delay(Duration::from_secs(1));
         let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
             .await
-            .map_err(|source| Error::Redis {
-                queue: queue.to_owned(),
-                op: "connect",
-                source,
-            })?;
+            .map_err(|source| Error::from_redis(queue, "connect", source))?;
         Ok(Namespace {
             inner: Arc::new(Inner {
                 config,
@@ -198,10 +194,6 @@ impl Namespace {
     }
 
     fn redis_error(&self, op: &'static str, source: redis::RedisError) -> Error {
-        Error::Redis {
-            queue: "*".to_owned(),
-            op,
-            source,
-        }
+        Error::from_redis("*", op, source)
     }
 }

@@ -23,13 +23,13 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::time::Instant;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, error, info, warn, Instrument};
 
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::metrics::{LagHistogram, PromoterMetrics, LAG_BUCKETS_MS};
 use crate::namespace::Namespace;
-use crate::queue::Queue;
+use crate::queue::{Queue, STORAGE_FORMAT};
 use crate::reconnect::ReconnectBackoff;
 use crate::scripts::scripts;
 
@@ -88,6 +88,11 @@ pub struct PromoteReport {
     /// How long until the next job is due or the next lease ends, by the server's clock;
     /// `None` when neither exists.
     pub next_in: Option<Duration>,
+    /// The queue's `meta` key was missing: Redis lost the queue's data since the queue was
+    /// opened (a restart without persistence, a flush, a failover to a replica that had not
+    /// caught up). Jobs stored before are gone. The key is written again, so one pass reports
+    /// it.
+    pub data_lost: bool,
 }
 
 /// Moves due jobs of one or more queues to their ready lists. See the module docs.
@@ -173,13 +178,17 @@ impl Promoter {
                 .key(&k.attempts)
                 .key(&k.errors)
                 .key(&k.stats)
+                .key(&k.meta)
                 .arg(batch)
+                .arg(STORAGE_FORMAT)
                 .arg(&LAG_BUCKETS_MS[..])
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| queue.redis_error("promote", e))?;
-            let Some((&[now, promoted, expired, next_due, next_lease, max_lag, sum_lag], counts)) =
-                reply.split_first_chunk::<7>()
+            let Some((
+                &[now, promoted, expired, next_due, next_lease, max_lag, sum_lag, lost],
+                counts,
+            )) = reply.split_first_chunk::<8>()
             else {
                 return Err(queue.unexpected("promote", format!("reply {reply:?}")));
             };
@@ -191,6 +200,7 @@ impl Promoter {
             }
             total.lag.record_counts(&counts, sum_lag.max(0) as u64);
             total.promoted += promoted.max(0) as u64;
+            total.data_lost |= lost == 1;
             total.expired += expired.max(0) as u64;
             total.max_lag_ms = total.max_lag_ms.max(max_lag.max(0) as u64);
             let next = [next_due, next_lease].into_iter().filter(|&t| t >= 0).min();
@@ -333,6 +343,14 @@ impl Promoter {
                                 expired = report.expired,
                                 max_lag_ms = report.max_lag_ms,
                                 "promoted"
+                            );
+                        }
+                        if report.data_lost {
+                            error!(
+                                queue = queue.name(),
+                                "redis lost this queue's data (restarted without persistence, \
+                                 flushed, or failed over to a replica that had not caught up): \
+                                 jobs scheduled before now are gone; carrying on with new ones"
                             );
                         }
                         if report.expired > 0 {

@@ -14,6 +14,7 @@ use crate::envelope::{self, Envelope, ENVELOPE_VERSION};
 use crate::error::{clip, Error, Result};
 use crate::keys::{Keys, DEFAULT_PREFIX};
 use crate::namespace::Namespace;
+use crate::reconnect::ReconnectBackoff;
 use crate::scripts::scripts;
 use crate::time::{delay_ms, from_unix_ms, unix_ms};
 
@@ -26,6 +27,8 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_PAST_TOLERANCE: Duration = Duration::from_secs(60);
 /// Default for [`QueueConfig::set_response_timeout`]: 5 s.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default for [`QueueConfig::set_dedup_window`]: 60 s.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(60);
 /// Default for [`QueueConfig::set_connect_timeout`]: 2 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest caller-chosen job id, in bytes.
@@ -37,6 +40,8 @@ const SCHEDULE_BATCH: usize = 256;
 const PIPELINE_CALLS: usize = 32;
 /// Pipelines in flight at once in [`Queue::schedule_many`].
 const ROUNDS_IN_FLIGHT: usize = 2;
+/// Times one pipeline is sent while the connection fails, before the error is returned.
+const SEND_TRIES: u32 = 3;
 
 /// Settings of a queue handle. Every setting has a documented default.
 #[derive(Debug, Clone)]
@@ -46,6 +51,7 @@ pub struct QueueConfig {
     past_tolerance: Option<Duration>,
     response_timeout: Duration,
     connect_timeout: Duration,
+    dedup_window: Duration,
 }
 
 impl Default for QueueConfig {
@@ -56,6 +62,7 @@ impl Default for QueueConfig {
             past_tolerance: Some(DEFAULT_PAST_TOLERANCE),
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            dedup_window: DEFAULT_DEDUP_WINDOW,
         }
     }
 }
@@ -92,6 +99,22 @@ impl QueueConfig {
     pub fn set_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
+    }
+
+    /// How long the id of an acknowledged job stays taken (default [`DEFAULT_DEDUP_WINDOW`]).
+    /// Within it, scheduling the id again creates nothing (`created: false`), so a schedule
+    /// call sent again after its reply was lost cannot run a job that already finished a
+    /// second time. Costs about 100 bytes of Redis memory per job finished in the window;
+    /// zero turns it off. It is applied by the worker's acknowledgements, so set it where
+    /// workers run.
+    pub fn set_dedup_window(mut self, window: Duration) -> Self {
+        self.dedup_window = window;
+        self
+    }
+
+    /// The dedup window in force.
+    pub fn dedup_window(&self) -> Duration {
+        self.dedup_window
     }
 
     /// The key namespace.
@@ -215,8 +238,10 @@ impl NewJob {
     }
 
     /// Use this id instead of a generated one. Scheduling an id that exists (in any state,
-    /// including dead) creates nothing and reports [`Scheduled::created`] `== false`. Once a
-    /// job is acknowledged or cancelled its data is deleted and the id may be used again.
+    /// including dead) creates nothing and reports [`Scheduled::created`] `== false`; so does
+    /// an id whose job was acknowledged within the dedup window
+    /// ([`QueueConfig::set_dedup_window`], 60 s by default). After that, or once the job is
+    /// cancelled or purged, the id may be used again.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
         self
@@ -428,11 +453,7 @@ impl Queue {
     }
 
     pub(crate) fn redis_error(&self, op: &'static str, source: redis::RedisError) -> Error {
-        Error::Redis {
-            queue: self.inner.name.clone(),
-            op,
-            source,
-        }
+        Error::from_redis(&self.inner.name, op, source)
     }
 
     pub(crate) fn unexpected(&self, op: &'static str, detail: impl Into<String>) -> Error {
@@ -450,8 +471,13 @@ impl Queue {
     /// [`Error::InvalidJobId`], [`Error::DelayOverflow`], [`Error::PayloadTooLarge`],
     /// [`Error::Encode`], [`Error::InvalidConfig`] (a max attempts of 0) and
     /// [`Error::InThePast`] (nothing written);
-    /// [`Error::Redis`] when Redis fails (the job may or may not have been written: schedule
-    /// again with the same id to find out, idempotently).
+    /// [`Error::OutOfMemory`] (nothing written); [`Error::Redis`] when Redis fails.
+    ///
+    /// A call whose connection drops or times out is sent again (3 tries in all, with a
+    /// short backoff): that is safe, because an id that exists is never written twice. When
+    /// every try fails the job may or may not have been written: schedule again with the same
+    /// id to find out. For a caller-chosen id, a call that had to be sent again may report
+    /// `created: false` for the job its own first sending created.
     pub async fn schedule(&self, job: NewJob) -> Result<Scheduled> {
         let mut results = self.schedule_many(std::iter::once(job)).await?;
         match results.pop() {
@@ -530,7 +556,12 @@ impl Queue {
             let calls: Vec<redis::Cmd> = round
                 .chunks(SCHEDULE_BATCH)
                 .map(|batch| {
-                    let mut cmd = script.evalsha_keys(&[&keys.scheduled, &keys.jobs, &keys.stats]);
+                    let mut cmd = script.evalsha_keys(&[
+                        &keys.scheduled,
+                        &keys.jobs,
+                        &keys.stats,
+                        &keys.done,
+                    ]);
                     cmd.arg(&keys.wake).arg(tolerance).arg(batch.len());
                     for job in batch {
                         cmd.arg(&job.id)
@@ -542,11 +573,27 @@ impl Queue {
                 })
                 .collect();
             let mut conn = self.conn();
-            async move { script.pipeline(&mut conn, calls).await }
+            async move {
+                // A dropped connection or a timeout leaves it unknown whether the scripts ran;
+                // sending them again is safe (an id that exists is not written twice).
+                let mut backoff = ReconnectBackoff::new();
+                let mut tries = 1;
+                loop {
+                    match script.pipeline(&mut conn, &calls).await {
+                        Err(e) if is_transient(&e) && tries < SEND_TRIES => {
+                            let delay = backoff.next_delay();
+                            tracing::warn!(error = %e, retry_in = ?delay, "schedule: sending again");
+                            tokio::time::sleep(delay).await;
+                            tries += 1;
+                        }
+                        result => return (result, tries > 1),
+                    }
+                }
+            }
         });
         let mut replies = futures_util::stream::iter(rounds).buffered(ROUNDS_IN_FLIGHT);
         let mut sent = prepared.chunks(ROUND);
-        while let Some(replies) = replies.next().await {
+        while let Some((replies, resent)) = replies.next().await {
             let Some(round) = sent.next() else {
                 return Err(self.unexpected("schedule", "more replies than rounds"));
             };
@@ -564,7 +611,9 @@ impl Queue {
                     results.push(match code {
                         1 | 0 => Ok(Scheduled {
                             id: job.id.clone(),
-                            created: code == 1,
+                            // A generated id is this call's alone: when the call was sent
+                            // again, "exists" means the first sending created it.
+                            created: code == 1 || (resent && job.generated),
                         }),
                         _ => Err(Error::InThePast {
                             queue: self.inner.name.clone(),
@@ -584,6 +633,7 @@ impl Queue {
     /// Validates a job and encodes its envelope.
     fn prepare(&self, job: NewJob) -> Result<Prepared> {
         let queue = &self.inner.name;
+        let generated = job.id.is_none();
         let id = match job.id {
             Some(id) => {
                 validate_id(queue, &id)?;
@@ -625,6 +675,7 @@ impl Queue {
         })?;
         Ok(Prepared {
             id,
+            generated,
             mode,
             ms,
             envelope,
@@ -716,6 +767,8 @@ impl Queue {
 #[derive(Debug)]
 struct Prepared {
     id: String,
+    /// Made by [`crate::id::new_id`], not chosen by the caller.
+    generated: bool,
     mode: &'static str,
     ms: u64,
     envelope: Vec<u8>,
@@ -741,6 +794,11 @@ fn validate_id(queue: &str, id: &str) -> Result<()> {
         return reject("it contains control characters");
     }
     Ok(())
+}
+
+/// A failure after which the same call may succeed: the connection dropped or timed out.
+pub(crate) fn is_transient(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
 #[cfg(test)]

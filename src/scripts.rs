@@ -43,9 +43,9 @@ impl LuaScript {
     pub(crate) async fn pipeline<C: ConnectionLike>(
         &self,
         con: &mut C,
-        calls: Vec<redis::Cmd>,
+        calls: &[redis::Cmd],
     ) -> RedisResult<Vec<Value>> {
-        let mut replies = send_all(con, &calls).await?;
+        let mut replies = send_all(con, calls).await?;
         let missing: Vec<usize> = replies
             .iter()
             .enumerate()

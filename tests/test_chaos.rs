@@ -345,7 +345,8 @@ async fn chaos_loses_nothing_and_promotes_nothing_twice() {
     assert_eq!(stat("scheduled"), accepted.len() as u64, "{stats:?}");
     assert!(redis_kills >= 1 && workers.killed.len() >= 3);
 
-    // No leaks: what is left is the dead jobs' data, and nothing else.
+    // No leaks: what is left is the dead jobs' data, the ids finished within the dedup window
+    // (a key that expires by itself), and nothing else.
     let remaining: Vec<String> = redis::cmd("KEYS")
         .arg("punctual:*")
         .query_async(&mut conn)
@@ -357,6 +358,7 @@ async fn chaos_loses_nothing_and_promotes_nothing_twice() {
         "punctual:queues",
         "punctual:{chaos}:attempts",
         "punctual:{chaos}:dead",
+        "punctual:{chaos}:done",
         "punctual:{chaos}:errors",
         "punctual:{chaos}:jobs",
         "punctual:{chaos}:meta",
@@ -364,6 +366,12 @@ async fn chaos_loses_nothing_and_promotes_nothing_twice() {
         "punctual:{chaos}:stats",
     ];
     assert_eq!(remaining, expected);
+    let ttl: i64 = conn.pttl(keys("done")).await.unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "done expires by itself: {ttl}");
+    let finished: Vec<String> = conn.zrange(keys("done"), 0, -1).await.unwrap();
+    assert!(finished
+        .iter()
+        .all(|id| accepted.contains_key(id) && !dead.contains(id)));
     for hash in ["jobs", "attempts", "errors"] {
         let fields: HashSet<String> = conn.hkeys(keys(hash)).await.unwrap();
         assert_eq!(fields, dead, "{hash} holds more than the dead jobs");

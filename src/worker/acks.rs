@@ -19,6 +19,7 @@ use tracing::{debug, error, warn};
 use crate::queue::Queue;
 use crate::reconnect::ReconnectBackoff;
 use crate::scripts::scripts;
+use crate::time::delay_ms;
 
 /// Most acks in one `ack.lua` call (2 arguments each, unpacked onto Lua's stack).
 const MAX_ACK_BATCH: usize = 1000;
@@ -85,10 +86,13 @@ async fn deliver(queue: &Queue, batch: &[Ack], tries: u32) {
         match call(queue, batch).await {
             Ok(codes) => {
                 for (ack, code) in batch.iter().zip(codes) {
-                    if code == 0 {
+                    if code == 0 && attempt > 1 {
+                        // The first sending may have been applied before its reply was lost.
+                        debug!(id = %ack.id, "ack not applied when sent again: applied the first time, or the lease is gone");
+                    } else if code == 0 {
                         warn!(
                             id = %ack.id,
-                            "ack refused: the lease was lost before it, another worker may hold the job now"
+                            "ack refused: the job's lease is gone (it ran out and the job went back to ready, or redis lost its data)"
                         );
                     }
                 }
@@ -121,7 +125,9 @@ async fn call(queue: &Queue, batch: &[Ack]) -> crate::Result<Vec<i64>> {
         .key(&k.jobs)
         .key(&k.attempts)
         .key(&k.errors)
-        .key(&k.stats);
+        .key(&k.stats)
+        .key(&k.done)
+        .arg(delay_ms(queue.config().dedup_window()).unwrap_or(0));
     for ack in batch {
         call.arg(&ack.id).arg(&ack.token);
     }

@@ -543,10 +543,14 @@ async fn report<H>(shared: &Shared<H>, claimed: &Claimed, report: Report) {
                 debug!(?report, "reported");
                 return;
             }
+            Ok(false) if attempt > 1 => {
+                debug!(?report, "report not applied when sent again: applied the first time, or the lease is gone");
+                return;
+            }
             Ok(false) => {
                 warn!(
                     ?report,
-                    "lease lost before the report: another worker may hold the job now"
+                    "report refused: the job's lease is gone (it ran out and the job went back to ready, or redis lost its data)"
                 );
                 return;
             }

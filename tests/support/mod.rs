@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod proxy;
+
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A `redis-server` child process serving on 127.0.0.1:`port`.
@@ -65,7 +67,10 @@ impl RedisServer {
             .arg("--save")
             .arg("")
             .arg("--daemonize")
-            .arg("no");
+            .arg("no")
+            // DEBUG SLEEP, for the pause tests.
+            .arg("--enable-debug-command")
+            .arg("local");
         if self.persistent {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
@@ -199,6 +204,46 @@ pub fn init_tracing() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+}
+
+/// Log lines captured by [`capture_logs`].
+pub struct Logs {
+    buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl Logs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
+    }
+}
+
+struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures punctual's info-and-above log lines on this thread until the result is dropped.
+/// For single-threaded tests (`#[tokio::test]`), whose tasks all run on this thread.
+pub fn capture_logs() -> Logs {
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("punctual=info")
+        .with_ansi(false)
+        .with_writer(move || LogWriter(sink.clone()))
+        .finish();
+    Logs {
+        buf,
+        _guard: tracing::subscriber::set_default(subscriber),
+    }
 }
 
 /// Runs a worker for `queue` with `handler` until `stop` fires.

@@ -66,6 +66,9 @@ impl Failure {
             E::Redis { op, source, .. } => {
                 Failure::Runtime(format!("redis at {url}: {op} failed: {source}"))
             }
+            E::OutOfMemory { .. } | E::PermissionDenied { .. } | E::AuthenticationFailed { .. } => {
+                Failure::Runtime(format!("redis at {url}: {e}"))
+            }
             other => Failure::Runtime(other.to_string()),
         }
     }

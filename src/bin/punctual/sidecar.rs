@@ -292,6 +292,17 @@ async fn render(endpoint: &Endpoint) -> String {
         let _ = writeln!(out, "{name}_sum{{queue=\"{queue}\"}} {sum}");
         let _ = writeln!(out, "{name}_count{{queue=\"{queue}\"}} {}", a.lag.count());
     }
+
+    let name = "punctual_data_loss_detected_total";
+    family(
+        &mut out,
+        name,
+        "counter",
+        "Times this process found that redis had lost the queue's data (alert on any).",
+    );
+    for (queue, a) in &activity {
+        let _ = writeln!(out, "{name}{{queue=\"{queue}\"}} {}", a.data_losses);
+    }
     out
 }
 
