@@ -267,6 +267,66 @@ mod tests {
         assert_eq!(fixed.delay(9, &mut a), Duration::from_millis(250));
     }
 
+    mod properties {
+        use super::super::Rng;
+        use super::*;
+        use proptest::prelude::{any, prop_assert, proptest, ProptestConfig, Strategy};
+
+        /// A valid exponential policy: base 1 ms ..= cap ..= MAX_DELAY.
+        fn policy() -> impl Strategy<Value = Exponential> {
+            let max = crate::MAX_DELAY.as_millis() as u64;
+            (1..=max, 0..=max).prop_map(move |(base, extra)| {
+                let cap = base.saturating_add(extra).min(max);
+                Exponential::new(Duration::from_millis(base), Duration::from_millis(cap)).unwrap()
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// The ceiling never overflows, never exceeds the cap, never falls below the first
+            /// step, and never shrinks from one attempt to the next.
+            #[test]
+            fn exponential_ceiling_is_monotone_and_capped(p in policy(), attempt in any::<u32>()) {
+                let c = p.ceiling(attempt);
+                prop_assert!(c <= p.cap);
+                prop_assert!(c >= p.base);
+                prop_assert!(p.ceiling(attempt.saturating_add(1)) >= c);
+            }
+
+            /// A jittered delay lies inside its window, for any seed.
+            #[test]
+            fn exponential_delay_is_inside_the_window(
+                p in policy(), attempt in any::<u32>(), seed in any::<u64>()
+            ) {
+                let d = p.delay(attempt, &mut Rng::seeded(seed));
+                prop_assert!(d <= p.ceiling(attempt));
+            }
+
+            /// A stored spec, whatever numbers a producer (or a hand edit) put in it, gives a
+            /// delay of at most MAX_DELAY and never panics: a retry's due time is
+            /// `now + delay`, never before now and never past the exact range of a score.
+            #[test]
+            fn any_stored_spec_gives_a_bounded_delay(
+                a in any::<u64>(), b in any::<u64>(), attempt in any::<u32>(), seed in any::<u64>()
+            ) {
+                let mut rng = Rng::seeded(seed);
+                for spec in [
+                    BackoffSpec::Exponential { base_ms: a, cap_ms: b },
+                    BackoffSpec::Fixed { delay_ms: a },
+                ] {
+                    prop_assert!(spec.delay(attempt, &mut rng) <= crate::MAX_DELAY);
+                }
+            }
+
+            #[test]
+            fn below_stays_below(n in any::<u64>(), seed in any::<u64>()) {
+                let v = Rng::seeded(seed).below(n);
+                prop_assert!(v < n || (n == 0 && v == 0));
+            }
+        }
+    }
+
     #[test]
     fn below_is_in_range() {
         let mut rng = Rng::seeded(42);

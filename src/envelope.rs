@@ -98,6 +98,43 @@ mod tests {
         assert!(bytes.len() < 140, "envelope is {} bytes", bytes.len());
     }
 
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+            /// Any bytes at all: decoding returns Ok or a reason, never panics.
+            #[test]
+            fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = Envelope::decode(&bytes);
+                let _ = decode_data::<(String, u64)>(&bytes);
+            }
+
+            /// A valid envelope cut short or with bytes overwritten: the near-misses a
+            /// truncated write or a foreign producer make. Never a panic; a cut envelope is
+            /// always refused.
+            #[test]
+            fn damaged_envelopes_never_panic(
+                cut in any::<prop::sample::Index>(),
+                edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8)
+            ) {
+                let bytes = sample().encode().unwrap();
+                let short = &bytes[..cut.index(bytes.len())];
+                prop_assert!(Envelope::decode(short).is_err());
+                let mut damaged = bytes.clone();
+                for (at, byte) in edits {
+                    let i = at.index(damaged.len());
+                    damaged[i] = byte;
+                }
+                if let Ok(e) = Envelope::decode(&damaged) {
+                    prop_assert_eq!(e.version, ENVELOPE_VERSION);
+                }
+            }
+        }
+    }
+
     #[test]
     fn garbage_and_future_versions_are_refused_without_panic() {
         for bytes in [&b""[..], b"\xc1", b"not msgpack at all", &[0x93, 1, 2, 3]] {

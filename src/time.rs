@@ -41,6 +41,43 @@ pub(crate) fn from_unix_ms(ms: u64) -> SystemTime {
 mod tests {
     use super::*;
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Delays convert exactly up to MAX_DELAY, monotonically, and are refused above it.
+            #[test]
+            fn delays_convert_exactly_or_are_refused(a in any::<u64>(), b in any::<u64>()) {
+                let (da, db) = (Duration::from_millis(a.min(b)), Duration::from_millis(a.max(b)));
+                match (delay_ms(da), delay_ms(db)) {
+                    (Some(x), Some(y)) => prop_assert!(x == a.min(b) && x <= y),
+                    (Some(_), None) => prop_assert!(db > MAX_DELAY),
+                    (None, None) => prop_assert!(da > MAX_DELAY),
+                    (None, Some(_)) => prop_assert!(false, "refused the smaller delay"),
+                }
+            }
+
+            /// Every time accepted as a due time is an integer a Redis score (a double) holds
+            /// exactly, and later times never map to smaller scores.
+            #[test]
+            fn due_times_are_exact_scores(a in any::<u64>(), b in any::<u64>()) {
+                let t = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+                let (lo, hi) = (a.min(b) >> 20, a.max(b) >> 20);
+                if let (Some(x), Some(y)) = (unix_ms(t(lo)), unix_ms(t(hi))) {
+                    prop_assert!(x <= y);
+                    prop_assert!(y < (1u64 << 53));
+                    prop_assert_eq!(y as f64 as u64, y);
+                    // Plus the longest delay: still exact.
+                    let due = y + MAX_DELAY.as_millis() as u64;
+                    prop_assert_eq!(due as f64 as u64, due);
+                }
+            }
+        }
+    }
+
     #[test]
     fn conversions_round_trip_and_refuse_overflow() {
         assert_eq!(delay_ms(Duration::from_millis(1500)), Some(1500));
