@@ -114,7 +114,9 @@ pub use inspect::{Counts, ErrorRecord, JobInfo, QueueStats, Totals, MAX_LIST};
 pub use job::{Context, Job, Outcome};
 pub use namespace::{Namespace, MAX_REGISTERED_QUEUES};
 pub use promoter::{PromoteReport, Promoter, PromoterConfig};
-pub use queue::{Cancelled, JobState, NewJob, Queue, QueueConfig, Rescheduled, Scheduled, When};
+pub use queue::{
+    Cancelled, JobState, NewJob, Queue, QueueConfig, Rescheduled, Scheduled, TlsConfig, When,
+};
 pub use server::{ServerInfo, ServerProblem};
 pub use time::MAX_DELAY;
 pub use worker::{Worker, WorkerConfig, DEFAULT_MAX_ATTEMPTS};

@@ -59,7 +59,13 @@ impl Namespace {
     ) -> Result<Namespace> {
         validate_name(config.prefix())?;
         let redacted = redact_url(url);
-        let client = redis::Client::open(url).map_err(|source| Error::InvalidUrl {
+        let client = match config.tls() {
+            Some(tls) if url.starts_with("rediss://") => {
+                redis::Client::build_with_tls(url, tls.certificates())
+            }
+            _ => redis::Client::open(url),
+        }
+        .map_err(|source| Error::InvalidUrl {
             url: redacted.clone(),
             source,
         })?;

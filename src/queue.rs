@@ -52,6 +52,52 @@ pub struct QueueConfig {
     response_timeout: Duration,
     connect_timeout: Duration,
     dedup_window: Duration,
+    tls: Option<TlsConfig>,
+}
+
+/// Certificates for `rediss://` URLs beyond the system's trust store: a private CA, and a
+/// client certificate for servers that require one (`tls-auth-clients yes`, Redis' default).
+/// PEM bytes, as read from the files.
+#[derive(Clone, Default)]
+pub struct TlsConfig {
+    root_certificate: Option<Vec<u8>>,
+    client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a private key.
+        f.debug_struct("TlsConfig")
+            .field("root_certificate", &self.root_certificate.is_some())
+            .field("client_certificate", &self.client.is_some())
+            .finish()
+    }
+}
+
+impl TlsConfig {
+    /// Trust this CA (PEM) for the server's certificate, instead of the system's roots.
+    pub fn set_root_certificate(mut self, pem: Vec<u8>) -> Self {
+        self.root_certificate = Some(pem);
+        self
+    }
+
+    /// Present this certificate and private key (both PEM) to the server.
+    pub fn set_client_certificate(mut self, cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Self {
+        self.client = Some((cert_pem, key_pem));
+        self
+    }
+
+    pub(crate) fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: self.client.clone().map(|(client_cert, client_key)| {
+                redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }
+            }),
+            root_cert: self.root_certificate.clone(),
+        }
+    }
 }
 
 impl Default for QueueConfig {
@@ -63,6 +109,7 @@ impl Default for QueueConfig {
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             dedup_window: DEFAULT_DEDUP_WINDOW,
+            tls: None,
         }
     }
 }
@@ -110,6 +157,18 @@ impl QueueConfig {
     pub fn set_dedup_window(mut self, window: Duration) -> Self {
         self.dedup_window = window;
         self
+    }
+
+    /// Certificates for a `rediss://` URL (default: none; the system's roots verify the
+    /// server). A `redis://` URL ignores them.
+    pub fn set_tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The TLS certificates in force, if any were set.
+    pub fn tls(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
     }
 
     /// The dedup window in force.

@@ -21,6 +21,9 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     persistent: bool,
+    /// For a TLS server: the directory of `server.crt`, `server.key`, `ca.crt`, and the TLS
+    /// port (`port` stays plain, for the readiness check).
+    tls: Option<(PathBuf, u16)>,
 }
 
 impl RedisServer {
@@ -32,6 +35,16 @@ impl RedisServer {
     /// A server with `appendonly yes` and `appendfsync always` when `persistent`, so that a
     /// restart (even after SIGKILL) keeps every acknowledged write.
     pub fn start_with(persistent: bool) -> Self {
+        Self::start_inner(persistent, None)
+    }
+
+    /// A server that also listens with TLS, on certificates in `certs` (see
+    /// `test_access.rs`); [`RedisServer::port`] is then the TLS port.
+    pub fn start_tls(certs: &std::path::Path) -> Self {
+        Self::start_inner(false, Some(certs))
+    }
+
+    fn start_inner(persistent: bool, certs: Option<&std::path::Path>) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "punctual-test-{}-{}",
             std::process::id(),
@@ -46,6 +59,7 @@ impl RedisServer {
                 port,
                 dir: dir.clone(),
                 persistent,
+                tls: certs.map(|c| (c.to_owned(), free_port())),
             };
             if server.spawn() {
                 return server;
@@ -71,6 +85,17 @@ impl RedisServer {
             // DEBUG SLEEP, for the pause tests.
             .arg("--enable-debug-command")
             .arg("local");
+        if let Some((certs, tls_port)) = &self.tls {
+            cmd.arg("--tls-port")
+                .arg(tls_port.to_string())
+                .arg("--tls-cert-file")
+                .arg(certs.join("server.crt"))
+                .arg("--tls-key-file")
+                .arg(certs.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(certs.join("ca.crt"))
+                .args(["--tls-auth-clients", "no"]);
+        }
         if self.persistent {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
@@ -109,8 +134,9 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// The port clients use: the TLS port of a TLS server.
     pub fn port(&self) -> u16 {
-        self.port
+        self.tls.as_ref().map_or(self.port, |(_, port)| *port)
     }
 
     /// A plain client, for looking at keys directly.

@@ -23,6 +23,31 @@ pub(crate) struct Cli {
     )]
     pub(crate) redis_url: String,
 
+    /// For rediss:// URLs: the CA certificate (PEM file) that signed the server's certificate,
+    /// when it is not in the system's trust store.
+    #[arg(long, global = true, env = "PUNCTUAL_TLS_CA_CERT", value_name = "FILE")]
+    pub(crate) tls_ca_cert: Option<PathBuf>,
+
+    /// For rediss:// URLs: a client certificate (PEM file), for servers that require one.
+    #[arg(
+        long,
+        global = true,
+        env = "PUNCTUAL_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM file) of --tls-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "PUNCTUAL_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Option<PathBuf>,
+
     /// Key namespace: keys are PREFIX:{queue}:...
     #[arg(long, global = true, env = "PUNCTUAL_PREFIX", default_value = punctual::keys::DEFAULT_PREFIX)]
     pub(crate) prefix: String,

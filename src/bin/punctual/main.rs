@@ -152,10 +152,19 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let mut config = QueueConfig::default().set_prefix(cli.prefix.clone());
+    match tls_config(&cli) {
+        Ok(Some(tls)) => config = config.set_tls(tls),
+        Ok(None) => {}
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    }
     let ctx = Ctx {
         redacted: punctual::redact_url(&cli.redis_url),
         url: cli.redis_url,
-        config: QueueConfig::default().set_prefix(cli.prefix.clone()),
+        config,
     };
     if let Err(e) = punctual::keys::validate_name(&cli.prefix) {
         eprintln!("error: --prefix: {e}");
@@ -169,6 +178,25 @@ fn main() -> ExitCode {
             ExitCode::from(failure.exit_code())
         }
     }
+}
+
+/// The certificates named by --tls-ca-cert, --tls-cert and --tls-key, read now so that a
+/// missing file is an input error before anything connects.
+fn tls_config(cli: &Cli) -> Result<Option<punctual::TlsConfig>, String> {
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("{flag}: cannot read {}: {e}", path.display()))
+    };
+    let mut tls = punctual::TlsConfig::default();
+    let mut any = false;
+    if let Some(path) = &cli.tls_ca_cert {
+        tls = tls.set_root_certificate(read("--tls-ca-cert", path)?);
+        any = true;
+    }
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        tls = tls.set_client_certificate(read("--tls-cert", cert)?, read("--tls-key", key)?);
+        any = true;
+    }
+    Ok(any.then_some(tls))
 }
 
 async fn run(ctx: &Ctx, command: Command) -> CmdResult {
