@@ -221,20 +221,33 @@ impl Error {
         }
     }
 
-    /// True when the error came from Redis being unreachable, timing out or dropping the
-    /// connection: a condition that may pass, unlike bad input.
+    /// True when the error came from Redis being unreachable, timing out, dropping the
+    /// connection, or still loading its data after a restart: a condition that may pass,
+    /// unlike bad input.
     pub fn is_connection_error(&self) -> bool {
         match self {
-            Error::Redis { source, .. } => {
-                source.is_io_error()
-                    || source.is_timeout()
-                    || source.is_connection_dropped()
-                    || source.is_connection_refusal()
-                    || source.is_unrecoverable_error()
-            }
+            Error::Redis { source, .. } => is_transient(source) || source.is_unrecoverable_error(),
             _ => false,
         }
     }
+}
+
+/// A failure after which the same call may succeed: the connection dropped or timed out, or
+/// the server is loading its data (`LOADING`, after a restart) or failing over.
+pub(crate) fn is_transient(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+            )
+        )
 }
 
 /// Cuts user-supplied text for inclusion in an error message.
@@ -290,6 +303,20 @@ mod tests {
         assert_eq!(redact_url("rediss://:s3cret@db"), "rediss://:***@db");
         assert_eq!(redact_url("redis://s3cret@db"), "redis://***@db");
         assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    /// Found by the chaos soak: right after a restart Redis answers LOADING while it reads its
+    /// append-only file. That passes, so callers wait and try again instead of giving up.
+    #[test]
+    fn loading_is_transient_and_refusals_are_typed() {
+        use redis::{ErrorKind, RedisError, ServerErrorKind};
+        let loading =
+            RedisError::from((ErrorKind::Server(ServerErrorKind::BusyLoading), "loading"));
+        let err = Error::from_redis("q", "ack", loading);
+        assert!(err.is_connection_error(), "{err:?}");
+        let noperm = RedisError::from((ErrorKind::Server(ServerErrorKind::NoPerm), "no"));
+        let err = Error::from_redis("q", "claim", noperm);
+        assert!(matches!(err, Error::PermissionDenied { .. }) && !err.is_connection_error());
     }
 
     #[test]

@@ -58,6 +58,9 @@
 //!
 //! ## Guarantees
 //!
+//! In short below; `docs/guarantees.md` has each one with its limits (persistence, failover,
+//! what is not guaranteed) and the chaos test's figures.
+//!
 //! - **Exactly-once promotion.** `promote.lua` takes due ids and removes them in one atomic
 //!   step; any number of promoters can run.
 //! - **At-least-once execution.** A claimed job is held under a lease. If its worker dies, the

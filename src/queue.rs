@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::backoff::BackoffSpec;
 use crate::envelope::{self, Envelope, ENVELOPE_VERSION};
-use crate::error::{clip, Error, Result};
+use crate::error::{clip, is_transient, Error, Result};
 use crate::keys::{Keys, DEFAULT_PREFIX};
 use crate::namespace::Namespace;
 use crate::reconnect::ReconnectBackoff;
@@ -853,11 +853,6 @@ fn validate_id(queue: &str, id: &str) -> Result<()> {
         return reject("it contains control characters");
     }
     Ok(())
-}
-
-/// A failure after which the same call may succeed: the connection dropped or timed out.
-pub(crate) fn is_transient(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
 #[cfg(test)]
