@@ -12,7 +12,7 @@ use punctual::{
     Error, Job, JobState, Namespace, NewJob, Outcome, Promoter, PromoterConfig, Purge, Queue,
     QueueConfig, TlsConfig, When, WorkerConfig,
 };
-use support::{eventually, spawn_worker, RedisServer};
+use support::{eventually, run_jobs, spawn_worker, RedisServer};
 use tokio_util::sync::CancellationToken;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -279,26 +279,12 @@ async fn tls_with_a_private_ca() {
     let ca = std::fs::read(dir.join("ca.crt")).unwrap();
     let config = QueueConfig::default().set_tls(TlsConfig::default().set_root_certificate(ca));
     let queue = Queue::connect_with(&url, "tls", config).await.unwrap();
-    let stop = CancellationToken::new();
-    let promoter = support::spawn_promoter(&queue, Duration::from_secs(1), &stop);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let worker = spawn_worker(
-        &queue,
-        WorkerConfig::default(),
-        &stop,
-        move |job: Job<u32>, _| {
-            tx.send(job.data).unwrap();
-            async { Outcome::Done }
-        },
-    );
+    let mut running = run_jobs::<u32>(&queue, WorkerConfig::default());
     queue
         .schedule(NewJob::new(&7).delay(Duration::from_millis(50)))
         .await
         .unwrap();
-    assert_eq!(
-        tokio::time::timeout(LIMIT, rx.recv()).await.unwrap(),
-        Some(7)
-    );
+    assert_eq!(running.next().await.data, 7);
 
     // The binary: --tls-ca-cert does the same; a missing file is an input error (exit 2).
     let punctual = |args: &[&str]| {
@@ -329,9 +315,7 @@ async fn tls_with_a_private_ca() {
     let out = punctual(&["--tls-ca-cert", "/nonexistent.pem", "stats"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-ca-cert: cannot read"));
-    stop.cancel();
-    promoter.await.unwrap().unwrap();
-    worker.await.unwrap().unwrap();
+    running.stop().await;
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,7 +14,7 @@ use punctual::{
 };
 use redis::AsyncCommands;
 use support::proxy::Proxy;
-use support::{eventually, spawn_promoter, spawn_worker, RedisServer};
+use support::{eventually, run_jobs, spawn_promoter, spawn_worker, RedisServer};
 use tokio_util::sync::CancellationToken;
 
 fn sha(script: &str) -> String {
@@ -399,20 +399,9 @@ async fn no_busy_loop_while_redis_is_down() {
     let redis = RedisServer::start();
     let proxy = Proxy::start(redis.port()).await;
     let queue = Queue::connect(&proxy.url(), "down").await.unwrap();
-    let stop = CancellationToken::new();
-    let promoter = spawn_promoter(&queue, Duration::from_secs(1), &stop);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let worker = spawn_worker(
-        &queue,
-        WorkerConfig::default(),
-        &stop,
-        move |job: Job<u32>, _| {
-            tx.send(job.id).unwrap();
-            async { Outcome::Done }
-        },
-    );
+    let mut running = run_jobs::<u32>(&queue, WorkerConfig::default());
     let job = queue.schedule(NewJob::new(&1)).await.unwrap();
-    assert_eq!(rx.recv().await.unwrap(), job.id);
+    assert_eq!(running.next().await.id, job.id);
 
     proxy.set_down(true);
     let before = proxy.accepted();
@@ -437,14 +426,8 @@ async fn no_busy_loop_while_redis_is_down() {
             Err(e) => assert!(e.is_connection_error(), "{e}"),
         }
     };
-    let ran = tokio::time::timeout(LIMIT, rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(ran, job.id);
-    stop.cancel();
-    promoter.await.unwrap().unwrap();
-    worker.await.unwrap().unwrap();
+    assert_eq!(running.next().await.id, job.id);
+    running.stop().await;
 }
 
 /// With `maxmemory` reached and policy `noeviction`, schedule fails with
@@ -543,18 +526,7 @@ async fn an_id_stays_taken_for_the_dedup_window_after_its_ack() {
         let queue = Queue::connect_with(&redis.url(), &name, config)
             .await
             .unwrap();
-        let stop = CancellationToken::new();
-        let promoter = spawn_promoter(&queue, Duration::from_secs(1), &stop);
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let worker = spawn_worker(
-            &queue,
-            WorkerConfig::default(),
-            &stop,
-            move |job: Job<u32>, _| {
-                tx.send(job.id).unwrap();
-                async { Outcome::Done }
-            },
-        );
+        let mut running = run_jobs::<u32>(&queue, WorkerConfig::default());
         assert!(
             queue
                 .schedule(NewJob::new(&1).id("once"))
@@ -562,7 +534,7 @@ async fn an_id_stays_taken_for_the_dedup_window_after_its_ack() {
                 .unwrap()
                 .created
         );
-        assert_eq!(rx.recv().await.unwrap(), "once");
+        assert_eq!(running.next().await.id, "once");
         eventually(LIMIT, "the ack", || async {
             queue.stats().await.unwrap().totals.completed == 1
         })
@@ -570,10 +542,8 @@ async fn an_id_stays_taken_for_the_dedup_window_after_its_ack() {
         let late = queue.schedule(NewJob::new(&1).id("once")).await.unwrap();
         assert_eq!(late.created, again, "window {window:?}");
         if again {
-            assert_eq!(rx.recv().await.unwrap(), "once");
+            assert_eq!(running.next().await.id, "once");
         }
-        stop.cancel();
-        promoter.await.unwrap().unwrap();
-        worker.await.unwrap().unwrap();
+        running.stop().await;
     }
 }

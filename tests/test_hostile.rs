@@ -10,12 +10,9 @@ use std::time::{Duration, SystemTime};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
-use punctual::{
-    Error, Job, JobState, NewJob, Outcome, Queue, QueueConfig, When, WorkerConfig, MAX_DELAY,
-};
+use punctual::{Error, JobState, NewJob, Queue, QueueConfig, When, WorkerConfig, MAX_DELAY};
 use redis::AsyncCommands;
-use support::{eventually, server_ms, spawn_promoter, spawn_worker, RedisServer};
-use tokio_util::sync::CancellationToken;
+use support::{eventually, run_jobs, server_ms, RedisServer};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -43,18 +40,7 @@ async fn arbitrary_bytes_as_envelopes_go_to_the_dead_set() {
             .unwrap();
         garbage.push(id);
     }
-    let stop = CancellationToken::new();
-    let promoter = spawn_promoter(&queue, Duration::from_secs(1), &stop);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let worker = spawn_worker(
-        &queue,
-        WorkerConfig::default(),
-        &stop,
-        move |job: Job<String>, _| {
-            tx.send(job.data).unwrap();
-            async { Outcome::Done }
-        },
-    );
+    let mut running = run_jobs::<String>(&queue, WorkerConfig::default());
     eventually(LIMIT, "every garbage job in the dead set", || async {
         queue.counts().await.unwrap().dead == garbage.len() as u64
     })
@@ -65,11 +51,9 @@ async fn arbitrary_bytes_as_envelopes_go_to_the_dead_set() {
         assert!(record.contains("\"reason\":\"undecodable\""), "{record}");
     }
     queue.schedule(NewJob::new("still alive")).await.unwrap();
-    assert_eq!(rx.recv().await.unwrap(), "still alive");
-    assert!(!worker.is_finished());
-    stop.cancel();
-    promoter.await.unwrap().unwrap();
-    worker.await.unwrap().unwrap();
+    assert_eq!(running.next().await.data, "still alive");
+    assert!(running.is_running());
+    running.stop().await;
 }
 
 /// Due times anywhere in the accepted range become exactly the score they should: a relative
@@ -144,22 +128,10 @@ async fn huge_data_runs_up_to_the_limit_and_is_refused_past_it() {
         "{err}"
     );
     let job = queue.schedule(NewJob::new(&at_limit)).await.unwrap();
-    let stop = CancellationToken::new();
-    let promoter = spawn_promoter(&queue, Duration::from_secs(1), &stop);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let worker = spawn_worker(
-        &queue,
-        WorkerConfig::default(),
-        &stop,
-        move |job: Job<serde_bytes::ByteBuf>, _| {
-            tx.send((job.id, job.data.len())).unwrap();
-            async { Outcome::Done }
-        },
-    );
-    assert_eq!(rx.recv().await.unwrap(), (job.id, limit - 5));
-    stop.cancel();
-    promoter.await.unwrap().unwrap();
-    worker.await.unwrap().unwrap();
+    let mut running = run_jobs::<serde_bytes::ByteBuf>(&queue, WorkerConfig::default());
+    let ran = running.next().await;
+    assert_eq!((ran.id, ran.data.len()), (job.id, limit - 5));
+    running.stop().await;
     assert_eq!(queue.counts().await.unwrap().scheduled, 0);
 }
 
@@ -226,21 +198,10 @@ async fn names_and_ids_never_make_a_key_outside_the_hash_tag() {
                 .created
         );
     }
-    let stop = CancellationToken::new();
-    let promoter = spawn_promoter(&queue, Duration::from_secs(1), &stop);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let worker = spawn_worker(
-        &queue,
-        WorkerConfig::default(),
-        &stop,
-        move |job: Job<u32>, _| {
-            tx.send(job.id).unwrap();
-            async { Outcome::Done }
-        },
-    );
+    let mut running = run_jobs::<u32>(&queue, WorkerConfig::default());
     let mut ran = Vec::new();
     for _ in &odd_ids {
-        ran.push(rx.recv().await.unwrap());
+        ran.push(running.next().await.id);
     }
     ran.sort();
     let mut expected = odd_ids.to_vec();
@@ -252,9 +213,7 @@ async fn names_and_ids_never_make_a_key_outside_the_hash_tag() {
         })
         .await;
     }
-    stop.cancel();
-    promoter.await.unwrap().unwrap();
-    worker.await.unwrap().unwrap();
+    running.stop().await;
 
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")

@@ -299,6 +299,58 @@ pub fn spawn_promoter(
     tokio::spawn(promoter.run(stop.clone().cancelled_owned()))
 }
 
+/// A promoter and a worker for one queue whose handler succeeds at every job and hands it to
+/// the test: the usual harness for "did it run, and with what".
+pub struct Running<T> {
+    jobs: tokio::sync::mpsc::UnboundedReceiver<punctual::Job<T>>,
+    stop: tokio_util::sync::CancellationToken,
+    promoter: tokio::task::JoinHandle<punctual::Result<()>>,
+    worker: tokio::task::JoinHandle<punctual::Result<()>>,
+}
+
+/// Starts [`Running`] on `queue`: a promoter with a 1 s heartbeat and a worker with `config`.
+pub fn run_jobs<T>(queue: &punctual::Queue, config: punctual::WorkerConfig) -> Running<T>
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+{
+    let stop = tokio_util::sync::CancellationToken::new();
+    let promoter = spawn_promoter(queue, Duration::from_secs(1), &stop);
+    let (tx, jobs) = tokio::sync::mpsc::unbounded_channel();
+    let worker = spawn_worker(queue, config, &stop, move |job: punctual::Job<T>, _| {
+        // The receiver lives as long as the test; a send after it is dropped is harmless.
+        let _ = tx.send(job);
+        async { punctual::Outcome::Done }
+    });
+    Running {
+        jobs,
+        stop,
+        promoter,
+        worker,
+    }
+}
+
+impl<T> Running<T> {
+    /// The next job a handler ran; panics after 20 s.
+    pub async fn next(&mut self) -> punctual::Job<T> {
+        tokio::time::timeout(Duration::from_secs(20), self.jobs.recv())
+            .await
+            .expect("no job ran within 20 s")
+            .expect("the worker stopped")
+    }
+
+    /// True while neither the promoter nor the worker has returned.
+    pub fn is_running(&self) -> bool {
+        !self.promoter.is_finished() && !self.worker.is_finished()
+    }
+
+    /// Stops both and checks that they ended cleanly.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.promoter.await.unwrap().unwrap();
+        self.worker.await.unwrap().unwrap();
+    }
+}
+
 /// The clock of the Redis at `url`, read on a fresh connection (for use inside handlers).
 pub async fn server_ms_at(url: &str) -> u64 {
     let mut conn = redis::Client::open(url)
