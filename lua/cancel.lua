@@ -9,6 +9,7 @@
 -- KEYS[6]  attempts   HASH  job id -> attempts started
 -- KEYS[7]  errors     HASH  job id -> last error record
 -- KEYS[8]  stats      HASH  event counters: `cancelled` += 1
+-- KEYS[9]  due        HASH  job id -> when it became due (ms), while ready
 --
 -- ARGV[1]  job id
 --
@@ -27,6 +28,7 @@ elseif redis.call('ZREM', KEYS[4], id) == 1 then
   state = 'dead'
 elseif redis.call('LREM', KEYS[2], 1, id) == 1 then
   state = 'ready'
+  redis.call('HDEL', KEYS[9], id)
 end
 redis.call('HDEL', KEYS[5], id)
 redis.call('HDEL', KEYS[6], id)

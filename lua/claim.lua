@@ -6,12 +6,14 @@
 -- KEYS[4]  attempts  HASH  job id -> attempts started
 -- KEYS[5]  leases    HASH  job id -> fencing token of the current holder
 -- KEYS[6]  seq       STRING counter that mints fencing tokens
+-- KEYS[7]  due       HASH  job id -> when it became due (ms), written by promote.lua
 --
 -- ARGV[1]  the most jobs to claim (at most a few thousand: ids are unpacked onto Lua's stack)
 -- ARGV[2]  lease length in ms
 --
--- Returns {deadline, id_1, token_1, attempt_1, envelope_1, id_2, ...}; just {deadline} when
--- nothing was ready. attempt counts this claim (the first run is attempt 1).
+-- Returns {deadline, id_1, token_1, attempt_1, envelope_1, due_1, id_2, ...}; just {deadline}
+-- when nothing was ready. attempt counts this claim (the first run is attempt 1); due is when
+-- the job became due (ms, as a string), or nil for an id put in ready by other means.
 --
 -- Every write takes the whole batch in one command, so a call costs a fixed handful of
 -- commands however many jobs it claims.
@@ -23,13 +25,16 @@ local out = {deadline}
 local popped = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
 if not popped then return out end
 local envelopes = redis.call('HMGET', KEYS[3], unpack(popped))
+local dues = redis.call('HMGET', KEYS[7], unpack(popped))
+redis.call('HDEL', KEYS[7], unpack(popped))
 -- Every id in ready has its envelope (cancel.lua removes both together); the check keeps a
 -- hand-edited or foreign entry from becoming a running job with no data.
-local ids, data = {}, {}
+local ids, data, due = {}, {}, {}
 for i, id in ipairs(popped) do
   if envelopes[i] then
     ids[#ids + 1] = id
     data[#data + 1] = envelopes[i]
+    due[#due + 1] = dues[i]
   end
 end
 if #ids == 0 then return out end
@@ -47,6 +52,7 @@ for i, id in ipairs(ids) do
   out[#out + 1] = token
   out[#out + 1] = attempt
   out[#out + 1] = data[i]
+  out[#out + 1] = due[i]
 end
 redis.call('ZADD', KEYS[2], unpack(running))
 redis.call('HSET', KEYS[5], unpack(leases))

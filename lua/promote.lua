@@ -8,6 +8,8 @@
 -- KEYS[6]  errors     HASH  job id -> last error record (JSON)
 -- KEYS[7]  stats      HASH  event counters: `promoted`, `expired` += jobs moved
 -- KEYS[8]  meta       HASH  `format` -> storage format, written when the queue is opened
+-- KEYS[9]  due        HASH  job id -> when it became due (ms), while it waits in ready: the
+--                           due time of a promoted job, the lease deadline of an expired one
 --
 -- ARGV[1]  batch: at most this many due jobs and at most this many expired leases per call
 -- ARGV[2]  storage format, written back to meta when meta is missing
@@ -45,6 +47,7 @@ local counts = {}
 for i = 1, #bounds + 1 do counts[i] = 0 end
 
 local due = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, batch, 'WITHSCORES')
+-- `due` alternates id, score: exactly the field/value pairs HSET wants for KEYS[9].
 local ids = {}
 local max_lag, sum_lag = 0, 0
 -- Jobs come oldest first, so lags only fall: the bucket index only moves down.
@@ -60,10 +63,13 @@ end
 if #ids > 0 then
   redis.call('ZREM', KEYS[1], unpack(ids))
   redis.call('RPUSH', KEYS[2], unpack(ids))
+  redis.call('HSET', KEYS[9], unpack(due))
   redis.call('HINCRBY', KEYS[7], 'promoted', #ids)
 end
 
-local expired = redis.call('ZRANGE', KEYS[3], '-inf', now, 'BYSCORE', 'LIMIT', 0, batch)
+local leases = redis.call('ZRANGE', KEYS[3], '-inf', now, 'BYSCORE', 'LIMIT', 0, batch, 'WITHSCORES')
+local expired = {}
+for i = 1, #leases, 2 do expired[#expired + 1] = leases[i] end
 if #expired > 0 then
   redis.call('ZREM', KEYS[3], unpack(expired))
   redis.call('HDEL', KEYS[4], unpack(expired))
@@ -77,6 +83,7 @@ if #expired > 0 then
     }))
   end
   redis.call('RPUSH', KEYS[2], unpack(expired))
+  redis.call('HSET', KEYS[9], unpack(leases))
   redis.call('HINCRBY', KEYS[7], 'expired', #expired)
 end
 

@@ -7,6 +7,7 @@
 -- KEYS[4]  dead       ZSET  job id -> time it died (ms)
 -- KEYS[5]  jobs       HASH  job id -> envelope
 -- KEYS[6]  attempts   HASH  job id -> attempts started
+-- KEYS[7]  due        HASH  job id -> when it became due (ms), while ready
 --
 -- ARGV[1]  job id
 -- ARGV[2]  mode: "in" (due = server now + ms) or "at" (due = ms)
@@ -40,6 +41,7 @@ elseif redis.call('ZREM', KEYS[4], id) == 1 then
   redis.call('HDEL', KEYS[6], id)
 else
   redis.call('LREM', KEYS[2], 1, id)
+  redis.call('HDEL', KEYS[7], id)
 end
 
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')

@@ -20,6 +20,10 @@ pub struct Job<T> {
     pub max_attempts: u32,
     /// When the job was created (producer clock).
     pub created_at: SystemTime,
+    /// When this attempt became due (Redis server clock): the scheduled time, the retry time
+    /// after a failure, or the moment a crashed worker's lease ran out. `None` only for an id
+    /// that reached `ready` without the promoter (written there by hand).
+    pub due_at: Option<SystemTime>,
 }
 
 impl<T> Job<T> {
@@ -34,6 +38,8 @@ impl<T> Job<T> {
 pub struct Context {
     pub(crate) queue: String,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) start_lag: Option<Duration>,
 }
 
 impl Context {
@@ -52,6 +58,27 @@ impl Context {
     /// Completes when the worker is asked to stop.
     pub async fn shutdown_requested(&self) {
         self.shutdown.cancelled().await;
+    }
+
+    /// Completes when this attempt is cancelled: the shutdown grace period ran out, or the
+    /// worker lost the job's lease (another worker may run it now). The handler then has
+    /// [`crate::WorkerConfig::set_cancel_wait`] to stop what it started and return; its
+    /// outcome is not reported (a hand-back at shutdown, nothing after a lost lease). A handler
+    /// that owns nothing outside its own future can ignore this: it is dropped.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// True once [`Context::cancelled`] has fired.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// How late the handler started: its start minus [`Job::due_at`], measured on the Redis
+    /// server's clock up to the claim and on this process's monotonic clock after it, so host
+    /// clock skew does not enter. `None` when the due time is unknown.
+    pub fn start_lag(&self) -> Option<Duration> {
+        self.start_lag
     }
 }
 

@@ -14,6 +14,7 @@
 //! | `p:{q}:attempts` | HASH | id → attempts started (from the first claim) |
 //! | `p:{q}:leases` | HASH | id → fencing token (while running) |
 //! | `p:{q}:errors` | HASH | id → last error record, JSON (after a failure) |
+//! | `p:{q}:due` | HASH | id → when it became due (unix ms), while it waits in `ready` |
 //! | `p:{q}:done` | ZSET | id → time acknowledged (unix ms), for the dedup window |
 //! | `p:{q}:seq` | STRING | counter that mints fencing tokens |
 //! | `p:{q}:meta` | HASH | `format` → storage format version |
@@ -47,6 +48,8 @@ pub(crate) struct Keys {
     pub(crate) attempts: String,
     pub(crate) leases: String,
     pub(crate) errors: String,
+    /// When each job in `ready` became due: written by `promote.lua`, taken by `claim.lua`.
+    pub(crate) due: String,
     pub(crate) done: String,
     pub(crate) seq: String,
     pub(crate) meta: String,
@@ -70,6 +73,7 @@ impl Keys {
             attempts: k("attempts"),
             leases: k("leases"),
             errors: k("errors"),
+            due: k("due"),
             done: k("done"),
             seq: k("seq"),
             meta: k("meta"),

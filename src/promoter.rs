@@ -179,6 +179,7 @@ impl Promoter {
                 .key(&k.errors)
                 .key(&k.stats)
                 .key(&k.meta)
+                .key(&k.due)
                 .arg(batch)
                 .arg(STORAGE_FORMAT)
                 .arg(&LAG_BUCKETS_MS[..])

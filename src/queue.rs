@@ -758,6 +758,7 @@ impl Queue {
             .key(&k.attempts)
             .key(&k.errors)
             .key(&k.stats)
+            .key(&k.due)
             .arg(id)
             .invoke_async(&mut self.conn())
             .await
@@ -791,6 +792,7 @@ impl Queue {
             .key(&k.dead)
             .key(&k.jobs)
             .key(&k.attempts)
+            .key(&k.due)
             .arg(id)
             .arg(mode)
             .arg(ms)

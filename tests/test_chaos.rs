@@ -8,8 +8,9 @@
 //!   fails its first N attempts, `doomed` always fails (3 attempts, then the dead set).
 //! - **The record**: `job.sh` appends `start <attempt> <worker>` and `end <attempt> <worker>
 //!   <ok|fail>` to a file named after the job id, in a directory of its own. A killed worker's
-//!   command is in its own process group, so it runs to the end and still writes its line: the
-//!   job then runs again when the lease ends, which is the at-least-once case the check allows.
+//!   commands are ended by its supervisor process (checked through `/proc` after every kill:
+//!   none may be alive 2 s later), so such a run has a start and no end; the job runs again
+//!   when the lease ends, which is the at-least-once case the check allows.
 //! - **Producers** (4 tasks) schedule with caller-chosen ids, due times spread over the run,
 //!   one in ten in the past; one in twenty is scheduled a second time under the same id, which
 //!   must create nothing. A schedule call that fails (Redis down) is sent again with the same
@@ -127,11 +128,20 @@ impl Workers {
         self.running.push((name, child));
     }
 
-    /// SIGKILLs worker `i` and starts a replacement.
+    /// SIGKILLs worker `i`, checks that none of its commands outlives it by more than 2 s,
+    /// and starts a replacement.
     fn kill(&mut self, i: usize) {
         let (name, mut child) = self.running.swap_remove(i);
+        let mark = format!("{}-", child.id());
         child.kill().unwrap();
         child.wait().unwrap();
+        let left = tokio::task::block_in_place(|| {
+            support::cli::wait_no_procs_prefix("PUNCTUAL_WORKER", &mark, Duration::from_secs(2))
+        });
+        assert!(
+            left.is_empty(),
+            "commands of killed worker {name} alive 2 s later: {left:?}"
+        );
         self.killed.insert(name);
         self.spawn();
     }

@@ -5,147 +5,12 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use redis::AsyncCommands;
+use support::cli::*;
 use support::{eventually, RedisServer};
-
-/// The binary under test, pointed at `redis`, with logs quiet unless the test asks.
-fn punctual(redis: &RedisServer) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_punctual"));
-    cmd.env("PUNCTUAL_REDIS_URL", redis.url())
-        .env_remove("PUNCTUAL_PREFIX")
-        .env_remove("RUST_LOG")
-        // A panic would print a backtrace: the tests check that none ever does.
-        .env("RUST_BACKTRACE", "1");
-    cmd
-}
-
-/// Runs the binary to completion with `args` (and `stdin`, if any).
-fn run(redis: &RedisServer, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = punctual(redis)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start punctual");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).expect("write stdin");
-    }
-    drop(input);
-    child.wait_with_output().expect("wait for punctual")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts a successful run and returns its stdout.
-fn ok(redis: &RedisServer, args: &[&str]) -> String {
-    let out = run(redis, args, None);
-    assert!(
-        out.status.success(),
-        "punctual {args:?} failed: {}",
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
-/// Asserts that a run failed with `code`, printed one `error:` line naming `needle`, and did
-/// not panic.
-fn fails(out: &Output, code: i32, needle: &str) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
-    assert!(err.contains(needle), "{needle:?} not in: {err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "{err}"
-    );
-    let error_lines = err.lines().filter(|l| l.starts_with("error:")).count();
-    assert_eq!(error_lines, 1, "one error line expected: {err}");
-}
-
-/// Sends SIGTERM to a child.
-fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success());
-}
-
-/// Waits for a child with a generous bound; kills it and fails if it does not exit.
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("punctual did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A fresh directory for the files the handler commands write.
-fn out_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("punctual-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create out dir");
-    dir
-}
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
-/// Starts `punctual work` on `queue` running `exec`, with `OUT` set to `dir`.
-fn spawn_work(redis: &RedisServer, queue: &str, exec: &str, extra: &[&str], dir: &Path) -> Child {
-    punctual(redis)
-        .args(["work", queue, "--exec", exec])
-        .args(extra)
-        .env("OUT", dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start punctual work")
-}
-
-fn spawn_promote(redis: &RedisServer, args: &[&str]) -> Child {
-    punctual(redis)
-        .arg("promote")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start punctual promote")
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 /// Jobs scheduled with the CLI reach a command run by `punctual work --exec` through
 /// `punctual promote`: the data arrives as JSON on stdin and the id, queue and attempt in the
@@ -494,18 +359,6 @@ async fn sigterm_during_work_loses_nothing() {
     assert!(wait_exit(&mut promoter, Duration::from_secs(5)).success());
     let jobs: u64 = conn.hlen("punctual:{w}:jobs").await.unwrap();
     assert_eq!(jobs, 0);
-}
-
-/// Reads one HTTP response from the sidecar's endpoint.
-fn http_get(port: u16, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read response");
-    response
 }
 
 /// The sidecar serves every queue of the namespace, including one created after it started,

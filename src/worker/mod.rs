@@ -50,6 +50,8 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 /// Default for [`WorkerConfig::set_shutdown_grace`].
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Default for [`WorkerConfig::set_cancel_wait`].
+pub const DEFAULT_CANCEL_WAIT: Duration = Duration::from_secs(5);
 /// Default for [`WorkerConfig::set_idle_wait`].
 pub const DEFAULT_IDLE_WAIT: Duration = Duration::from_secs(5);
 /// Most jobs taken by one `claim.lua` call.
@@ -66,6 +68,7 @@ pub struct WorkerConfig {
     max_attempts: u32,
     backoff: Arc<dyn Backoff>,
     shutdown_grace: Duration,
+    cancel_wait: Duration,
     idle_wait: Duration,
     rng_seed: Option<u64>,
 }
@@ -78,6 +81,7 @@ impl Default for WorkerConfig {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff: Arc::new(Exponential::default()),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            cancel_wait: DEFAULT_CANCEL_WAIT,
             idle_wait: DEFAULT_IDLE_WAIT,
             rng_seed: None,
         }
@@ -116,6 +120,15 @@ impl WorkerConfig {
     /// are cancelled and their jobs handed back (default [`DEFAULT_SHUTDOWN_GRACE`]).
     pub fn set_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// When an attempt is cancelled (the shutdown grace ran out, or the lease was lost), how
+    /// long its handler may take to clean up and return after [`Context::cancelled`] fires
+    /// before it is dropped (default [`DEFAULT_CANCEL_WAIT`]). A handler that owns something
+    /// outside the process (a child process, a remote call) uses this time to end it.
+    pub fn set_cancel_wait(mut self, wait: Duration) -> Self {
+        self.cancel_wait = wait;
         self
     }
 
@@ -173,6 +186,13 @@ struct Claimed {
     token: String,
     attempt: u32,
     envelope: Vec<u8>,
+    /// When the job became due (server clock, unix ms); `None` for an id that reached `ready`
+    /// without `promote.lua` (a hand-made entry).
+    due_ms: Option<u64>,
+    /// How late the job already was when it was claimed (server clock), and when the claim's
+    /// reply arrived here: together they give the start lag without comparing two clocks.
+    late_at_claim: Option<Duration>,
+    claimed_at: tokio::time::Instant,
 }
 
 /// What every job task shares.
@@ -372,20 +392,28 @@ async fn claim(queue: &Queue, n: usize, lease: Duration) -> Result<Vec<Claimed>>
         .key(&k.attempts)
         .key(&k.leases)
         .key(&k.seq)
+        .key(&k.due)
         .arg(n)
         .arg(lease_ms)
         .invoke_async(&mut queue.conn())
         .await
         .map_err(|e| queue.redis_error("claim", e))?;
+    let claimed_at = tokio::time::Instant::now();
     let bad = |detail: &str| queue.unexpected("claim", detail);
-    let mut fields = reply.into_iter().skip(1);
+    let mut fields = reply.into_iter();
+    let deadline: u64 = match fields.next() {
+        Some(v) => redis::from_redis_value(v).map_err(|e| bad(&e.to_string()))?,
+        None => return Err(bad("empty reply")),
+    };
+    let now_ms = deadline.saturating_sub(lease_ms);
     let mut jobs = Vec::new();
     while let Some(id) = fields.next() {
-        let (Some(token), Some(attempt), Some(envelope)) =
-            (fields.next(), fields.next(), fields.next())
+        let (Some(token), Some(attempt), Some(envelope), Some(due)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
         else {
             return Err(bad("truncated job record"));
         };
+        let due_ms: Option<u64> = redis::from_redis_value(due).map_err(|e| bad(&e.to_string()))?;
         jobs.push(Claimed {
             id: redis::from_redis_value(id).map_err(|e| bad(&e.to_string()))?,
             token: redis::from_redis_value::<i64>(token)
@@ -393,6 +421,9 @@ async fn claim(queue: &Queue, n: usize, lease: Duration) -> Result<Vec<Claimed>>
                 .to_string(),
             attempt: redis::from_redis_value(attempt).map_err(|e| bad(&e.to_string()))?,
             envelope: redis::from_redis_value(envelope).map_err(|e| bad(&e.to_string()))?,
+            due_ms,
+            late_at_claim: due_ms.map(|due| Duration::from_millis(now_ms.saturating_sub(due))),
+            claimed_at,
         });
     }
     Ok(jobs)
@@ -443,23 +474,37 @@ where
         attempt: claimed.attempt,
         max_attempts,
         created_at: from_unix_ms(envelope.created_ms),
+        due_at: claimed.due_ms.map(from_unix_ms),
     };
+    // Fires when this attempt is cancelled: by the end of the grace period (a child of
+    // `abort`) or by a lost lease (cancelled below).
+    let cancel = shared.abort.child_token();
     let ctx = Context {
         queue: shared.queue.name().to_owned(),
         shutdown: shared.stopping.clone(),
+        cancel: cancel.clone(),
+        start_lag: claimed
+            .late_at_claim
+            .map(|late| late + claimed.claimed_at.elapsed()),
     };
     let mut handle = tokio::spawn((shared.handler)(job, ctx));
     let beat = shared.config.lease / 3;
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut leased = true;
+    let cancel_wait = shared.config.cancel_wait;
     let outcome = loop {
         tokio::select! {
             joined = &mut handle => break joined,
-            // Once the lease is lost there is nothing left to extend; the report will be refused.
-            _ = heartbeat.tick(), if leased => leased = extend(shared, &claimed).await,
-            () = shared.abort.cancelled() => {
-                handle.abort();
+            _ = heartbeat.tick() => if !extend(shared, &claimed).await {
+                // Someone else may run the job now: stop this attempt. Its report would be
+                // refused, so there is nothing to send.
+                cancel.cancel();
+                end_cancelled(handle, cancel_wait).await;
+                warn!("lease lost: the handler was cancelled; the job runs again when it is claimed");
+                return;
+            },
+            () = cancel.cancelled() => {
+                end_cancelled(handle, cancel_wait).await;
                 info!("handler cancelled at shutdown: handing the job back");
                 report(shared, &claimed, Report::Retry { delay: Duration::ZERO, counts: false, reason: "", message: String::new() }).await;
                 return;
@@ -519,6 +564,15 @@ where
         },
     };
     report(shared, &claimed, report_for).await;
+}
+
+/// Gives a cancelled handler `wait` to return (it was told through [`Context::cancelled`]),
+/// then drops it.
+async fn end_cancelled(mut handle: tokio::task::JoinHandle<Outcome>, wait: Duration) {
+    if tokio::time::timeout(wait, &mut handle).await.is_err() {
+        handle.abort();
+        let _ = handle.await;
+    }
 }
 
 /// The report a finished attempt sends.

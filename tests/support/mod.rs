@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// Helpers that run the `punctual` binary (only built with the `cli` feature).
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod proxy;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);

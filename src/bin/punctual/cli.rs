@@ -92,11 +92,19 @@ pub(crate) enum Command {
     /// line is reported with its line number and skipped; the others are scheduled. Exit
     /// status 2 when any line was rejected.
     Import(ImportArgs),
-    /// Run a worker that executes a command for each job (any language).
+    /// Run a worker for any language: a command per job (--exec) or long-lived handler
+    /// processes fed one job per line (--pipe).
+    ///
+    /// Every command runs in a process group of its own, and the whole group is ended
+    /// (SIGTERM, then SIGKILL after --kill-after) when its attempt ends for any reason. If the
+    /// worker dies, even by SIGKILL, a supervisor process ends its commands.
     ///
     /// SIGTERM or SIGINT: stop taking jobs, let running commands finish within --grace, then
-    /// kill the rest and hand their jobs back. Nothing is lost.
+    /// end the rest and hand their jobs back. Nothing is lost.
     Work(WorkArgs),
+    /// Internal: the supervisor that `work` starts to end its commands if it dies.
+    #[command(name = "__supervise", hide = true)]
+    Supervise(SuperviseArgs),
     /// Show one job: state, times, attempts, last error, data.
     Show(JobArgs),
     /// Cancel a job that is not running.
@@ -194,32 +202,62 @@ pub(crate) struct ImportArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("handler").required(true).args(["exec", "pipe"])))]
 pub(crate) struct WorkArgs {
     /// The queue's name.
     pub(crate) queue: String,
-    /// Command run with `sh -c` for each job: the job's data as JSON on stdin; PUNCTUAL_JOB_ID,
-    /// PUNCTUAL_QUEUE, PUNCTUAL_ATTEMPT, PUNCTUAL_MAX_ATTEMPTS and PUNCTUAL_KIND in the
-    /// environment. Exit 0 acknowledges the job; any other exit fails the attempt.
+    /// Command run with `sh -c` for each job: the job's data as JSON on stdin;
+    /// PUNCTUAL_JOB_ID, PUNCTUAL_QUEUE, PUNCTUAL_ATTEMPT, PUNCTUAL_MAX_ATTEMPTS, PUNCTUAL_KIND
+    /// and PUNCTUAL_VERDICT_FILE in the environment. Exit 0 acknowledges the job, any other
+    /// exit fails the attempt, unless the command wrote a verdict (JSON) to
+    /// $PUNCTUAL_VERDICT_FILE, which then decides.
     #[arg(long, value_name = "CMD")]
-    pub(crate) exec: String,
-    /// Commands run at once.
+    pub(crate) exec: Option<String>,
+    /// Long-lived handler command run with `sh -c`, one process per --concurrency: each job is
+    /// one JSON line on its stdin ({"id","queue","attempt","max_attempts","kind","data"}), and
+    /// it answers each with one verdict line on stdout. A handler that dies or exceeds
+    /// --timeout is killed and replaced; its job's attempt fails.
+    #[arg(long, value_name = "CMD")]
+    pub(crate) pipe: Option<String>,
+    /// Commands (or --pipe handler processes) run at once.
     #[arg(long, default_value_t = punctual::worker::DEFAULT_CONCURRENCY)]
     pub(crate) concurrency: usize,
-    /// Kill a command that runs longer than this and fail the attempt.
+    /// End a job's command that runs longer than this and fail the attempt.
     #[arg(long, value_parser = parse_duration)]
     pub(crate) timeout: Option<Duration>,
+    /// When a command is ended (timeout, shutdown, lost lease, leftovers after it exits), how
+    /// long its process group has between SIGTERM and SIGKILL.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub(crate) kill_after: Duration,
     /// Attempts before a job goes to the dead set (a job's own limit wins).
     #[arg(long, default_value_t = punctual::DEFAULT_MAX_ATTEMPTS)]
     pub(crate) max_attempts: u32,
     /// Lease length: a job whose worker stops renewing for this long runs again elsewhere.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub(crate) lease: Duration,
-    /// On SIGTERM/SIGINT, how long running commands may finish before they are killed and
+    /// On SIGTERM/SIGINT, how long running commands may finish before they are ended and
     /// their jobs handed back.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub(crate) grace: Duration,
+    /// Serve Prometheus metrics at http://ADDR/metrics and health at /healthz.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub(crate) check: ServerCheckArgs,
+}
+
+/// Arguments of the hidden `__supervise` command (see `work/supervisor.rs`).
+#[derive(Debug, Args)]
+pub(crate) struct SuperviseArgs {
+    /// The value of PUNCTUAL_WORKER that marks the worker's commands.
+    #[arg(long)]
+    pub(crate) mark: String,
+    /// Milliseconds between SIGTERM and SIGKILL.
+    #[arg(long)]
+    pub(crate) kill_after_ms: u64,
+    /// The worker's verdict directory, removed at the end.
+    #[arg(long)]
+    pub(crate) dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

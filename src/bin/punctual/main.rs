@@ -4,7 +4,9 @@
 //! - `input`: durations, RFC 3339 times and JSON data from the command line.
 //! - `commands`: the one-shot operator commands (schedule, import, show, ls, stats, dead, ...).
 //! - `sidecar`: `promote`, the promoter as a process, with its metrics endpoint.
-//! - `exec`: `work --exec`, a worker that runs a command per job.
+//! - `work`: `work --exec` / `--pipe`, a worker that runs commands for jobs and owns every
+//!   process it starts (with `__supervise`, the process that ends them if the worker dies).
+//! - `http`: the small responder behind `--metrics-addr`.
 //! - `output`: how jobs and stats are printed, for people and as JSON.
 //!
 //! Exit status: 0 success, 1 a runtime failure (Redis unreachable or refusing, job not found),
@@ -12,10 +14,11 @@
 
 mod cli;
 mod commands;
-mod exec;
+mod http;
 mod input;
 mod output;
 mod sidecar;
+mod work;
 
 use std::process::ExitCode;
 
@@ -141,6 +144,10 @@ impl Ctx {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Supervise(args) = cli.command {
+        // A plain blocking process: no runtime, no Redis, no logging set-up.
+        return work::supervisor::main(args);
+    }
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -202,7 +209,8 @@ fn tls_config(cli: &Cli) -> Result<Option<punctual::TlsConfig>, String> {
 async fn run(ctx: &Ctx, command: Command) -> CmdResult {
     match command {
         Command::Promote(args) => sidecar::promote(ctx, args).await,
-        Command::Work(args) => exec::work(ctx, args).await,
+        Command::Work(args) => work::work(ctx, args).await,
+        Command::Supervise(_) => Err(Failure::Input("__supervise is internal".to_owned())),
         Command::Schedule(args) => commands::schedule(ctx, args).await,
         Command::Import(args) => commands::import(ctx, args).await,
         Command::Show(args) => commands::show(ctx, args).await,

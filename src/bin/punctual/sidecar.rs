@@ -13,22 +13,15 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use punctual::metrics::PromoterMetrics;
 use punctual::{Namespace, Promoter, PromoterConfig, Queue, QueueStats};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::PromoteArgs;
-use crate::{shutdown_on_signals, CmdResult, Ctx, Failure};
-
-/// Largest HTTP request head read; anything longer is refused.
-const MAX_REQUEST: usize = 8192;
-/// How long a client may take to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::http;
+use crate::work::metrics::{family, histogram};
+use crate::{shutdown_on_signals, CmdResult, Ctx};
 
 pub(crate) async fn promote(ctx: &Ctx, args: PromoteArgs) -> CmdResult {
     for name in &args.queues {
@@ -53,17 +46,16 @@ pub(crate) async fn promote(ctx: &Ctx, args: PromoteArgs) -> CmdResult {
 
     let stop = shutdown_on_signals()?;
     if let Some(addr) = args.metrics_addr {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| Failure::Runtime(format!("cannot listen on {addr}: {e}")))?;
-        let local = listener.local_addr().unwrap_or(addr);
-        tracing::info!("metrics at http://{local}/metrics, health at http://{local}/healthz");
         let endpoint = Arc::new(Endpoint {
             ns,
             metrics: promoter.metrics(),
             queues: Mutex::new(HashMap::new()),
         });
-        tokio::spawn(serve(listener, endpoint, stop.clone()));
+        http::serve(addr, stop.clone(), move |path| {
+            let endpoint = endpoint.clone();
+            async move { route(&endpoint, &path).await }
+        })
+        .await?;
     }
     promoter
         .run(stop.cancelled_owned())
@@ -79,78 +71,19 @@ struct Endpoint {
     queues: Mutex<HashMap<String, Queue>>,
 }
 
-async fn serve(listener: TcpListener, endpoint: Arc<Endpoint>, stop: CancellationToken) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let endpoint = endpoint.clone();
-        tokio::spawn(async move {
-            if let Err(e) = answer(stream, &endpoint).await {
-                tracing::debug!(%peer, error = %e, "metrics request failed");
-            }
-        });
-    }
-}
-
-/// Reads one request and answers it; the connection is closed after.
-async fn answer(mut stream: TcpStream, endpoint: &Endpoint) -> std::io::Result<()> {
-    let mut head = Vec::new();
-    let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
-    if !matches!(read, Ok(Ok(()))) {
-        return Ok(());
-    }
-    let request = String::from_utf8_lossy(&head);
-    let mut parts = request.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            render(endpoint).await,
-        ),
-        ("GET", "/healthz") => match health(endpoint).await {
-            Ok(()) => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_owned()),
+async fn route(endpoint: &Endpoint, path: &str) -> Option<http::Response> {
+    Some(match path {
+        "/metrics" => ("200 OK", http::PROMETHEUS, render(endpoint).await),
+        "/healthz" => match health(endpoint).await {
+            Ok(()) => ("200 OK", http::TEXT, "ok\n".to_owned()),
             Err(why) => (
                 "503 Service Unavailable",
-                "text/plain; charset=utf-8",
+                http::TEXT,
                 format!("unhealthy: {why}\n"),
             ),
         },
-        ("GET", _) => (
-            "404 Not Found",
-            "text/plain",
-            "try /metrics or /healthz\n".into(),
-        ),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+        _ => return None,
+    })
 }
 
 /// Healthy when Redis answers and the latest promotion pass of every queue succeeded.
@@ -281,16 +214,7 @@ async fn render(endpoint: &Endpoint) -> String {
         "Promotion time minus due time, for the jobs this process promoted.",
     );
     for (queue, a) in &activity {
-        for (bound, count) in a.lag.cumulative() {
-            let le = bound.map_or_else(|| "+Inf".to_owned(), |ms| (ms as f64 / 1000.0).to_string());
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{queue=\"{queue}\",le=\"{le}\"}} {count}"
-            );
-        }
-        let sum = a.lag.sum_ms() as f64 / 1000.0;
-        let _ = writeln!(out, "{name}_sum{{queue=\"{queue}\"}} {sum}");
-        let _ = writeln!(out, "{name}_count{{queue=\"{queue}\"}} {}", a.lag.count());
+        histogram(&mut out, name, &format!("queue=\"{queue}\""), &a.lag);
     }
 
     let name = "punctual_data_loss_detected_total";
@@ -304,12 +228,6 @@ async fn render(endpoint: &Endpoint) -> String {
         let _ = writeln!(out, "{name}{{queue=\"{queue}\"}} {}", a.data_losses);
     }
     out
-}
-
-/// The `# HELP` and `# TYPE` lines of a metric family.
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 async fn queue_stats(endpoint: &Endpoint, name: &str) -> punctual::Result<QueueStats> {
