@@ -173,6 +173,29 @@ mod tests {
         );
     }
 
+    /// The README's table of verdicts is real: every line of it parses to what it says.
+    #[test]
+    fn the_readmes_verdicts_parse() {
+        let readme = include_str!("../../../../README.md");
+        let table = readme
+            .split("**The outcome contract.**")
+            .nth(1)
+            .and_then(|rest| rest.split("```text").nth(1))
+            .and_then(|block| block.split("```").next())
+            .expect("the README has the verdict table");
+        let mut kinds = Vec::new();
+        for line in table.lines().filter(|l| l.starts_with('{')) {
+            let mut values =
+                serde_json::Deserializer::from_str(line).into_iter::<serde_json::Value>();
+            let json = values.next().expect("a JSON object").expect("valid JSON");
+            let outcome = parse(&json.to_string()).unwrap_or_else(|e| panic!("{line}: {e}"));
+            kinds.push(std::mem::discriminant(&outcome));
+        }
+        assert_eq!(kinds.len(), 5, "{table}");
+        kinds.dedup();
+        assert_eq!(kinds.len(), 5, "each line shows another outcome");
+    }
+
     #[test]
     fn without_a_verdict_the_exit_status_decides() {
         assert_eq!(decide(Exit::Success, None, "noise"), Outcome::Done);
