@@ -203,6 +203,7 @@ impl Error {
     /// operator (memory, permissions, credentials) get their own variants.
     pub(crate) fn from_redis(queue: &str, op: &'static str, source: redis::RedisError) -> Error {
         let queue = queue.to_owned();
+        let source = first_server_error(source);
         let code = source.code().unwrap_or("");
         let detail = source.detail().unwrap_or("");
         if code == "OOM" {
@@ -221,6 +222,56 @@ impl Error {
         }
     }
 
+    /// True for bad input: the caller's job, id, time, name, URL or setting was refused
+    /// before anything was sent, and sending it again unchanged fails the same way. The CLI
+    /// exits with status 2 for these, 1 for the rest.
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidQueueName { .. }
+                | Error::InvalidJobId { .. }
+                | Error::InvalidUrl { .. }
+                | Error::InvalidConfig { .. }
+                | Error::DelayOverflow { .. }
+                | Error::InThePast { .. }
+                | Error::PayloadTooLarge { .. }
+                | Error::Encode { .. }
+        )
+    }
+
+    /// The same error again, for each job of a batch that one Redis failure hit. Errors that
+    /// hold no Redis error (never made for a batch) become [`Error::UnexpectedReply`] with
+    /// their message.
+    pub(crate) fn clone_for_job(&self) -> Error {
+        match self {
+            Error::Redis { queue, op, source } => Error::Redis {
+                queue: queue.clone(),
+                op,
+                source: source.clone(),
+            },
+            Error::OutOfMemory { queue, op, source } => Error::OutOfMemory {
+                queue: queue.clone(),
+                op,
+                source: source.clone(),
+            },
+            Error::PermissionDenied { queue, op, source } => Error::PermissionDenied {
+                queue: queue.clone(),
+                op,
+                source: source.clone(),
+            },
+            Error::AuthenticationFailed { queue, op, source } => Error::AuthenticationFailed {
+                queue: queue.clone(),
+                op,
+                source: source.clone(),
+            },
+            other => Error::UnexpectedReply {
+                queue: String::new(),
+                op: "copy",
+                detail: other.to_string(),
+            },
+        }
+    }
+
     /// True when the error came from Redis being unreachable, timing out, dropping the
     /// connection, or still loading its data after a restart: a condition that may pass,
     /// unlike bad input.
@@ -229,6 +280,22 @@ impl Error {
             Error::Redis { source, .. } => is_transient(source) || source.is_unrecoverable_error(),
             _ => false,
         }
+    }
+}
+
+/// A pipeline or transaction that failed carries one server error per failed command, and
+/// reads as a list of them; the first is what went wrong (the others are the same refusal:
+/// `NOAUTH`, `OOM`, ...), so it becomes the error, classified and printed on one line.
+fn first_server_error(source: redis::RedisError) -> redis::RedisError {
+    if source.code().is_some() || source.kind() != redis::ErrorKind::Extension {
+        return source;
+    }
+    match source.clone().into_server_errors() {
+        Some(errors) => match errors.first() {
+            Some((_, first)) => redis::RedisError::from(first.clone()),
+            None => source,
+        },
+        None => source,
     }
 }
 

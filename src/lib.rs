@@ -115,7 +115,7 @@ pub use dead::Purge;
 pub use error::{redact_url, Error, Result};
 pub use inspect::{Counts, ErrorRecord, JobInfo, QueueStats, Totals, MAX_LIST};
 pub use job::{Context, Job, Outcome};
-pub use namespace::{Namespace, MAX_REGISTERED_QUEUES};
+pub use namespace::{Namespace, Removed, MAX_REGISTERED_QUEUES};
 pub use promoter::{PromoteReport, Promoter, PromoterConfig};
 pub use queue::{
     Cancelled, JobState, NewJob, Queue, QueueConfig, Rescheduled, Scheduled, TlsConfig, When,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use redis::aio::ConnectionManager;
+use redis::Value;
 use serde::Serialize;
 
 use crate::backoff::BackoffSpec;
@@ -560,7 +561,16 @@ impl Queue {
             .into_iter()
             .map(|job| self.prepare(job))
             .collect::<Result<Vec<_>>>()?;
-        self.send(&prepared).await
+        let mut results = self.send(&prepared).await?;
+        // All or an error: a job Redis refused (or may not have received) fails the call.
+        if let Some(i) = results
+            .iter()
+            .position(|r| matches!(r, Err(e) if !matches!(e, Error::InThePast { .. })))
+        {
+            // The entry at `i` is an error: `?` returns it.
+            results.swap_remove(i)?;
+        }
+        Ok(results)
     }
 
     /// Schedules many jobs like [`Queue::schedule_many`], but a job that fails validation does
@@ -568,9 +578,14 @@ impl Queue {
     /// while the valid jobs are sent. For bulk imports where one bad record must not hold
     /// up the rest.
     ///
+    /// Redis failures are per job too, so a caller knows exactly what was written: a job in
+    /// a script call that Redis refused ([`Error::OutOfMemory`], ...) has that error and
+    /// nothing written for it; a job whose call was lost with the connection (after 3 tries)
+    /// has [`Error::Redis`] and may or may not have been written (send the same id again to
+    /// find out, idempotently).
+    ///
     /// # Errors
-    /// [`Error::Redis`] when Redis fails (some batches may have been written: send the same
-    /// ids again to find out, idempotently).
+    /// [`Error::UnexpectedReply`] only: a reply no script of punctual sends.
     pub async fn schedule_each(
         &self,
         jobs: impl IntoIterator<Item = NewJob>,
@@ -656,8 +671,22 @@ impl Queue {
             let Some(round) = sent.next() else {
                 return Err(self.unexpected("schedule", "more replies than rounds"));
             };
-            let replies = replies.map_err(|e| self.redis_error("schedule", e))?;
+            let replies = match replies {
+                Ok(replies) => replies,
+                Err(e) => {
+                    // Every try failed: whether these jobs were written is unknown.
+                    let e = self.redis_error("schedule", e);
+                    results.extend(round.iter().map(|_| Err(e.clone_for_job())));
+                    continue;
+                }
+            };
             for (batch, reply) in round.chunks(SCHEDULE_BATCH).zip(replies) {
+                if let Value::ServerError(refused) = reply {
+                    // This call wrote nothing (a script writes all or nothing): `OOM`, ...
+                    let e = self.redis_error("schedule", refused.into());
+                    results.extend(batch.iter().map(|_| Err(e.clone_for_job())));
+                    continue;
+                }
                 let codes: Vec<i64> = redis::from_redis_value(reply)
                     .map_err(|e| self.unexpected("schedule", e.to_string()))?;
                 let Some((&now, codes)) = codes.split_first() else {

@@ -39,7 +39,9 @@ impl LuaScript {
 
     /// Sends `calls` (each made by [`LuaScript::evalsha_keys`]) in one pipeline and returns one
     /// reply per call, in order. Calls answered `NOSCRIPT` are sent again after `SCRIPT LOAD`.
-    /// A server error of any other kind is returned as the first error found.
+    /// A call that failed otherwise (`OOM`, ...) has its `Value::ServerError` as its reply, so
+    /// that the caller knows exactly which calls ran; `Err` is for the pipeline as a whole
+    /// (the connection failed: which calls ran is unknown).
     pub(crate) async fn pipeline<C: ConnectionLike>(
         &self,
         con: &mut C,
@@ -58,11 +60,6 @@ impl LuaScript {
             let retried = send_all(con, &again).await?;
             for (i, reply) in missing.into_iter().zip(retried) {
                 replies[i] = reply;
-            }
-        }
-        for reply in &replies {
-            if let Value::ServerError(err) = reply {
-                return Err(err.clone().into());
             }
         }
         Ok(replies)
@@ -96,6 +93,7 @@ pub(crate) struct Scripts {
     pub(crate) reschedule: LuaScript,
     pub(crate) revive: LuaScript,
     pub(crate) purge: LuaScript,
+    pub(crate) remove: LuaScript,
 }
 
 /// The process-wide script table (each script's SHA1 is computed once).
@@ -113,5 +111,6 @@ pub(crate) fn scripts() -> &'static Scripts {
         reschedule: LuaScript::new(include_str!("../lua/reschedule.lua")),
         revive: LuaScript::new(include_str!("../lua/revive.lua")),
         purge: LuaScript::new(include_str!("../lua/purge.lua")),
+        remove: LuaScript::new(include_str!("../lua/remove.lua")),
     })
 }

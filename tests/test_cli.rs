@@ -566,3 +566,207 @@ async fn json_data_is_stored_as_msgpack_and_shown_as_json() {
         "{text}"
     );
 }
+
+/// Reading never writes: `show`, `ls` and `stats` of a queue that does not exist (a typo, a
+/// wrong --prefix) say so and leave Redis empty. `queue rm` refuses a queue with jobs unless
+/// --force, then deletes every key of it and its registry entry.
+#[tokio::test]
+async fn reads_create_nothing_and_queue_rm_removes_a_queue() {
+    let redis = RedisServer::start();
+    let mut conn = redis.conn().await;
+    fails(
+        &run(&redis, &["show", "typo", "some-id"], None),
+        1,
+        "no queue \"typo\"",
+    );
+    let listed = run(&redis, &["ls", "typo"], None);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert_eq!(stdout(&listed).lines().count(), 1, "a header, no rows");
+    fails(
+        &run(&redis, &["stats", "typo"], None),
+        1,
+        "no queue \"typo\"",
+    );
+    fails(
+        &run(&redis, &["cancel", "typo", "x"], None),
+        1,
+        "no queue \"typo\"",
+    );
+    fails(
+        &run(&redis, &["dead", "purge", "typo", "--all"], None),
+        1,
+        "no queue \"typo\"",
+    );
+    let empty = ok(&redis, &["--prefix", "typo", "stats"]);
+    assert!(empty.contains("no queues"), "{empty}");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "reads wrote {keys:?}");
+
+    ok(&redis, &["schedule", "real", "--in", "1h", "--id", "a"]);
+    ok(&redis, &["schedule", "other", "--in", "1h", "--id", "b"]);
+    fails(
+        &run(&redis, &["queue", "rm", "real"], None),
+        1,
+        "holds 1 jobs",
+    );
+    assert_eq!(
+        conn.hlen::<_, u64>("punctual:{real}:jobs").await.unwrap(),
+        1
+    );
+    let removed = ok(&redis, &["queue", "rm", "real", "--force"]);
+    assert!(removed.contains("removed queue \"real\""), "{removed}");
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    keys.sort();
+    assert!(
+        keys.iter().all(|k| !k.contains("{real}")),
+        "left behind: {keys:?}"
+    );
+    let registry: Vec<String> = conn.smembers("punctual:queues").await.unwrap();
+    assert_eq!(registry, vec!["other".to_owned()]);
+    fails(&run(&redis, &["queue", "rm", "real"], None), 1, "no queue");
+}
+
+/// A Redis that wants a password and gets none, and a Redis out of memory, are typed,
+/// one-line errors (they used to print a raw list of pipeline failures). An import that runs
+/// out of memory says exactly which lines were written, and its resume command, run as
+/// printed, schedules exactly the rest: no job twice, none missing.
+#[tokio::test]
+async fn noauth_and_oom_are_one_line_and_an_import_resumes_exactly() {
+    let redis = RedisServer::start();
+    let dir = out_dir("oom-import");
+    let file = dir.join("jobs.ndjson");
+    let lines: Vec<String> = (0..30_000)
+        .map(|i| {
+            format!(
+                r#"{{"in":"1h","data":{{"n":{i},"pad":"{}"}}}}"#,
+                "x".repeat(100)
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let mut conn = redis.conn().await;
+
+    // Out of memory: a little room above what an empty server uses.
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(used + 2_000_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let out = run(&redis, &["import", "big", file.to_str().unwrap()], None);
+    fails(&out, 1, "out of memory");
+    let err = stderr(&out);
+    assert!(!err.contains("Pipeline failures"), "{err}");
+    let written: u64 = conn.hlen("punctual:{big}:jobs").await.unwrap();
+    assert!(written > 0 && written < 30_000, "{written}");
+    assert!(
+        err.contains(&format!("import stopped: {written} jobs were scheduled")),
+        "the report counts exactly what Redis holds ({written}): {err}"
+    );
+    fails(
+        &run(&redis, &["schedule", "big", "--in", "1h"], None),
+        1,
+        "out of memory",
+    );
+
+    // Room again: the printed resume command schedules exactly the rest.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let resume = err
+        .split("To resume without duplicates: ")
+        .nth(1)
+        .expect("a resume command")
+        .trim()
+        .replace(
+            "punctual import",
+            &format!("{} import", env!("CARGO_BIN_EXE_punctual")),
+        );
+    let resumed = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&resume)
+        .env("PUNCTUAL_REDIS_URL", redis.url())
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{resume}: {resumed:?}");
+    assert_eq!(
+        conn.hlen::<_, u64>("punctual:{big}:jobs").await.unwrap(),
+        30_000
+    );
+    let mut seen = std::collections::HashSet::new();
+    let ids: Vec<String> = conn.hkeys("punctual:{big}:jobs").await.unwrap();
+    let queue = punctual::Queue::connect(&redis.url(), "big").await.unwrap();
+    for id in ids.iter().step_by(97) {
+        let data: serde_json::Value = queue.get(id).await.unwrap().data_as().unwrap();
+        assert!(
+            seen.insert(data["n"].as_u64().unwrap()),
+            "a line twice: {data}"
+        );
+    }
+
+    // A password the server wants and the URL lacks.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("sekret")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for args in [
+        vec!["schedule", "q", "--in", "1s"],
+        vec!["show", "q", "x"],
+        vec!["stats"],
+    ] {
+        let out = run(&redis, &args, None);
+        fails(&out, 1, "refused the credentials");
+        assert!(!stderr(&out).contains("Pipeline failures"), "{args:?}");
+    }
+}
+
+/// Until cluster support lands, every command refuses a Redis in cluster mode before it
+/// reads or writes a key (it used to write keys on two nodes, then print a raw MOVED error).
+#[tokio::test]
+async fn cluster_mode_is_refused_before_anything_is_written() {
+    let redis = RedisServer::start_cluster_node();
+    for args in [
+        vec!["schedule", "q", "--in", "1s"],
+        vec!["show", "q", "x"],
+        vec!["ls", "q"],
+        vec!["stats"],
+        vec!["queue", "rm", "q"],
+    ] {
+        fails(&run(&redis, &args, None), 1, "cluster mode");
+    }
+    let mut conn = redis.conn().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+}

@@ -27,6 +27,8 @@ pub struct RedisServer {
     /// For a TLS server: the directory of `server.crt`, `server.key`, `ca.crt`, and the TLS
     /// port (`port` stays plain, for the readiness check).
     tls: Option<(PathBuf, u16)>,
+    /// Started with `--cluster-enabled yes` (a cluster node with no slots yet).
+    cluster: bool,
 }
 
 impl RedisServer {
@@ -47,7 +49,17 @@ impl RedisServer {
         Self::start_inner(false, Some(certs))
     }
 
+    /// A server in cluster mode (`--cluster-enabled yes`): a node of a cluster of one, with
+    /// no slots assigned.
+    pub fn start_cluster_node() -> Self {
+        Self::start_inner_with(false, None, true)
+    }
+
     fn start_inner(persistent: bool, certs: Option<&std::path::Path>) -> Self {
+        Self::start_inner_with(persistent, certs, false)
+    }
+
+    fn start_inner_with(persistent: bool, certs: Option<&std::path::Path>, cluster: bool) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "punctual-test-{}-{}",
             std::process::id(),
@@ -63,6 +75,7 @@ impl RedisServer {
                 dir: dir.clone(),
                 persistent,
                 tls: certs.map(|c| (c.to_owned(), free_port())),
+                cluster,
             };
             if server.spawn() {
                 return server;
@@ -98,6 +111,14 @@ impl RedisServer {
                 .arg("--tls-ca-cert-file")
                 .arg(certs.join("ca.crt"))
                 .args(["--tls-auth-clients", "no"]);
+        }
+        if self.cluster {
+            cmd.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ]);
         }
         if self.persistent {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);

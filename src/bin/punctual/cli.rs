@@ -118,6 +118,9 @@ pub(crate) enum Command {
     /// Retry or purge dead jobs.
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// Manage queues: remove one (its keys and its registry entry).
+    #[command(subcommand)]
+    Queue(QueueCommand),
 }
 
 /// Checks of the Redis server made by long-running commands.
@@ -330,6 +333,22 @@ pub(crate) struct StatsArgs {
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QueueCommand {
+    /// Remove a queue: every key of it and its registry entry, so sidecars stop serving it.
+    /// Refused while it holds jobs, unless --force. Stop its workers first.
+    Rm(QueueRmArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QueueRmArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// Delete its jobs too (scheduled, ready, running and dead).
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::cli::{
-    DeadCommand, ImportArgs, JobArgs, LsArgs, RescheduleArgs, ScheduleArgs, StateArg, StatsArgs,
+    DeadCommand, ImportArgs, JobArgs, LsArgs, QueueCommand, RescheduleArgs, ScheduleArgs, StateArg,
+    StatsArgs,
 };
 use crate::input::{format_time, json_to_msgpack, parse_at, parse_when};
 use crate::output;
@@ -112,6 +113,8 @@ pub(crate) async fn import(ctx: &Ctx, args: ImportArgs) -> CmdResult {
     let mut lines = BufReader::new(reader).lines();
     let mut line_no = 0usize;
     let (mut created, mut existed, mut rejected) = (0u64, 0u64, 0u64);
+    // Line numbers of the jobs created, for an exact report if Redis stops taking them.
+    let mut written: Vec<usize> = Vec::new();
     loop {
         // One chunk: (line number, job) for lines that parsed; bad lines are reported now.
         let mut chunk: Vec<(usize, NewJob)> = Vec::new();
@@ -147,22 +150,51 @@ pub(crate) async fn import(ctx: &Ctx, args: ImportArgs) -> CmdResult {
             }
         }
         let (numbers, jobs): (Vec<usize>, Vec<NewJob>) = chunk.into_iter().unzip();
-        let results = queue.schedule_each(jobs).await.map_err(|e| {
-            let (Failure::Runtime(m) | Failure::Input(m)) = ctx.fail(e);
-            Failure::Runtime(format!(
-                "{m} (while sending lines up to {line_no}; {created} jobs were scheduled \
-                 before; run the import again: ids given in the file are not duplicated)"
-            ))
-        })?;
+        let results = queue.schedule_each(jobs).await.map_err(|e| ctx.fail(e))?;
+        // Lines Redis did not take (refused, or lost with the connection), with the error.
+        let mut failed: Vec<usize> = Vec::new();
+        let mut failure: Option<punctual::Error> = None;
         for (n, result) in numbers.into_iter().zip(results) {
             match result {
-                Ok(s) if s.created => created += 1,
+                Ok(s) if s.created => {
+                    created += 1;
+                    written.push(n);
+                }
                 Ok(_) => existed += 1,
-                Err(e) => {
+                Err(e) if e.is_input() => {
                     rejected += 1;
                     eprintln!("line {n}: {e}");
                 }
+                Err(e) => {
+                    failed.push(n);
+                    failure.get_or_insert(e);
+                }
             }
+        }
+        if let Some(e) = failure {
+            let unknown = e.is_connection_error();
+            let (Failure::Runtime(m) | Failure::Input(m)) = ctx.fail(e);
+            // What is left: the failed lines, and every line not read yet.
+            let mut resume: Vec<String> = ranges(&failed)
+                .iter()
+                .map(|&(a, b)| format!("{a},{b}p"))
+                .collect();
+            resume.push(format!("{},$p", line_no + 1));
+            return Err(Failure::Runtime(format!(
+                "import stopped: {created} jobs were scheduled (lines {}); lines {} {} and \
+                 lines after {line_no} were not read, because {m}. To resume without \
+                 duplicates: sed -n '{}' {} | punctual import {} -",
+                line_ranges(&written),
+                line_ranges(&failed),
+                if unknown {
+                    "may or may not have been written"
+                } else {
+                    "were not written"
+                },
+                resume.join(";"),
+                args.file,
+                args.queue,
+            )));
         }
         if eof {
             break;
@@ -178,7 +210,7 @@ pub(crate) async fn import(ctx: &Ctx, args: ImportArgs) -> CmdResult {
 }
 
 pub(crate) async fn show(ctx: &Ctx, args: JobArgs) -> CmdResult {
-    let queue = ctx.queue(&args.queue).await?;
+    let queue = ctx.existing_queue(&args.queue).await?;
     let job = queue.get(&args.id).await.map_err(|e| ctx.fail(e))?;
     if job.state == JobState::Unknown {
         return Err(not_found(&args.queue, &args.id));
@@ -198,7 +230,7 @@ fn not_found(queue: &str, id: &str) -> Failure {
 }
 
 pub(crate) async fn cancel(ctx: &Ctx, args: JobArgs) -> CmdResult {
-    let queue = ctx.queue(&args.queue).await?;
+    let queue = ctx.existing_queue(&args.queue).await?;
     match queue.cancel(&args.id).await.map_err(|e| ctx.fail(e))? {
         Cancelled::Removed(from) => {
             if args.json {
@@ -221,7 +253,7 @@ pub(crate) async fn cancel(ctx: &Ctx, args: JobArgs) -> CmdResult {
 }
 
 pub(crate) async fn reschedule(ctx: &Ctx, args: RescheduleArgs) -> CmdResult {
-    let queue = ctx.queue(&args.queue).await?;
+    let queue = ctx.existing_queue(&args.queue).await?;
     let when: When = args.when.when();
     match queue
         .reschedule(&args.id, when)
@@ -246,13 +278,15 @@ pub(crate) async fn reschedule(ctx: &Ctx, args: RescheduleArgs) -> CmdResult {
 }
 
 pub(crate) async fn ls(ctx: &Ctx, args: LsArgs) -> CmdResult {
-    let queue = ctx.queue(&args.queue).await?;
+    // An unknown queue lists nothing (and is not created by looking).
+    let queue = ctx.maybe_queue(&args.queue).await?;
     let states = match args.state {
         Some(s) => vec![s],
         None => StateArg::ALL.to_vec(),
     };
     let mut jobs = Vec::new();
     for state in states {
+        let Some(queue) = &queue else { break };
         let page = queue
             .list(state.state(), args.limit as usize)
             .await
@@ -281,7 +315,16 @@ pub(crate) async fn stats(ctx: &Ctx, args: StatsArgs) -> CmdResult {
     };
     let mut all = Vec::new();
     for name in &names {
-        let queue = ns.queue(name).await.map_err(|e| ctx.fail(e))?;
+        let queue = match ns.existing_queue(name).await.map_err(|e| ctx.fail(e))? {
+            Some(queue) => queue,
+            None => {
+                return Err(Failure::Runtime(format!(
+                    "no queue {name:?} in namespace {:?} at {}",
+                    ns.prefix(),
+                    ctx.redacted
+                )))
+            }
+        };
         all.push(queue.stats().await.map_err(|e| ctx.fail(e))?);
     }
     if args.json {
@@ -296,10 +339,34 @@ pub(crate) async fn stats(ctx: &Ctx, args: StatsArgs) -> CmdResult {
     Ok(())
 }
 
+pub(crate) async fn queue(ctx: &Ctx, command: QueueCommand) -> CmdResult {
+    match command {
+        QueueCommand::Rm(args) => {
+            let queue = ctx.existing_queue(&args.queue).await?;
+            let ns = ctx.namespace().await?;
+            match ns
+                .remove_queue(queue.name(), args.force)
+                .await
+                .map_err(|e| ctx.fail(e))?
+            {
+                punctual::Removed::Refused { jobs } => Err(Failure::Runtime(format!(
+                    "queue {:?} holds {jobs} jobs; nothing was removed (--force deletes them too)",
+                    args.queue
+                ))),
+                punctual::Removed::Removed { jobs } => {
+                    println!("removed queue {:?} and its {jobs} jobs", args.queue);
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
 pub(crate) async fn dead(ctx: &Ctx, command: DeadCommand) -> CmdResult {
     match command {
         DeadCommand::Retry(args) => {
-            let queue = ctx.queue(&args.queue).await?;
+            let queue = ctx.existing_queue(&args.queue).await?;
             if args.all {
                 let n = queue.retry_all_dead().await.map_err(|e| ctx.fail(e))?;
                 println!("retried {n} dead jobs");
@@ -310,7 +377,7 @@ pub(crate) async fn dead(ctx: &Ctx, command: DeadCommand) -> CmdResult {
             missing(&args.ids, &revived)
         }
         DeadCommand::Purge(args) => {
-            let queue = ctx.queue(&args.queue).await?;
+            let queue = ctx.existing_queue(&args.queue).await?;
             let which = match (args.all, args.older_than) {
                 (true, _) => Purge::All,
                 (false, Some(age)) => Purge::OlderThan(age),
@@ -343,4 +410,39 @@ fn missing(asked: &[String], done: &[String]) -> CmdResult {
         "not in the dead set (left alone): {}",
         left.join(", ")
     )))
+}
+
+/// Line numbers as sorted, merged ranges (first, last).
+fn ranges(lines: &[usize]) -> Vec<(usize, usize)> {
+    let mut sorted = lines.to_vec();
+    sorted.sort_unstable();
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for n in sorted {
+        match ranges.last_mut() {
+            Some((_, end)) if *end + 1 == n => *end = n,
+            _ => ranges.push((n, n)),
+        }
+    }
+    ranges
+}
+
+/// Line numbers for people: "1-256, 300", at most 8 ranges.
+fn line_ranges(lines: &[usize]) -> String {
+    let ranges = ranges(lines);
+    if ranges.is_empty() {
+        return "none".to_owned();
+    }
+    let shown: Vec<String> = ranges
+        .iter()
+        .take(8)
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    let more = if ranges.len() > 8 { ", ..." } else { "" };
+    format!("{}{more}", shown.join(", "))
 }

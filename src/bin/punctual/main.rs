@@ -42,13 +42,6 @@ impl Failure {
     pub(crate) fn from_lib(e: punctual::Error, url: &str) -> Failure {
         use punctual::Error as E;
         match e {
-            E::InvalidQueueName { .. }
-            | E::InvalidJobId { .. }
-            | E::InvalidUrl { .. }
-            | E::InvalidConfig { .. }
-            | E::DelayOverflow { .. }
-            | E::PayloadTooLarge { .. }
-            | E::Encode { .. } => Failure::Input(e.to_string()),
             E::InThePast {
                 at_ms,
                 late_ms,
@@ -66,6 +59,7 @@ impl Failure {
                     input::format_duration(tolerance),
                 ))
             }
+            e if e.is_input() => Failure::Input(e.to_string()),
             E::Redis { op, source, .. } => {
                 Failure::Runtime(format!("redis at {url}: {op} failed: {source}"))
             }
@@ -95,18 +89,50 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    /// Connects to the namespace.
+    /// Connects to the namespace. A Redis Cluster is refused here, before any command reads
+    /// or writes a key (keys of one command would be spread over nodes).
     pub(crate) async fn namespace(&self) -> Result<Namespace, Failure> {
-        Namespace::connect(&self.url, self.config.clone())
+        let ns = Namespace::connect(&self.url, self.config.clone())
             .await
-            .map_err(|e| self.fail(e))
+            .map_err(|e| self.fail(e))?;
+        let info = ns.server_info().await.map_err(|e| self.fail(e))?;
+        if info.cluster_enabled {
+            return Err(Failure::Runtime(format!(
+                "redis at {} runs in cluster mode, which punctual does not support yet; \
+                 nothing was read or written",
+                self.redacted
+            )));
+        }
+        Ok(ns)
     }
 
-    /// Connects to one queue (validating its name first: no connection for bad input).
+    /// Connects to one queue, creating it if it is new (validating its name first: no
+    /// connection for bad input). For commands that write jobs; reads use
+    /// [`Ctx::existing_queue`].
     pub(crate) async fn queue(&self, name: &str) -> Result<Queue, Failure> {
         punctual::keys::validate_name(name).map_err(|e| self.fail(e))?;
         let ns = self.namespace().await?;
         ns.queue(name).await.map_err(|e| self.fail(e))
+    }
+
+    /// An existing queue, found without writing anything; a queue that does not exist is a
+    /// failure (exit status 1) that says so.
+    pub(crate) async fn existing_queue(&self, name: &str) -> Result<Queue, Failure> {
+        match self.maybe_queue(name).await? {
+            Some(queue) => Ok(queue),
+            None => Err(Failure::Runtime(format!(
+                "no queue {name:?} in namespace {:?} at {}",
+                self.config.prefix(),
+                self.redacted
+            ))),
+        }
+    }
+
+    /// An existing queue, or `None`; nothing is written.
+    pub(crate) async fn maybe_queue(&self, name: &str) -> Result<Option<Queue>, Failure> {
+        punctual::keys::validate_name(name).map_err(|e| self.fail(e))?;
+        let ns = self.namespace().await?;
+        ns.existing_queue(name).await.map_err(|e| self.fail(e))
     }
 
     /// A library error as a failure naming the (redacted) URL.
@@ -219,6 +245,7 @@ async fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Ls(args) => commands::ls(ctx, args).await,
         Command::Stats(args) => commands::stats(ctx, args).await,
         Command::Dead(command) => commands::dead(ctx, command).await,
+        Command::Queue(command) => commands::queue(ctx, command).await,
     }
 }
 

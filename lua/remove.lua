@@ -1,0 +1,27 @@
+-- remove.lua: a whole queue -> gone (`punctual queue rm`). Refuses while the queue holds jobs,
+-- unless forced. The registry entry is removed by the caller after this (it is outside the
+-- queue's hash tag).
+--
+-- KEYS[1]   scheduled  ZSET
+-- KEYS[2]   ready      LIST
+-- KEYS[3]   running    ZSET
+-- KEYS[4]   dead       ZSET
+-- KEYS[5]   jobs       HASH  job id -> envelope: the jobs counted
+-- KEYS[6]   attempts   HASH
+-- KEYS[7]   leases     HASH
+-- KEYS[8]   errors     HASH
+-- KEYS[9]   due        HASH
+-- KEYS[10]  done       ZSET
+-- KEYS[11]  seq        STRING
+-- KEYS[12]  meta       HASH
+-- KEYS[13]  stats      HASH
+--
+-- ARGV[1]  "1": delete the jobs too; "0": refuse when there are any
+--
+-- Returns {removed, jobs}: removed is 1 when every key was deleted, 0 when refused; jobs is
+-- how many jobs the queue held (deleted when removed). UNLINK frees large keys in the
+-- background, so a big queue does not block the server.
+local jobs = redis.call('HLEN', KEYS[5])
+if jobs > 0 and ARGV[1] ~= '1' then return {0, jobs} end
+redis.call('UNLINK', unpack(KEYS))
+return {1, jobs}
