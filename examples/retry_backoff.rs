@@ -94,13 +94,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // outcome is stored, so each wait is bounded and the states are read again.
     loop {
         let _ = tokio::time::timeout(Duration::from_millis(200), events_rx.recv()).await;
-        let flaky_state = queue.get(&flaky).await?.state;
-        let broken_state = queue.get(&broken).await?.state;
-        if flaky_state == JobState::Unknown && broken_state == JobState::Dead {
+        let flaky_state = queue.get(&flaky).await?.map(|j| j.state);
+        let broken_state = queue.get(&broken).await?.map(|j| j.state);
+        // The flaky job is gone (done), the broken one dead.
+        if flaky_state.is_none() && broken_state == Some(JobState::Dead) {
             break;
         }
     }
-    let dead = queue.get(&broken).await?;
+    let Some(dead) = queue.get(&broken).await? else {
+        return Ok(());
+    };
     if let Some(error) = &dead.last_error {
         println!(
             "job {broken} is dead after {} attempts: {} ({})",

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::queue::{JobState, Queue};
 use crate::time::from_unix_ms;
+use crate::vocab::Event;
 
 /// Most jobs [`Queue::list`] returns in one call.
 pub const MAX_LIST: usize = 10_000;
@@ -39,7 +40,7 @@ pub struct JobInfo {
     pub queue: String,
     /// The job's id.
     pub id: String,
-    /// Its state; when [`JobState::Unknown`] every other field is empty.
+    /// Its state.
     pub state: JobState,
     /// When it is due (scheduled jobs).
     pub due_at: Option<SystemTime>,
@@ -98,28 +99,38 @@ pub struct Counts {
 }
 
 /// Totals of events on a queue since it was created, kept by the scripts in `p:{q}:stats`
-/// (see [`crate::keys`]). Shared by every process; a counter that never happened is 0.
+/// (see [`crate::keys`] and [`Event`]). Shared by every process; a counter that never
+/// happened is 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Totals {
-    /// Jobs created by `schedule.lua`.
-    pub scheduled: u64,
-    /// Jobs promoted scheduled → ready.
-    pub promoted: u64,
-    /// Leases that ran out (the job went back to ready).
-    pub expired: u64,
-    /// Failed attempts sent back to wait out a backoff.
-    pub retried: u64,
-    /// Jobs moved to the dead set.
-    pub dead: u64,
-    /// Jobs acknowledged as done.
-    pub completed: u64,
-    /// Jobs cancelled.
-    pub cancelled: u64,
-    /// Dead jobs sent back to scheduled.
-    pub revived: u64,
-    /// Dead jobs deleted.
-    pub purged: u64,
+    counts: [u64; Event::ALL.len()],
+}
+
+impl Totals {
+    /// How many times `event` happened.
+    pub fn get(&self, event: Event) -> u64 {
+        self.counts[Totals::slot(event)]
+    }
+
+    /// Every event with its total, in [`Event::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (Event, u64)> + '_ {
+        Event::ALL.into_iter().map(|e| (e, self.get(e)))
+    }
+
+    fn slot(event: Event) -> usize {
+        Event::ALL.iter().position(|&e| e == event).unwrap_or(0)
+    }
+
+    /// Totals from the fields of the `stats` hash; unknown fields are ignored.
+    pub(crate) fn from_fields(fields: impl IntoIterator<Item = (String, u64)>) -> Totals {
+        let mut totals = Totals::default();
+        for (field, value) in fields {
+            if let Some(event) = Event::parse(&field) {
+                totals.counts[Totals::slot(event)] = value;
+            }
+        }
+        totals
+    }
 }
 
 /// A summary of a queue, read atomically.
@@ -163,12 +174,12 @@ fn job_commands(pipe: &mut redis::Pipeline, k: &Keys, id: &str) {
 }
 
 impl Queue {
-    /// Everything known about job `id`, read atomically. An id that does not exist gives a
-    /// [`JobInfo`] in state [`JobState::Unknown`].
+    /// Everything known about job `id`, read atomically; `None` when there is no such job
+    /// (never scheduled, or finished or cancelled and deleted).
     ///
     /// # Errors
     /// [`Error::Redis`]. An unreadable envelope is not an error: see [`JobInfo::decode_error`].
-    pub async fn get(&self, id: &str) -> Result<JobInfo> {
+    pub async fn get(&self, id: &str) -> Result<Option<JobInfo>> {
         let mut pipe = redis::pipe();
         pipe.atomic();
         job_commands(&mut pipe, self.keys(), id);
@@ -185,7 +196,7 @@ impl Queue {
     /// its new state, or left out when it finished.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for [`JobState::Unknown`] or a limit above [`MAX_LIST`];
+    /// [`Error::InvalidConfig`] for a limit above [`MAX_LIST`];
     /// [`Error::Redis`].
     pub async fn list(&self, state: JobState, limit: usize) -> Result<Vec<JobInfo>> {
         if limit > MAX_LIST {
@@ -213,12 +224,6 @@ impl Queue {
                 .arg(last)
                 .clone(),
             JobState::Dead => redis::cmd("ZRANGE").arg(&k.dead).arg(0).arg(last).clone(),
-            JobState::Unknown => {
-                return Err(Error::InvalidConfig {
-                    what: "list state",
-                    reason: "must be scheduled, ready, running or dead".to_owned(),
-                })
-            }
         };
         let ids: Vec<String> = listing
             .query_async(&mut conn)
@@ -242,21 +247,31 @@ impl Queue {
         for (id, parts) in ids.iter().zip(replies.chunks(6)) {
             let reply: JobReply = redis::from_redis_value(Value::Array(parts.to_vec()))
                 .map_err(|e| self.unexpected("list", e.to_string()))?;
-            let info = self.job_info(id, reply);
-            if info.state != JobState::Unknown {
-                jobs.push(info);
-            }
+            // A job that finished since the listing is left out.
+            jobs.extend(self.job_info(id, reply));
         }
         Ok(jobs)
     }
 
-    /// Builds a [`JobInfo`] from the replies of [`job_commands`].
-    fn job_info(&self, id: &str, reply: JobReply) -> JobInfo {
+    /// Builds a [`JobInfo`] from the replies of [`job_commands`]; `None` when the job does
+    /// not exist (it has no stored envelope).
+    fn job_info(&self, id: &str, reply: JobReply) -> Option<JobInfo> {
         let (body, due, lease, died, attempts, error) = reply;
+        let body = body?;
+        let at = |score: Option<f64>| score.map(|s| from_unix_ms(s.max(0.0) as u64));
+        let state = if due.is_some() {
+            JobState::Scheduled
+        } else if lease.is_some() {
+            JobState::Running
+        } else if died.is_some() {
+            JobState::Dead
+        } else {
+            JobState::Ready
+        };
         let mut info = JobInfo {
             queue: self.name().to_owned(),
             id: id.to_owned(),
-            state: JobState::Unknown,
+            state,
             due_at: None,
             lease_until: None,
             died_at: None,
@@ -267,19 +282,6 @@ impl Queue {
             last_error: None,
             data: None,
             decode_error: None,
-        };
-        let Some(body) = body else {
-            return info;
-        };
-        let at = |score: Option<f64>| score.map(|s| from_unix_ms(s.max(0.0) as u64));
-        info.state = if due.is_some() {
-            JobState::Scheduled
-        } else if lease.is_some() {
-            JobState::Running
-        } else if died.is_some() {
-            JobState::Dead
-        } else {
-            JobState::Ready
         };
         info.due_at = at(due);
         info.lease_until = at(lease);
@@ -295,7 +297,7 @@ impl Queue {
             }
             Err(reason) => info.decode_error = Some(reason),
         }
-        info
+        Some(info)
     }
 
     /// How many jobs are in each state, read atomically.
@@ -336,22 +338,7 @@ impl Queue {
             .map_err(|e| self.redis_error("stats", e))?;
         let now_ms = secs.saturating_mul(1000).saturating_add(micros / 1000);
         let next_due_ms = head.first().map(|(_, score)| score.max(0.0) as u64);
-        let mut totals = Totals::default();
-        for (field, value) in fields {
-            let slot = match field.as_str() {
-                "scheduled" => &mut totals.scheduled,
-                "promoted" => &mut totals.promoted,
-                "expired" => &mut totals.expired,
-                "retried" => &mut totals.retried,
-                "dead" => &mut totals.dead,
-                "completed" => &mut totals.completed,
-                "cancelled" => &mut totals.cancelled,
-                "revived" => &mut totals.revived,
-                "purged" => &mut totals.purged,
-                _ => continue,
-            };
-            *slot = value;
-        }
+        let totals = Totals::from_fields(fields);
         Ok(QueueStats {
             queue: self.name().to_owned(),
             counts: Counts {

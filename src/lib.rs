@@ -108,6 +108,7 @@ mod reconnect;
 mod scripts;
 pub mod server;
 mod time;
+mod vocab;
 pub mod worker;
 
 pub use backoff::{Backoff, BackoffSpec, Exponential, Fixed, Rng};
@@ -122,6 +123,7 @@ pub use queue::{
 };
 pub use server::{ServerInfo, ServerProblem};
 pub use time::MAX_DELAY;
+pub use vocab::{Event, Reason};
 pub use worker::{Worker, WorkerConfig, DEFAULT_MAX_ATTEMPTS};
 
 /// Compiles the README's examples as doctests, so they stay true.

@@ -349,8 +349,6 @@ pub enum JobState {
     Running,
     /// Out of attempts, failed permanently or undecodable, in `dead`.
     Dead,
-    /// No such job (never scheduled, or finished and deleted).
-    Unknown,
 }
 
 impl JobState {
@@ -361,19 +359,20 @@ impl JobState {
             JobState::Ready => "ready",
             JobState::Running => "running",
             JobState::Dead => "dead",
-            JobState::Unknown => "unknown",
         }
     }
 
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "scheduled" => JobState::Scheduled,
-            "ready" => JobState::Ready,
-            "running" => JobState::Running,
-            "dead" => JobState::Dead,
-            "unknown" => JobState::Unknown,
-            _ => return None,
-        })
+    /// Every state, in the order a job moves through them.
+    pub const ALL: [JobState; 4] = [
+        JobState::Scheduled,
+        JobState::Ready,
+        JobState::Running,
+        JobState::Dead,
+    ];
+
+    /// The state named `s` (as [`JobState::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Self> {
+        JobState::ALL.into_iter().find(|state| state.as_str() == s)
     }
 }
 
@@ -792,11 +791,12 @@ impl Queue {
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.redis_error("cancel", e))?;
-        let outcome = match JobState::parse(&state) {
-            Some(JobState::Running) => Cancelled::Running,
-            Some(JobState::Unknown) => Cancelled::NotFound,
-            Some(from) => Cancelled::Removed(from),
-            None => return Err(self.unexpected("cancel", format!("state {state:?}"))),
+        let outcome = match (state.as_str(), JobState::parse(&state)) {
+            // cancel.lua's word for "no such job".
+            ("unknown", _) => Cancelled::NotFound,
+            (_, Some(JobState::Running)) => Cancelled::Running,
+            (_, Some(from)) => Cancelled::Removed(from),
+            (_, None) => return Err(self.unexpected("cancel", format!("state {state:?}"))),
         };
         tracing::debug!(queue = %self.inner.name, job = id, ?outcome, "cancel");
         Ok(outcome)
@@ -840,8 +840,8 @@ impl Queue {
                     tolerance_ms: tolerance.max(0) as u64,
                 })
             }
+            ("unknown", _) => Rescheduled::NotFound,
             (_, Some(JobState::Running)) => Rescheduled::Running,
-            (_, Some(JobState::Unknown)) => Rescheduled::NotFound,
             (_, Some(from)) => Rescheduled::Moved {
                 from,
                 due_at: from_unix_ms(value.max(0) as u64),

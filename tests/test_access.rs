@@ -84,10 +84,18 @@ async fn a_user_with_the_documented_acl_can_do_everything() {
     eventually(LIMIT, "two jobs done and one dead", || async {
         let c = queue.counts().await.unwrap();
         let t = queue.stats().await.unwrap().totals;
-        c.dead == 1 && t.completed == 2
+        c.dead == 1 && t.get(punctual::Event::Completed) == 2
     })
     .await;
-    assert_eq!(queue.stats().await.unwrap().totals.retried, 1);
+    assert_eq!(
+        queue
+            .stats()
+            .await
+            .unwrap()
+            .totals
+            .get(punctual::Event::Retried),
+        1
+    );
     assert!(metrics.snapshot()["acl"].promoted >= 3);
     assert_eq!(queue.list(JobState::Dead, 10).await.unwrap().len(), 1);
     assert_eq!(
@@ -311,7 +319,15 @@ async fn tls_with_a_private_ca() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(queue.get("cli").await.unwrap().state, JobState::Scheduled);
+    assert_eq!(
+        queue
+            .get("cli")
+            .await
+            .unwrap()
+            .expect("the job exists")
+            .state,
+        JobState::Scheduled
+    );
     let out = punctual(&["--tls-ca-cert", "/nonexistent.pem", "stats"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-ca-cert: cannot read"));

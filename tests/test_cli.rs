@@ -722,7 +722,13 @@ async fn noauth_and_oom_are_one_line_and_an_import_resumes_exactly() {
     let ids: Vec<String> = conn.hkeys("punctual:{big}:jobs").await.unwrap();
     let queue = punctual::Queue::connect(&redis.url(), "big").await.unwrap();
     for id in ids.iter().step_by(97) {
-        let data: serde_json::Value = queue.get(id).await.unwrap().data_as().unwrap();
+        let data: serde_json::Value = queue
+            .get(id)
+            .await
+            .unwrap()
+            .expect("the job exists")
+            .data_as()
+            .unwrap();
         assert!(
             seen.insert(data["n"].as_u64().unwrap()),
             "a line twice: {data}"

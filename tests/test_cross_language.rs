@@ -107,7 +107,11 @@ print(json.dumps({"scheduled": scheduled, "read": read_job("rust", sys.argv[1]),
     // The reader.
     assert_eq!(out["read"]["data"], written, "{out}");
     assert_eq!(out["read"]["max_attempts"], 4);
-    let info = rust_queue.get(&rust_id).await.unwrap();
+    let info = rust_queue
+        .get(&rust_id)
+        .await
+        .unwrap()
+        .expect("the job exists");
     assert_eq!(out["read"]["kind"], json!(info.kind.unwrap()));
     assert_eq!(out["missing"], Value::Null);
 

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
-use punctual::{Error, JobState, NewJob, Queue, QueueConfig, When, WorkerConfig, MAX_DELAY};
+use punctual::{Error, NewJob, Queue, QueueConfig, When, WorkerConfig, MAX_DELAY};
 use redis::AsyncCommands;
 use support::{eventually, run_jobs, server_ms, RedisServer};
 
@@ -209,7 +209,7 @@ async fn names_and_ids_never_make_a_key_outside_the_hash_tag() {
     assert_eq!(ran, expected);
     for id in &odd_ids {
         eventually(LIMIT, "the ack", || async {
-            queue.get(id).await.unwrap().state == JobState::Unknown
+            queue.get(id).await.unwrap().is_none()
         })
         .await;
     }

@@ -33,7 +33,7 @@ async fn jobs_run_on_time_and_never_early() {
             .schedule(NewJob::new(&i).delay(Duration::from_millis(delay_ms)))
             .await
             .unwrap();
-        let info = queue.get(&job.id).await.unwrap();
+        let info = queue.get(&job.id).await.unwrap().expect("the job exists");
         due.insert(job.id, ms(info.due_at.unwrap()));
     }
 
@@ -132,7 +132,13 @@ async fn promoter_wakes_early_for_an_earlier_job() {
         .schedule(NewJob::new(&1).delay(Duration::from_millis(100)))
         .await
         .unwrap();
-    let due = ms(queue.get(&job.id).await.unwrap().due_at.unwrap());
+    let due = ms(queue
+        .get(&job.id)
+        .await
+        .unwrap()
+        .expect("the job exists")
+        .due_at
+        .unwrap());
     eventually(
         Duration::from_secs(5),
         "the earlier job is promoted",

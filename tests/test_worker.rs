@@ -22,14 +22,15 @@ fn spawn_promoter(queue: &Queue, stop: &CancellationToken) {
     support::spawn_promoter(queue, Duration::from_millis(200), stop);
 }
 
-async fn wait_state(queue: &Queue, id: &str, state: JobState) {
+/// Waits for job `id` to be in `state`, or gone (`None`: acked, or cancelled).
+async fn wait_state(queue: &Queue, id: &str, state: Option<JobState>) {
     eventually(
         Duration::from_secs(10),
-        &format!("job {id} {state}"),
+        &format!("job {id} {state:?}"),
         || {
             let queue = queue.clone();
             let id = id.to_owned();
-            async move { queue.get(&id).await.unwrap().state == state }
+            async move { queue.get(&id).await.unwrap().map(|j| j.state) == state }
         },
     )
     .await;
@@ -71,7 +72,7 @@ async fn retry_times_follow_the_seeded_policy() {
     for attempt in 1..=3 {
         let (seen, lower) = rx.recv().await.unwrap();
         assert_eq!(seen, attempt);
-        wait_state(&queue, &id, JobState::Scheduled).await;
+        wait_state(&queue, &id, Some(JobState::Scheduled)).await;
         let upper = server_ms(&mut conn).await;
         let score: f64 = conn
             .zscore("punctual:{retry}:scheduled", &id)
@@ -83,7 +84,7 @@ async fn retry_times_follow_the_seeded_policy() {
             (lower..=upper).contains(&at),
             "attempt {attempt}: due {score} - delay {delay} = {at} not in [{lower}, {upper}]"
         );
-        let info = queue.get(&id).await.unwrap();
+        let info = queue.get(&id).await.unwrap().expect("the job exists");
         let error = info.last_error.unwrap();
         assert_eq!(error.reason, "failed");
         assert_eq!(error.message, format!("attempt {attempt} failed"));
@@ -123,8 +124,8 @@ async fn dead_after_max_attempts_with_the_error_kept() {
         .await
         .unwrap()
         .id;
-    wait_state(&queue, &id, JobState::Dead).await;
-    let info = queue.get(&id).await.unwrap();
+    wait_state(&queue, &id, Some(JobState::Dead)).await;
+    let info = queue.get(&id).await.unwrap().expect("the job exists");
     assert_eq!(info.attempts, 3);
     assert!(info.died_at.is_some());
     let error = info.last_error.clone().unwrap();
@@ -177,17 +178,23 @@ async fn snooze_retry_after_and_kill() {
         attempts.push(rx.recv().await.unwrap().1);
     }
     assert_eq!(attempts, [1, 1, 1, 1], "snoozes use no attempt");
-    wait_state(&queue, &snoozer, JobState::Unknown).await;
+    wait_state(&queue, &snoozer, None).await;
 
     let patient = queue.schedule(NewJob::new("patient")).await.unwrap().id;
     assert_eq!(rx.recv().await.unwrap(), ("patient".into(), 1));
     assert_eq!(rx.recv().await.unwrap(), ("patient".into(), 2));
-    wait_state(&queue, &patient, JobState::Unknown).await;
+    wait_state(&queue, &patient, None).await;
 
     let doomed = queue.schedule(NewJob::new("doomed")).await.unwrap().id;
     assert_eq!(rx.recv().await.unwrap(), ("doomed".into(), 1));
-    wait_state(&queue, &doomed, JobState::Dead).await;
-    let error = queue.get(&doomed).await.unwrap().last_error.unwrap();
+    wait_state(&queue, &doomed, Some(JobState::Dead)).await;
+    let error = queue
+        .get(&doomed)
+        .await
+        .unwrap()
+        .expect("the job exists")
+        .last_error
+        .unwrap();
     assert_eq!(error.reason, "permanent");
     assert_eq!(error.message, "bad address");
     stop.cancel();
@@ -214,7 +221,11 @@ async fn a_panicking_handler_is_a_failure_not_a_crash() {
                 if job.attempt == 1 {
                     panic!("handler bug on attempt 1");
                 }
-                let info = inspector.get(&job.id).await.unwrap();
+                let info = inspector
+                    .get(&job.id)
+                    .await
+                    .unwrap()
+                    .expect("the job exists");
                 tx.send((job.attempt, info.last_error)).unwrap();
                 Outcome::Done
             }
@@ -230,7 +241,7 @@ async fn a_panicking_handler_is_a_failure_not_a_crash() {
         error.message.contains("handler bug on attempt 1"),
         "{error:?}"
     );
-    wait_state(&queue, &id, JobState::Unknown).await;
+    wait_state(&queue, &id, None).await;
     stop.cancel();
 }
 
@@ -256,7 +267,10 @@ async fn a_vanished_workers_job_runs_again_after_its_lease() {
     ));
     let id = queue.schedule(NewJob::new(&1)).await.unwrap().id;
     started.notified().await;
-    assert_eq!(queue.get(&id).await.unwrap().state, JobState::Running);
+    assert_eq!(
+        queue.get(&id).await.unwrap().expect("the job exists").state,
+        JobState::Running
+    );
     doomed.abort(); // the process is gone: no heartbeat, no ack
     let _ = doomed.await;
 
@@ -273,7 +287,7 @@ async fn a_vanished_workers_job_runs_again_after_its_lease() {
         .expect("the job runs again after its lease")
         .unwrap();
     assert_eq!(attempt, 2, "the interrupted attempt counts");
-    wait_state(&queue, &id, JobState::Unknown).await;
+    wait_state(&queue, &id, None).await;
     stop.cancel();
 }
 
@@ -299,7 +313,7 @@ async fn heartbeats_keep_a_long_job_leased() {
         },
     );
     let id = queue.schedule(NewJob::new(&1)).await.unwrap().id;
-    wait_state(&queue, &id, JobState::Unknown).await;
+    wait_state(&queue, &id, None).await;
     assert_eq!(
         runs.load(Ordering::SeqCst),
         1,
@@ -348,13 +362,13 @@ async fn a_stale_workers_ack_is_refused() {
     // The stale attempt finishes first: its ack must not complete the job.
     releases[0].notify_one();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let info = queue.get(&id).await.unwrap();
+    let info = queue.get(&id).await.unwrap().expect("the job exists");
     assert_eq!(info.state, JobState::Running, "the stale ack was refused");
     assert_eq!(info.attempts, 2);
     assert_eq!(info.last_error.unwrap().reason, "lease_expired");
 
     releases[1].notify_one();
-    wait_state(&queue, &id, JobState::Unknown).await;
+    wait_state(&queue, &id, None).await;
     stop.cancel();
 }
 
@@ -399,9 +413,9 @@ async fn undecodable_payloads_go_to_the_dead_set_and_the_worker_lives() {
         },
     );
     assert_eq!(rx.recv().await.unwrap(), 42);
-    wait_state(&queue, &good, JobState::Unknown).await;
+    wait_state(&queue, &good, None).await;
     for id in ["junk", wrong.as_str()] {
-        wait_state(&queue, id, JobState::Dead).await;
+        wait_state(&queue, id, Some(JobState::Dead)).await;
     }
     let dead: Vec<(String, String)> = conn.hgetall("punctual:{garbage}:errors").await.unwrap();
     assert_eq!(dead.len(), 2);
@@ -449,13 +463,17 @@ async fn graceful_shutdown_finishes_or_hands_back() {
         .unwrap()
         .unwrap();
 
-    assert_eq!(
-        queue.get(&quick).await.unwrap().state,
-        JobState::Unknown,
-        "acked"
-    );
-    let handed_back = queue.get(&slow).await.unwrap();
+    assert!(queue.get(&quick).await.unwrap().is_none(), "acked");
+    let handed_back = queue.get(&slow).await.unwrap().expect("the job exists");
     assert_eq!(handed_back.state, JobState::Scheduled);
     assert_eq!(handed_back.attempts, 0, "a hand-back uses no attempt");
-    assert_eq!(queue.get(&late).await.unwrap().state, JobState::Ready);
+    assert_eq!(
+        queue
+            .get(&late)
+            .await
+            .unwrap()
+            .expect("the job exists")
+            .state,
+        JobState::Ready
+    );
 }

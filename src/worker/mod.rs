@@ -18,6 +18,7 @@
 //! command is sent while nothing is ready, apart from one wake every [`DEFAULT_IDLE_WAIT`].
 
 mod acks;
+mod policy;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,7 @@ use crate::scripts::scripts;
 use crate::time::{delay_ms, from_unix_ms};
 
 use self::acks::Acks;
+use self::policy::{Ended, Report, Transition};
 
 /// Default for [`WorkerConfig::set_concurrency`].
 pub const DEFAULT_CONCURRENCY: usize = 32;
@@ -444,7 +446,8 @@ where
         Ok(decoded) => decoded,
         Err(reason) => {
             warn!(%reason, "undecodable job: moving it to the dead set");
-            report(shared, &claimed, Report::Bury("undecodable", reason)).await;
+            let max = shared.config.max_attempts;
+            finish(shared, claimed, Ended::Undecodable(reason), max, None).await;
             return;
         }
     };
@@ -454,16 +457,7 @@ where
         .max(1);
     if claimed.attempt > max_attempts {
         // Its earlier attempts all ended in lost leases (crashed workers); the last one counted.
-        let message = format!(
-            "attempt {} of at most {max_attempts}: earlier attempts were interrupted",
-            claimed.attempt
-        );
-        report(
-            shared,
-            &claimed,
-            Report::Bury("attempts_exhausted", message),
-        )
-        .await;
+        finish(shared, claimed, Ended::Exhausted, max_attempts, None).await;
         return;
     }
 
@@ -506,7 +500,7 @@ where
             () = cancel.cancelled() => {
                 end_cancelled(handle, cancel_wait).await;
                 info!("handler cancelled at shutdown: handing the job back");
-                report(shared, &claimed, Report::Retry { delay: Duration::ZERO, counts: false, reason: "", message: String::new() }).await;
+                finish(shared, claimed, Ended::HandedBack, max_attempts, None).await;
                 return;
             }
         }
@@ -525,45 +519,30 @@ where
         Err(e) => Outcome::Fail(format!("handler task failed: {e}")),
     };
 
-    let is_last = claimed.attempt >= max_attempts;
-    let report_for = match outcome {
-        Outcome::Done => {
-            shared.acks.send(claimed.id, claimed.token).await;
-            return;
+    let backoff = envelope.backoff.as_ref();
+    finish(shared, claimed, Ended::Ran(outcome), max_attempts, backoff).await;
+}
+
+/// Reports where the job goes after `ended` ([`policy::transition`]): acks are batched,
+/// the rest sent as they come. `spec` is the job's own backoff, if it has one.
+async fn finish<H>(
+    shared: &Shared<H>,
+    claimed: Claimed,
+    ended: Ended,
+    max_attempts: u32,
+    spec: Option<&crate::backoff::BackoffSpec>,
+) {
+    let backoff = |attempt| {
+        let mut rng = shared.rng.lock().unwrap_or_else(|p| p.into_inner());
+        match spec {
+            Some(spec) => spec.delay(attempt, &mut rng),
+            None => shared.config.backoff.delay(attempt, &mut rng),
         }
-        Outcome::Kill(message) => Report::Bury("permanent", message),
-        Outcome::Fail(message) | Outcome::RetryAfter(_, message) if is_last => {
-            Report::Bury("attempts_exhausted", message)
-        }
-        Outcome::Fail(message) => {
-            let delay = {
-                let mut rng = shared.rng.lock().unwrap_or_else(|p| p.into_inner());
-                match &envelope.backoff {
-                    Some(spec) => spec.delay(claimed.attempt, &mut rng),
-                    None => shared.config.backoff.delay(claimed.attempt, &mut rng),
-                }
-            };
-            Report::Retry {
-                delay,
-                counts: true,
-                reason: "failed",
-                message,
-            }
-        }
-        Outcome::RetryAfter(delay, message) => Report::Retry {
-            delay,
-            counts: true,
-            reason: "retry_requested",
-            message,
-        },
-        Outcome::Snooze(delay) => Report::Retry {
-            delay,
-            counts: false,
-            reason: "",
-            message: String::new(),
-        },
     };
-    report(shared, &claimed, report_for).await;
+    match policy::transition(ended, claimed.attempt, max_attempts, backoff) {
+        Transition::Ack => shared.acks.send(claimed.id, claimed.token).await,
+        Transition::Report(next) => report(shared, &claimed, next).await,
+    }
 }
 
 /// Gives a cancelled handler `wait` to return (it was told through [`Context::cancelled`]),
@@ -573,18 +552,6 @@ async fn end_cancelled(mut handle: tokio::task::JoinHandle<Outcome>, wait: Durat
         handle.abort();
         let _ = handle.await;
     }
-}
-
-/// The report a finished attempt sends.
-#[derive(Debug)]
-enum Report {
-    Retry {
-        delay: Duration,
-        counts: bool,
-        reason: &'static str,
-        message: String,
-    },
-    Bury(&'static str, String),
 }
 
 /// Sends `report`, trying again while Redis is unreachable. If it cannot be sent, the job stays
@@ -630,9 +597,12 @@ async fn send_report(queue: &Queue, claimed: &Claimed, report: &Report) -> Resul
         Report::Retry {
             delay,
             counts,
-            reason,
-            message,
+            error,
         } => {
+            let (reason, message) = match error {
+                Some((reason, message)) => (reason.as_str(), message.as_str()),
+                None => ("", ""),
+            };
             let delay = delay_ms(*delay).unwrap_or(crate::MAX_DELAY.as_millis() as u64);
             let reply = s
                 .retry
@@ -647,7 +617,7 @@ async fn send_report(queue: &Queue, claimed: &Claimed, report: &Report) -> Resul
                 .arg(&claimed.token)
                 .arg(delay)
                 .arg(if *counts { "1" } else { "0" })
-                .arg(*reason)
+                .arg(reason)
                 .arg(message)
                 .arg(&k.wake)
                 .invoke_async(&mut conn)
@@ -666,7 +636,7 @@ async fn send_report(queue: &Queue, claimed: &Claimed, report: &Report) -> Resul
                 .key(&k.stats)
                 .arg(&claimed.id)
                 .arg(&claimed.token)
-                .arg(*reason)
+                .arg(reason.as_str())
                 .arg(message)
                 .invoke_async(&mut conn)
                 .await;

@@ -284,31 +284,12 @@ pub(crate) struct RescheduleArgs {
     pub(crate) when: WhenArgs,
 }
 
-/// A state to list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum StateArg {
-    Scheduled,
-    Ready,
-    Running,
-    Dead,
-}
-
-impl StateArg {
-    pub(crate) const ALL: [StateArg; 4] = [
-        StateArg::Scheduled,
-        StateArg::Ready,
-        StateArg::Running,
-        StateArg::Dead,
-    ];
-
-    pub(crate) fn state(self) -> punctual::JobState {
-        match self {
-            StateArg::Scheduled => punctual::JobState::Scheduled,
-            StateArg::Ready => punctual::JobState::Ready,
-            StateArg::Running => punctual::JobState::Running,
-            StateArg::Dead => punctual::JobState::Dead,
-        }
-    }
+/// A job state named on the command line: the library's vocabulary ([`punctual::JobState`]).
+fn parse_state(text: &str) -> Result<punctual::JobState, String> {
+    punctual::JobState::parse(text).ok_or_else(|| {
+        let names: Vec<&str> = punctual::JobState::ALL.iter().map(|s| s.as_str()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
 }
 
 #[derive(Debug, Args)]
@@ -316,8 +297,8 @@ pub(crate) struct LsArgs {
     /// The queue's name.
     pub(crate) queue: String,
     /// Only this state (default: every state, in this order).
-    #[arg(long, value_enum)]
-    pub(crate) state: Option<StateArg>,
+    #[arg(long, value_parser = parse_state)]
+    pub(crate) state: Option<punctual::JobState>,
     /// At most this many jobs per state.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=punctual::MAX_LIST as u64))]
     pub(crate) limit: u64,

@@ -3,13 +3,12 @@
 
 use std::io::Read;
 
-use punctual::{Cancelled, JobState, NewJob, Purge, Rescheduled, When};
+use punctual::{Cancelled, NewJob, Purge, Rescheduled, When};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::cli::{
-    DeadCommand, ImportArgs, JobArgs, LsArgs, QueueCommand, RescheduleArgs, ScheduleArgs, StateArg,
-    StatsArgs,
+    DeadCommand, ImportArgs, JobArgs, LsArgs, QueueCommand, RescheduleArgs, ScheduleArgs, StatsArgs,
 };
 use crate::input::{format_time, json_to_msgpack, parse_at, parse_when};
 use crate::output;
@@ -211,10 +210,9 @@ pub(crate) async fn import(ctx: &Ctx, args: ImportArgs) -> CmdResult {
 
 pub(crate) async fn show(ctx: &Ctx, args: JobArgs) -> CmdResult {
     let queue = ctx.existing_queue(&args.queue).await?;
-    let job = queue.get(&args.id).await.map_err(|e| ctx.fail(e))?;
-    if job.state == JobState::Unknown {
+    let Some(job) = queue.get(&args.id).await.map_err(|e| ctx.fail(e))? else {
         return Err(not_found(&args.queue, &args.id));
-    }
+    };
     if args.json {
         println!("{}", output::job_json(&job));
     } else {
@@ -282,13 +280,13 @@ pub(crate) async fn ls(ctx: &Ctx, args: LsArgs) -> CmdResult {
     let queue = ctx.maybe_queue(&args.queue).await?;
     let states = match args.state {
         Some(s) => vec![s],
-        None => StateArg::ALL.to_vec(),
+        None => punctual::JobState::ALL.to_vec(),
     };
     let mut jobs = Vec::new();
     for state in states {
         let Some(queue) = &queue else { break };
         let page = queue
-            .list(state.state(), args.limit as usize)
+            .list(state, args.limit as usize)
             .await
             .map_err(|e| ctx.fail(e))?;
         jobs.extend(page);

@@ -139,17 +139,11 @@ pub(crate) fn stats_json(s: &QueueStats) -> Value {
         "dead": s.counts.dead,
         "next_due": s.next_due.map(format_time),
         "oldest_overdue_ms": s.oldest_overdue.map(|d| d.as_millis() as u64),
-        "totals": {
-            "scheduled": s.totals.scheduled,
-            "promoted": s.totals.promoted,
-            "expired": s.totals.expired,
-            "retried": s.totals.retried,
-            "dead": s.totals.dead,
-            "completed": s.totals.completed,
-            "cancelled": s.totals.cancelled,
-            "revived": s.totals.revived,
-            "purged": s.totals.purged,
-        },
+        "totals": s
+            .totals
+            .iter()
+            .map(|(event, n)| (event.as_str().to_owned(), serde_json::Value::from(n)))
+            .collect::<serde_json::Map<_, _>>(),
     })
 }
 

@@ -166,43 +166,17 @@ async fn render(endpoint: &Endpoint) -> String {
         );
     }
 
-    type Total = fn(&punctual::Totals) -> u64;
-    let totals: [(&str, &str, Total); 6] = [
-        (
-            "punctual_scheduled_total",
-            "Jobs scheduled (queue-wide, from redis).",
-            |t| t.scheduled,
-        ),
-        (
-            "punctual_promoted_total",
-            "Jobs promoted to ready (queue-wide, from redis).",
-            |t| t.promoted,
-        ),
-        (
-            "punctual_retried_total",
-            "Failed attempts sent back to wait out a backoff (queue-wide).",
-            |t| t.retried,
-        ),
-        (
-            "punctual_dead_total",
-            "Jobs moved to the dead set (queue-wide, from redis).",
-            |t| t.dead,
-        ),
-        (
-            "punctual_expired_leases_total",
-            "Leases that ran out; the job went back to ready (queue-wide).",
-            |t| t.expired,
-        ),
-        (
-            "punctual_completed_total",
-            "Jobs acknowledged as done (queue-wide, from redis).",
-            |t| t.completed,
-        ),
-    ];
-    for (name, help, get) in totals {
-        family(&mut out, name, "counter", help);
+    // Every event the scripts count (punctual::Event), so none can be left out.
+    for event in punctual::Event::ALL {
+        let name = event.metric();
+        family(&mut out, name, "counter", event.describe());
         for s in &stats {
-            let _ = writeln!(out, "{name}{{queue=\"{}\"}} {}", s.queue, get(&s.totals));
+            let _ = writeln!(
+                out,
+                "{name}{{queue=\"{}\"}} {}",
+                s.queue,
+                s.totals.get(event)
+            );
         }
     }
 

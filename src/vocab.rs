@@ -1,0 +1,193 @@
+//! The words of punctual, each named once: the events the scripts count ([`Event`]) and the
+//! reasons an error record gives ([`Reason`]). The library, the CLI, the sidecar's metrics
+//! and the docs all go through these lists (a test checks the docs name every one), so a new
+//! word is added in one place.
+
+/// An event counted by the scripts in a queue's `stats` hash, in the same atomic step as the
+/// change it counts: exact, and shared by every process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Event {
+    /// A job was created (`schedule.lua`).
+    Scheduled,
+    /// A due job moved scheduled → ready (`promote.lua`).
+    Promoted,
+    /// A lease ran out and its job went back to ready (`promote.lua`).
+    Expired,
+    /// A failed attempt was sent back to wait out a backoff (`retry.lua`; snoozes and
+    /// hand-backs are not counted).
+    Retried,
+    /// A job moved to the dead set (`bury.lua`).
+    Dead,
+    /// A job was acknowledged as done (`ack.lua`).
+    Completed,
+    /// A job was cancelled (`cancel.lua`).
+    Cancelled,
+    /// A dead job was sent back to scheduled (`revive.lua`).
+    Revived,
+    /// A dead job was deleted (`purge.lua`).
+    Purged,
+}
+
+impl Event {
+    /// Every event, in the order they are shown.
+    pub const ALL: [Event; 9] = [
+        Event::Scheduled,
+        Event::Promoted,
+        Event::Expired,
+        Event::Retried,
+        Event::Dead,
+        Event::Completed,
+        Event::Cancelled,
+        Event::Revived,
+        Event::Purged,
+    ];
+
+    /// Its field in the `stats` hash, also its name in `punctual stats --json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Scheduled => "scheduled",
+            Event::Promoted => "promoted",
+            Event::Expired => "expired",
+            Event::Retried => "retried",
+            Event::Dead => "dead",
+            Event::Completed => "completed",
+            Event::Cancelled => "cancelled",
+            Event::Revived => "revived",
+            Event::Purged => "purged",
+        }
+    }
+
+    /// The event named `s` in the `stats` hash.
+    pub fn parse(s: &str) -> Option<Event> {
+        Event::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
+    /// Its Prometheus counter, as the sidecar serves it.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Event::Scheduled => "punctual_scheduled_total",
+            Event::Promoted => "punctual_promoted_total",
+            Event::Expired => "punctual_expired_leases_total",
+            Event::Retried => "punctual_retried_total",
+            Event::Dead => "punctual_dead_total",
+            Event::Completed => "punctual_completed_total",
+            Event::Cancelled => "punctual_cancelled_total",
+            Event::Revived => "punctual_revived_total",
+            Event::Purged => "punctual_purged_total",
+        }
+    }
+
+    /// One line on what it counts (the metric's help text).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Event::Scheduled => "Jobs scheduled (queue-wide, from redis).",
+            Event::Promoted => "Jobs promoted to ready (queue-wide, from redis).",
+            Event::Expired => "Leases that ran out; the job went back to ready (queue-wide).",
+            Event::Retried => "Failed attempts sent back to wait out a backoff (queue-wide).",
+            Event::Dead => "Jobs moved to the dead set (queue-wide, from redis).",
+            Event::Completed => "Jobs acknowledged as done (queue-wide, from redis).",
+            Event::Cancelled => "Jobs cancelled (queue-wide, from redis).",
+            Event::Revived => "Dead jobs sent back to scheduled (queue-wide, from redis).",
+            Event::Purged => "Dead jobs deleted (queue-wide, from redis).",
+        }
+    }
+}
+
+/// Why a job's last attempt failed, as its error record says (`reason` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The handler failed; retried after the backoff.
+    Failed,
+    /// The handler failed and asked for a retry at a time of its choosing.
+    RetryRequested,
+    /// The worker stopped renewing its lease (crashed, stalled, cut off); written by
+    /// `promote.lua`.
+    LeaseExpired,
+    /// The last allowed attempt failed (or every attempt was interrupted): dead.
+    AttemptsExhausted,
+    /// The handler failed it for good: dead at once.
+    Permanent,
+    /// The stored job could not be decoded: dead at once.
+    Undecodable,
+}
+
+impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 6] = [
+        Reason::Failed,
+        Reason::RetryRequested,
+        Reason::LeaseExpired,
+        Reason::AttemptsExhausted,
+        Reason::Permanent,
+        Reason::Undecodable,
+    ];
+
+    /// The word in the error record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Failed => "failed",
+            Reason::RetryRequested => "retry_requested",
+            Reason::LeaseExpired => "lease_expired",
+            Reason::AttemptsExhausted => "attempts_exhausted",
+            Reason::Permanent => "permanent",
+            Reason::Undecodable => "undecodable",
+        }
+    }
+
+    /// The reason named `s` in an error record.
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for e in Event::ALL {
+            assert_eq!(Event::parse(e.as_str()), Some(e));
+        }
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Event::parse("nope"), None);
+    }
+
+    /// The docs name every event, metric and reason: a new word cannot be left out of them.
+    #[test]
+    fn the_docs_name_every_word() {
+        let readme = include_str!("../README.md");
+        let layout = include_str!("../docs/layout.md");
+        let promote = include_str!("../lua/promote.lua");
+        for e in Event::ALL {
+            assert!(readme.contains(e.metric()), "README lacks {}", e.metric());
+            assert!(
+                layout.contains(&format!("`{}`", e.as_str())),
+                "docs/layout.md lacks {e}"
+            );
+        }
+        for r in Reason::ALL {
+            assert!(
+                layout.contains(&format!("`{}`", r.as_str())),
+                "docs/layout.md lacks {r}"
+            );
+        }
+        assert!(promote.contains(Reason::LeaseExpired.as_str()));
+    }
+}
