@@ -14,19 +14,25 @@
 -- ARGV[4]  error message
 --
 -- Returns the time of death (ms), or 0 when the caller no longer holds the lease.
-local id = ARGV[1]
-if redis.call('HGET', KEYS[2], id) ~= ARGV[2] then return 0 end
+local id, token, reason, message = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- snippet: lease check
+if redis.call('HGET', KEYS[2], id) ~= token then return 0 end
+-- end snippet
+-- snippet: now
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- end snippet
 
 redis.call('ZREM', KEYS[1], id)
 redis.call('HDEL', KEYS[2], id)
 redis.call('ZADD', KEYS[3], now, id)
 redis.call('HINCRBY', KEYS[6], 'dead', 1)
+-- snippet: error record
 redis.call('HSET', KEYS[5], id, cjson.encode({
-  reason = ARGV[3],
-  message = ARGV[4],
+  reason = reason,
+  message = message,
   at = now,
   attempt = tonumber(redis.call('HGET', KEYS[4], id) or '0'),
 }))
+-- end snippet
 return now

@@ -17,8 +17,10 @@
 --
 -- Every write takes the whole batch in one command, so a call costs a fixed handful of
 -- commands however many jobs it claims.
+-- snippet: now
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- end snippet
 local deadline = now + tonumber(ARGV[2])
 
 local out = {deadline}

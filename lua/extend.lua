@@ -8,9 +8,14 @@
 -- ARGV[3]  lease length in ms, counted from now
 --
 -- Returns the new deadline (ms), or 0 when the caller no longer holds the lease.
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+local id, token = ARGV[1], ARGV[2]
+-- snippet: lease check
+if redis.call('HGET', KEYS[2], id) ~= token then return 0 end
+-- end snippet
+-- snippet: now
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- end snippet
 local deadline = now + tonumber(ARGV[3])
-redis.call('ZADD', KEYS[1], 'XX', deadline, ARGV[1])
+redis.call('ZADD', KEYS[1], 'XX', deadline, id)
 return deadline

@@ -31,8 +31,10 @@
 --               counts those above the last bound
 -- Counting here keeps the reply a few integers however many jobs move.
 -- A job is never promoted before its due time: only scores <= now are taken.
+-- snippet: now
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- end snippet
 local batch = tonumber(ARGV[1])
 
 local lost = 0

@@ -13,8 +13,10 @@
 -- ARGV[3..]  job ids (when ARGV[1] is 0)
 --
 -- Returns {now, id_1, ...}: the ids purged. An id that is not in the dead set is skipped.
+-- snippet: now
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- end snippet
 local n = tonumber(ARGV[1])
 local age = tonumber(ARGV[2])
 

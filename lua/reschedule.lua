@@ -9,27 +9,29 @@
 -- KEYS[6]  attempts   HASH  job id -> attempts started
 -- KEYS[7]  due        HASH  job id -> when it became due (ms), while ready
 --
--- ARGV[1]  job id
--- ARGV[2]  mode: "in" (due = server now + ms) or "at" (due = ms)
--- ARGV[3]  ms
--- ARGV[4]  past tolerance in ms for "at"; -1 accepts any time in the past
--- ARGV[5]  wake channel, PUBLISHed to when the job becomes the head of scheduled
+-- ARGV[1]  wake channel, PUBLISHed to when the job becomes the head of scheduled
+-- ARGV[2]  job id
+-- ARGV[3]  mode: "in" (due = server now + ms) or "at" (due = ms)
+-- ARGV[4]  ms
+-- ARGV[5]  past tolerance in ms for "at"; -1 accepts any time in the past
 --
 -- Returns {state, value}:
 --   {"scheduled" | "ready" | "dead", due}  moved from that state; now due at `due`
 --   {"running", 0}                         refused, nothing changed
 --   {"unknown", 0}                         no such job
 --   {"past", now}                          "at" is too far in the past, nothing changed
-local id = ARGV[1]
+local id = ARGV[2]
 if redis.call('HEXISTS', KEYS[5], id) == 0 then return {'unknown', 0} end
 if redis.call('ZSCORE', KEYS[3], id) then return {'running', 0} end
 
+-- snippet: now
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = tonumber(ARGV[3])
-if ARGV[2] == 'in' then
+-- end snippet
+local due = tonumber(ARGV[4])
+if ARGV[3] == 'in' then
   due = now + due
-elseif tonumber(ARGV[4]) >= 0 and due < now - tonumber(ARGV[4]) then
+elseif tonumber(ARGV[5]) >= 0 and due < now - tonumber(ARGV[5]) then
   return {'past', now}
 end
 
@@ -44,9 +46,12 @@ else
   redis.call('HDEL', KEYS[7], id)
 end
 
-local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-redis.call('ZADD', KEYS[1], due, id)
+local scheduled = KEYS[1]
+-- snippet: schedule and wake
+local head = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
+redis.call('ZADD', scheduled, due, id)
 if head[2] == nil or due < tonumber(head[2]) then
-  redis.call('PUBLISH', ARGV[5], due)
+  redis.call('PUBLISH', ARGV[1], due)
 end
+-- end snippet
 return {state, due}

@@ -8,40 +8,49 @@
 -- KEYS[5]  errors     HASH  job id -> last error record (JSON)
 -- KEYS[6]  stats      HASH  event counters: `retried` += 1 when the attempt counts
 --
--- ARGV[1]  job id
--- ARGV[2]  fencing token the caller holds
--- ARGV[3]  delay in ms: the job is due at server now + delay
--- ARGV[4]  "1": the attempt counts (a failure); "0": it does not (snooze, hand-back)
--- ARGV[5]  error reason ("" for none: the last error record is left as it is)
--- ARGV[6]  error message
--- ARGV[7]  wake channel, PUBLISHed to when the job becomes the head of scheduled
+-- ARGV[1]  wake channel, PUBLISHed to when the job becomes the head of scheduled
+-- ARGV[2]  job id
+-- ARGV[3]  fencing token the caller holds
+-- ARGV[4]  delay in ms: the job is due at server now + delay
+-- ARGV[5]  "1": the attempt counts (a failure); "0": it does not (snooze, hand-back)
+-- ARGV[6]  error reason ("" for none: the last error record is left as it is)
+-- ARGV[7]  error message
 --
 -- Returns the new due time (ms), or 0 when the caller no longer holds the lease.
-local id = ARGV[1]
-if redis.call('HGET', KEYS[2], id) ~= ARGV[2] then return 0 end
+local id, token, reason, message = ARGV[2], ARGV[3], ARGV[6], ARGV[7]
+-- snippet: lease check
+if redis.call('HGET', KEYS[2], id) ~= token then return 0 end
+-- end snippet
+-- snippet: now
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- end snippet
 
 redis.call('ZREM', KEYS[1], id)
 redis.call('HDEL', KEYS[2], id)
-if ARGV[4] == '0' then
+if ARGV[5] == '0' then
   redis.call('HINCRBY', KEYS[4], id, -1)
 else
   redis.call('HINCRBY', KEYS[6], 'retried', 1)
 end
-if ARGV[5] ~= '' then
+if reason ~= '' then
+  -- snippet: error record
   redis.call('HSET', KEYS[5], id, cjson.encode({
-    reason = ARGV[5],
-    message = ARGV[6],
+    reason = reason,
+    message = message,
     at = now,
     attempt = tonumber(redis.call('HGET', KEYS[4], id) or '0'),
   }))
+  -- end snippet
 end
 
-local due = now + tonumber(ARGV[3])
-local head = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-redis.call('ZADD', KEYS[3], due, id)
+local due = now + tonumber(ARGV[4])
+local scheduled = KEYS[3]
+-- snippet: schedule and wake
+local head = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
+redis.call('ZADD', scheduled, due, id)
 if head[2] == nil or due < tonumber(head[2]) then
-  redis.call('PUBLISH', ARGV[7], due)
+  redis.call('PUBLISH', ARGV[1], due)
 end
+-- end snippet
 return due

@@ -17,8 +17,10 @@
 --    0  a job with this id already exists, or finished within the dedup window (nothing
 --       written for it)
 --   -1  "at" lies further in the past than the tolerance (nothing written for it)
+-- snippet: now
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- end snippet
 local tolerance = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::queue::Queue;
-use crate::scripts::scripts;
 use crate::time::delay_ms;
 
 /// Jobs per `revive.lua` / `purge.lua` call: keeps each script short and its `ARGV` far below
@@ -92,21 +91,7 @@ impl Queue {
 
     /// One `revive.lua` call: the `n` first dead jobs, or `ids` when `n` is 0.
     async fn revive(&self, n: usize, ids: &[String]) -> Result<Vec<String>> {
-        let k = self.keys();
-        let reply: Vec<redis::Value> = scripts()
-            .revive
-            .call()
-            .key(&k.dead)
-            .key(&k.scheduled)
-            .key(&k.attempts)
-            .key(&k.stats)
-            .arg(&k.wake)
-            .arg(n)
-            .arg(ids)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| self.redis_error("dead retry", e))?;
-        let ids = self.ids_after_time("dead retry", reply)?;
+        let ids = crate::ops::revive::call(self, n, ids).await?;
         tracing::debug!(queue = self.name(), jobs = ids.len(), "dead jobs retried");
         Ok(ids)
     }
@@ -114,32 +99,8 @@ impl Queue {
     /// One `purge.lua` call: up to `n` jobs at least `age` ms dead (`-1`: any), or `ids`
     /// when `n` is 0.
     async fn purge(&self, n: usize, age: i64, ids: &[String]) -> Result<Vec<String>> {
-        let k = self.keys();
-        let reply: Vec<redis::Value> = scripts()
-            .purge
-            .call()
-            .key(&k.dead)
-            .key(&k.jobs)
-            .key(&k.attempts)
-            .key(&k.errors)
-            .key(&k.stats)
-            .arg(n)
-            .arg(age)
-            .arg(ids)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| self.redis_error("dead purge", e))?;
-        let ids = self.ids_after_time("dead purge", reply)?;
+        let ids = crate::ops::purge::call(self, n, age, ids).await?;
         tracing::debug!(queue = self.name(), jobs = ids.len(), "dead jobs purged");
         Ok(ids)
-    }
-
-    /// Parses a `{now, id_1, ...}` reply.
-    fn ids_after_time(&self, op: &'static str, reply: Vec<redis::Value>) -> Result<Vec<String>> {
-        reply
-            .into_iter()
-            .skip(1)
-            .map(|v| redis::from_redis_value(v).map_err(|e| self.unexpected(op, e.to_string())))
-            .collect()
     }
 }

@@ -83,7 +83,67 @@ impl Keys {
     }
 }
 
+/// One key of a queue, by its part name (`p:{q}:<part>`): how the script bindings
+/// (`crate::ops`) list a script's `KEYS` in order, checked by name against the script's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    Scheduled,
+    Ready,
+    Running,
+    Dead,
+    Jobs,
+    Attempts,
+    Leases,
+    Errors,
+    Due,
+    Done,
+    Seq,
+    Meta,
+    Stats,
+}
+
+impl Part {
+    /// The part name, as in the key and in the scripts' headers (the header check reads it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Part::Scheduled => "scheduled",
+            Part::Ready => "ready",
+            Part::Running => "running",
+            Part::Dead => "dead",
+            Part::Jobs => "jobs",
+            Part::Attempts => "attempts",
+            Part::Leases => "leases",
+            Part::Errors => "errors",
+            Part::Due => "due",
+            Part::Done => "done",
+            Part::Seq => "seq",
+            Part::Meta => "meta",
+            Part::Stats => "stats",
+        }
+    }
+}
+
 impl Keys {
+    /// The key of `part`.
+    pub(crate) fn get(&self, part: Part) -> &str {
+        match part {
+            Part::Scheduled => &self.scheduled,
+            Part::Ready => &self.ready,
+            Part::Running => &self.running,
+            Part::Dead => &self.dead,
+            Part::Jobs => &self.jobs,
+            Part::Attempts => &self.attempts,
+            Part::Leases => &self.leases,
+            Part::Errors => &self.errors,
+            Part::Due => &self.due,
+            Part::Done => &self.done,
+            Part::Seq => &self.seq,
+            Part::Meta => &self.meta,
+            Part::Stats => &self.stats,
+        }
+    }
+
     /// The registry SET of queue names of namespace `prefix`.
     pub(crate) fn registry(prefix: &str) -> String {
         format!("{prefix}:queues")

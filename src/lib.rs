@@ -87,7 +87,9 @@
 //! - `job`: what a handler gets and returns ([`Job`], [`Context`], [`Outcome`]).
 //! - [`backoff`]: retry policies ([`Exponential`] with full jitter, [`Fixed`], custom).
 //! - [`keys`]: the one place key names are made, with the layout table.
-//! - `scripts`: the embedded Lua and the EVALSHA / NOSCRIPT calling convention.
+//! - `ops`: one typed binding per script in `lua/` (its KEYS, ARGV and reply, checked against
+//!   the script's header), and the EVALSHA / NOSCRIPT calling convention.
+//! - `vocab`: the words named once: [`Event`] (the counters) and [`Reason`] (error reasons).
 //! - `envelope`: the stored form of a job. `id`: job ids. `time`: milliseconds conversions.
 //! - `error`: the one [`Error`] type.
 #![forbid(unsafe_code)]
@@ -102,10 +104,10 @@ mod job;
 pub mod keys;
 pub mod metrics;
 mod namespace;
+mod ops;
 pub mod promoter;
 pub mod queue;
 mod reconnect;
-mod scripts;
 pub mod server;
 mod time;
 mod vocab;

@@ -13,7 +13,6 @@ use redis::aio::ConnectionManager;
 use crate::error::{redact_url, Error, Result};
 use crate::keys::{validate_name, Keys};
 use crate::queue::{Queue, QueueConfig, STORAGE_FORMAT};
-use crate::scripts::scripts;
 use crate::server::ServerInfo;
 
 /// What [`Namespace::remove_queue`] did.
@@ -159,28 +158,8 @@ impl Namespace {
     pub async fn remove_queue(&self, name: &str, force: bool) -> Result<Removed> {
         let keys = Keys::new(self.prefix(), name)?;
         let queue = Queue::from_parts(self.clone(), name, keys);
-        let k = queue.keys();
-        let (removed, jobs): (i64, u64) = scripts()
-            .remove
-            .call()
-            .key(&k.scheduled)
-            .key(&k.ready)
-            .key(&k.running)
-            .key(&k.dead)
-            .key(&k.jobs)
-            .key(&k.attempts)
-            .key(&k.leases)
-            .key(&k.errors)
-            .key(&k.due)
-            .key(&k.done)
-            .key(&k.seq)
-            .key(&k.meta)
-            .key(&k.stats)
-            .arg(if force { "1" } else { "0" })
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| queue.redis_error("remove queue", e))?;
-        if removed != 1 {
+        let (removed, jobs) = crate::ops::remove::call(&queue, force).await?;
+        if !removed {
             return Ok(Removed::Refused { jobs });
         }
         redis::cmd("SREM")

@@ -31,7 +31,6 @@ use crate::metrics::{LagHistogram, PromoterMetrics, LAG_BUCKETS_MS};
 use crate::namespace::Namespace;
 use crate::queue::{Queue, STORAGE_FORMAT};
 use crate::reconnect::ReconnectBackoff;
-use crate::scripts::scripts;
 
 /// Default for [`PromoterConfig::set_batch`].
 pub const DEFAULT_BATCH: usize = 1000;
@@ -164,50 +163,19 @@ impl Promoter {
     /// # Errors
     /// [`Error::Redis`], [`Error::UnexpectedReply`].
     pub async fn promote(queue: &Queue, batch: usize) -> Result<PromoteReport> {
-        let k = queue.keys();
         let mut total = PromoteReport::default();
-        let mut conn = queue.conn();
         loop {
-            let reply: Vec<i64> = scripts()
-                .promote
-                .call()
-                .key(&k.scheduled)
-                .key(&k.ready)
-                .key(&k.running)
-                .key(&k.leases)
-                .key(&k.attempts)
-                .key(&k.errors)
-                .key(&k.stats)
-                .key(&k.meta)
-                .key(&k.due)
-                .arg(batch)
-                .arg(STORAGE_FORMAT)
-                .arg(&LAG_BUCKETS_MS[..])
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| queue.redis_error("promote", e))?;
-            let Some((
-                &[now, promoted, expired, next_due, next_lease, max_lag, sum_lag, lost],
-                counts,
-            )) = reply.split_first_chunk::<8>()
-            else {
-                return Err(queue.unexpected("promote", format!("reply {reply:?}")));
-            };
-            let counts: Vec<u64> = counts.iter().map(|&n| n.max(0) as u64).collect();
-            if counts.len() != LAG_BUCKETS_MS.len() + 1
-                || counts.iter().sum::<u64>() != promoted.max(0) as u64
-            {
-                return Err(queue.unexpected("promote", "one lag count per bucket expected"));
-            }
-            total.lag.record_counts(&counts, sum_lag.max(0) as u64);
-            total.promoted += promoted.max(0) as u64;
-            total.data_lost |= lost == 1;
-            total.expired += expired.max(0) as u64;
-            total.max_lag_ms = total.max_lag_ms.max(max_lag.max(0) as u64);
-            let next = [next_due, next_lease].into_iter().filter(|&t| t >= 0).min();
+            let p =
+                crate::ops::promote::call(queue, batch, STORAGE_FORMAT, &LAG_BUCKETS_MS).await?;
+            total.lag.record_counts(&p.lag_counts, p.sum_lag_ms);
+            total.promoted += p.promoted;
+            total.data_lost |= p.lost;
+            total.expired += p.expired;
+            total.max_lag_ms = total.max_lag_ms.max(p.max_lag_ms);
+            let next = [p.next_due_ms, p.next_lease_ms].into_iter().flatten().min();
             total.next_in =
-                next.map(|t| Duration::from_millis(t.saturating_sub(now).max(0) as u64));
-            if (promoted as usize) < batch && (expired as usize) < batch {
+                next.map(|t| Duration::from_millis(t.saturating_sub(p.now_ms).max(0) as u64));
+            if (p.promoted as usize) < batch && (p.expired as usize) < batch {
                 return Ok(total);
             }
         }

@@ -15,8 +15,8 @@ use crate::envelope::{self, Envelope, ENVELOPE_VERSION};
 use crate::error::{clip, is_transient, Error, Result};
 use crate::keys::{Keys, DEFAULT_PREFIX};
 use crate::namespace::Namespace;
+use crate::ops::{self, schedule::Written};
 use crate::reconnect::ReconnectBackoff;
-use crate::scripts::scripts;
 use crate::time::{delay_ms, from_unix_ms, unix_ms};
 
 /// The storage format this build reads and writes, kept in `p:{q}:meta` field `format`.
@@ -618,7 +618,6 @@ impl Queue {
     async fn send(&self, prepared: &[Prepared]) -> Result<Vec<Result<Scheduled>>> {
         let keys = &self.inner.keys;
         let tolerance = self.config().tolerance_ms();
-        let script = &scripts().schedule;
         let mut results = Vec::with_capacity(prepared.len());
         // Rounds are made from their index, not from a borrowed chunk: a closure over a
         // reference argument would make `schedule`'s future one that `tokio::spawn` refuses.
@@ -629,20 +628,10 @@ impl Queue {
             let calls: Vec<redis::Cmd> = round
                 .chunks(SCHEDULE_BATCH)
                 .map(|batch| {
-                    let mut cmd = script.evalsha_keys(&[
-                        &keys.scheduled,
-                        &keys.jobs,
-                        &keys.stats,
-                        &keys.done,
-                    ]);
-                    cmd.arg(&keys.wake).arg(tolerance).arg(batch.len());
-                    for job in batch {
-                        cmd.arg(&job.id)
-                            .arg(job.mode)
-                            .arg(job.ms)
-                            .arg(&job.envelope);
-                    }
-                    cmd
+                    let jobs = batch
+                        .iter()
+                        .map(|j| (j.id.as_str(), j.mode, j.ms, j.envelope.as_slice()));
+                    ops::schedule::command(keys, tolerance, jobs)
                 })
                 .collect();
             let mut conn = self.conn();
@@ -652,7 +641,7 @@ impl Queue {
                 let mut backoff = ReconnectBackoff::new();
                 let mut tries = 1;
                 loop {
-                    match script.pipeline(&mut conn, &calls).await {
+                    match ops::schedule::BINDING.pipeline(&mut conn, &calls).await {
                         Err(e) if is_transient(&e) && tries < SEND_TRIES => {
                             let delay = backoff.next_delay();
                             tracing::warn!(error = %e, retry_in = ?delay, "schedule: sending again");
@@ -686,27 +675,20 @@ impl Queue {
                     results.extend(batch.iter().map(|_| Err(e.clone_for_job())));
                     continue;
                 }
-                let codes: Vec<i64> = redis::from_redis_value(reply)
-                    .map_err(|e| self.unexpected("schedule", e.to_string()))?;
-                let Some((&now, codes)) = codes.split_first() else {
-                    return Err(self.unexpected("schedule", "empty reply"));
-                };
-                if codes.len() != batch.len() {
-                    return Err(self.unexpected("schedule", "reply length does not match"));
-                }
-                for (job, &code) in batch.iter().zip(codes) {
-                    results.push(match code {
-                        1 | 0 => Ok(Scheduled {
+                let (now, created) = ops::schedule::parse(self, reply, batch.len())?;
+                for (job, created) in batch.iter().zip(created) {
+                    results.push(match created {
+                        Written::New | Written::Exists => Ok(Scheduled {
                             id: job.id.clone(),
                             // A generated id is this call's alone: when the call was sent
                             // again, "exists" means the first sending created it.
-                            created: code == 1 || (resent && job.generated),
+                            created: created == Written::New || (resent && job.generated),
                         }),
-                        _ => Err(Error::InThePast {
+                        Written::Past => Err(Error::InThePast {
                             queue: self.inner.name.clone(),
                             id: job.id.clone(),
                             at_ms: job.ms,
-                            late_ms: (now as u64).saturating_sub(job.ms),
+                            late_ms: now.saturating_sub(job.ms),
                             tolerance_ms: tolerance.max(0) as u64,
                         }),
                     });
@@ -774,29 +756,10 @@ impl Queue {
     /// # Errors
     /// [`Error::Redis`].
     pub async fn cancel(&self, id: &str) -> Result<Cancelled> {
-        let k = &self.inner.keys;
-        let state: String = scripts()
-            .cancel
-            .call()
-            .key(&k.scheduled)
-            .key(&k.ready)
-            .key(&k.running)
-            .key(&k.dead)
-            .key(&k.jobs)
-            .key(&k.attempts)
-            .key(&k.errors)
-            .key(&k.stats)
-            .key(&k.due)
-            .arg(id)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| self.redis_error("cancel", e))?;
-        let outcome = match (state.as_str(), JobState::parse(&state)) {
-            // cancel.lua's word for "no such job".
-            ("unknown", _) => Cancelled::NotFound,
-            (_, Some(JobState::Running)) => Cancelled::Running,
-            (_, Some(from)) => Cancelled::Removed(from),
-            (_, None) => return Err(self.unexpected("cancel", format!("state {state:?}"))),
+        let outcome = match ops::cancel::call(self, id).await? {
+            ops::cancel::Found::Unknown => Cancelled::NotFound,
+            ops::cancel::Found::Running => Cancelled::Running,
+            ops::cancel::Found::Removed(from) => Cancelled::Removed(from),
         };
         tracing::debug!(queue = %self.inner.name, job = id, ?outcome, "cancel");
         Ok(outcome)
@@ -810,43 +773,23 @@ impl Queue {
     pub async fn reschedule(&self, id: &str, when: When) -> Result<Rescheduled> {
         let queue = &self.inner.name;
         let (mode, ms) = when.to_args(queue, id)?;
-        let k = &self.inner.keys;
         let tolerance = self.config().tolerance_ms();
-        let (state, value): (String, i64) = scripts()
-            .reschedule
-            .call()
-            .key(&k.scheduled)
-            .key(&k.ready)
-            .key(&k.running)
-            .key(&k.dead)
-            .key(&k.jobs)
-            .key(&k.attempts)
-            .key(&k.due)
-            .arg(id)
-            .arg(mode)
-            .arg(ms)
-            .arg(tolerance)
-            .arg(&k.wake)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| self.redis_error("reschedule", e))?;
-        let outcome = match (state.as_str(), JobState::parse(&state)) {
-            ("past", _) => {
+        let outcome = match ops::reschedule::call(self, id, mode, ms, tolerance).await? {
+            ops::reschedule::Moved::Past(now) => {
                 return Err(Error::InThePast {
                     queue: queue.clone(),
                     id: id.to_owned(),
                     at_ms: ms,
-                    late_ms: (value as u64).saturating_sub(ms),
+                    late_ms: now.saturating_sub(ms),
                     tolerance_ms: tolerance.max(0) as u64,
                 })
             }
-            ("unknown", _) => Rescheduled::NotFound,
-            (_, Some(JobState::Running)) => Rescheduled::Running,
-            (_, Some(from)) => Rescheduled::Moved {
+            ops::reschedule::Moved::Running => Rescheduled::Running,
+            ops::reschedule::Moved::Unknown => Rescheduled::NotFound,
+            ops::reschedule::Moved::From(from, due) => Rescheduled::Moved {
                 from,
-                due_at: from_unix_ms(value.max(0) as u64),
+                due_at: from_unix_ms(due),
             },
-            _ => return Err(self.unexpected("reschedule", format!("state {state:?}"))),
         };
         tracing::debug!(queue = %queue, job = id, ?outcome, "reschedule");
         Ok(outcome)

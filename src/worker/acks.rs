@@ -18,7 +18,6 @@ use tracing::{debug, error, warn};
 
 use crate::queue::Queue;
 use crate::reconnect::ReconnectBackoff;
-use crate::scripts::scripts;
 use crate::time::delay_ms;
 
 /// Most acks in one `ack.lua` call (2 arguments each, unpacked onto Lua's stack).
@@ -85,11 +84,11 @@ async fn deliver(queue: &Queue, batch: &[Ack], tries: u32) {
     for attempt in 1..=tries {
         match call(queue, batch).await {
             Ok(codes) => {
-                for (ack, code) in batch.iter().zip(codes) {
-                    if code == 0 && attempt > 1 {
+                for (ack, applied) in batch.iter().zip(codes) {
+                    if !applied && attempt > 1 {
                         // The first sending may have been applied before its reply was lost.
                         debug!(id = %ack.id, "ack not applied when sent again: applied the first time, or the lease is gone");
-                    } else if code == 0 {
+                    } else if !applied {
                         warn!(
                             id = %ack.id,
                             "ack refused: the job's lease is gone (it ran out and the job went back to ready, or redis lost its data)"
@@ -116,27 +115,12 @@ async fn deliver(queue: &Queue, batch: &[Ack], tries: u32) {
     }
 }
 
-/// One `ack.lua` call for `batch`; one code per ack, in order.
-async fn call(queue: &Queue, batch: &[Ack]) -> crate::Result<Vec<i64>> {
-    let k = queue.keys();
-    let mut call = scripts().ack.call();
-    call.key(&k.running)
-        .key(&k.leases)
-        .key(&k.jobs)
-        .key(&k.attempts)
-        .key(&k.errors)
-        .key(&k.stats)
-        .key(&k.done)
-        .arg(delay_ms(queue.config().dedup_window()).unwrap_or(0));
-    for ack in batch {
-        call.arg(&ack.id).arg(&ack.token);
-    }
-    let codes: Vec<i64> = call
-        .invoke_async(&mut queue.conn())
-        .await
-        .map_err(|e| queue.redis_error("ack", e))?;
-    if codes.len() != batch.len() {
-        return Err(queue.unexpected("ack", "one code per acknowledged job expected"));
-    }
-    Ok(codes)
+/// One `ack.lua` call for `batch`; per ack, in order, whether it was applied.
+async fn call(queue: &Queue, batch: &[Ack]) -> crate::Result<Vec<bool>> {
+    let window_ms = delay_ms(queue.config().dedup_window()).unwrap_or(0);
+    let acks: Vec<(&str, &str)> = batch
+        .iter()
+        .map(|a| (a.id.as_str(), a.token.as_str()))
+        .collect();
+    crate::ops::ack::call(queue, window_ms, &acks).await
 }

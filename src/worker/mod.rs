@@ -25,7 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::Value;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -38,7 +37,6 @@ use crate::error::{Error, Result};
 use crate::job::{Context, Job, Outcome};
 use crate::queue::Queue;
 use crate::reconnect::ReconnectBackoff;
-use crate::scripts::scripts;
 use crate::time::{delay_ms, from_unix_ms};
 
 use self::acks::Acks;
@@ -181,16 +179,10 @@ pub struct Worker {
     config: WorkerConfig,
 }
 
-/// A job as `claim.lua` returns it.
+/// A job as claimed, with what the worker needs to time it.
 #[derive(Debug)]
 struct Claimed {
-    id: String,
-    token: String,
-    attempt: u32,
-    envelope: Vec<u8>,
-    /// When the job became due (server clock, unix ms); `None` for an id that reached `ready`
-    /// without `promote.lua` (a hand-made entry).
-    due_ms: Option<u64>,
+    job: crate::ops::claim::ClaimedJob,
     /// How late the job already was when it was claimed (server clock), and when the claim's
     /// reply arrived here: together they give the start lag without comparing two clocks.
     late_at_claim: Option<Duration>,
@@ -312,7 +304,8 @@ impl Worker {
                             },
                         };
                         let shared = shared.clone();
-                        let span = tracing::info_span!("job", id = %job.id, attempt = job.attempt);
+                        let span =
+                            tracing::info_span!("job", id = %job.job.id, attempt = job.job.attempt);
                         tasks.spawn(
                             async move {
                                 run_job(&shared, job).await;
@@ -383,52 +376,20 @@ fn log_task_end(done: std::result::Result<(), tokio::task::JoinError>) {
 
 /// Claims up to `n` ready jobs with one `claim.lua` call.
 async fn claim(queue: &Queue, n: usize, lease: Duration) -> Result<Vec<Claimed>> {
-    let k = queue.keys();
     let lease_ms = delay_ms(lease).unwrap_or(u64::MAX);
-    let reply: Vec<Value> = scripts()
-        .claim
-        .call()
-        .key(&k.ready)
-        .key(&k.running)
-        .key(&k.jobs)
-        .key(&k.attempts)
-        .key(&k.leases)
-        .key(&k.seq)
-        .key(&k.due)
-        .arg(n)
-        .arg(lease_ms)
-        .invoke_async(&mut queue.conn())
-        .await
-        .map_err(|e| queue.redis_error("claim", e))?;
+    let claim = crate::ops::claim::call(queue, n, lease_ms).await?;
     let claimed_at = tokio::time::Instant::now();
-    let bad = |detail: &str| queue.unexpected("claim", detail);
-    let mut fields = reply.into_iter();
-    let deadline: u64 = match fields.next() {
-        Some(v) => redis::from_redis_value(v).map_err(|e| bad(&e.to_string()))?,
-        None => return Err(bad("empty reply")),
-    };
-    let now_ms = deadline.saturating_sub(lease_ms);
-    let mut jobs = Vec::new();
-    while let Some(id) = fields.next() {
-        let (Some(token), Some(attempt), Some(envelope), Some(due)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return Err(bad("truncated job record"));
-        };
-        let due_ms: Option<u64> = redis::from_redis_value(due).map_err(|e| bad(&e.to_string()))?;
-        jobs.push(Claimed {
-            id: redis::from_redis_value(id).map_err(|e| bad(&e.to_string()))?,
-            token: redis::from_redis_value::<i64>(token)
-                .map_err(|e| bad(&e.to_string()))?
-                .to_string(),
-            attempt: redis::from_redis_value(attempt).map_err(|e| bad(&e.to_string()))?,
-            envelope: redis::from_redis_value(envelope).map_err(|e| bad(&e.to_string()))?,
-            due_ms,
-            late_at_claim: due_ms.map(|due| Duration::from_millis(now_ms.saturating_sub(due))),
+    Ok(claim
+        .jobs
+        .into_iter()
+        .map(|job| Claimed {
+            late_at_claim: job
+                .due_ms
+                .map(|due| Duration::from_millis(claim.now_ms.saturating_sub(due))),
             claimed_at,
-        });
-    }
-    Ok(jobs)
+            job,
+        })
+        .collect())
 }
 
 /// Runs one claimed job to its outcome and reports it.
@@ -438,7 +399,7 @@ where
     H: Fn(Job<T>, Context) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
-    let decoded = Envelope::decode(&claimed.envelope).and_then(|envelope| {
+    let decoded = Envelope::decode(&claimed.job.envelope).and_then(|envelope| {
         let data = envelope::decode_data::<T>(&envelope.data)?;
         Ok((envelope, data))
     });
@@ -455,20 +416,20 @@ where
         .max_attempts
         .unwrap_or(shared.config.max_attempts)
         .max(1);
-    if claimed.attempt > max_attempts {
+    if claimed.job.attempt > max_attempts {
         // Its earlier attempts all ended in lost leases (crashed workers); the last one counted.
         finish(shared, claimed, Ended::Exhausted, max_attempts, None).await;
         return;
     }
 
     let job = Job {
-        id: claimed.id.clone(),
+        id: claimed.job.id.clone(),
         kind: envelope.kind.clone(),
         data,
-        attempt: claimed.attempt,
+        attempt: claimed.job.attempt,
         max_attempts,
         created_at: from_unix_ms(envelope.created_ms),
-        due_at: claimed.due_ms.map(from_unix_ms),
+        due_at: claimed.job.due_ms.map(from_unix_ms),
     };
     // Fires when this attempt is cancelled: by the end of the grace period (a child of
     // `abort`) or by a lost lease (cancelled below).
@@ -539,8 +500,8 @@ async fn finish<H>(
             None => shared.config.backoff.delay(attempt, &mut rng),
         }
     };
-    match policy::transition(ended, claimed.attempt, max_attempts, backoff) {
-        Transition::Ack => shared.acks.send(claimed.id, claimed.token).await,
+    match policy::transition(ended, claimed.job.attempt, max_attempts, backoff) {
+        Transition::Ack => shared.acks.send(claimed.job.id, claimed.job.token).await,
         Transition::Report(next) => report(shared, &claimed, next).await,
     }
 }
@@ -590,84 +551,33 @@ async fn report<H>(shared: &Shared<H>, claimed: &Claimed, report: Report) {
 
 /// One report script call; `Ok(false)` when the lease is no longer this worker's.
 async fn send_report(queue: &Queue, claimed: &Claimed, report: &Report) -> Result<bool> {
-    let k = queue.keys();
-    let s = scripts();
-    let mut conn = queue.conn();
-    let (op, result) = match report {
+    let (id, token) = (claimed.job.id.as_str(), claimed.job.token.as_str());
+    match report {
         Report::Retry {
             delay,
             counts,
             error,
         } => {
-            let (reason, message) = match error {
-                Some((reason, message)) => (reason.as_str(), message.as_str()),
-                None => ("", ""),
-            };
             let delay = delay_ms(*delay).unwrap_or(crate::MAX_DELAY.as_millis() as u64);
-            let reply = s
-                .retry
-                .call()
-                .key(&k.running)
-                .key(&k.leases)
-                .key(&k.scheduled)
-                .key(&k.attempts)
-                .key(&k.errors)
-                .key(&k.stats)
-                .arg(&claimed.id)
-                .arg(&claimed.token)
-                .arg(delay)
-                .arg(if *counts { "1" } else { "0" })
-                .arg(reason)
-                .arg(message)
-                .arg(&k.wake)
-                .invoke_async(&mut conn)
-                .await;
-            ("retry", reply)
+            let error = error.as_ref().map(|(r, m)| (*r, m.as_str()));
+            crate::ops::retry::call(queue, id, token, delay, *counts, error).await
         }
         Report::Bury(reason, message) => {
-            let reply = s
-                .bury
-                .call()
-                .key(&k.running)
-                .key(&k.leases)
-                .key(&k.dead)
-                .key(&k.attempts)
-                .key(&k.errors)
-                .key(&k.stats)
-                .arg(&claimed.id)
-                .arg(&claimed.token)
-                .arg(reason.as_str())
-                .arg(message)
-                .invoke_async(&mut conn)
-                .await;
-            ("bury", reply)
+            crate::ops::bury::call(queue, id, token, *reason, message).await
         }
-    };
-    result
-        .map(|v: i64| v != 0)
-        .map_err(|e| queue.redis_error(op, e))
+    }
 }
 
 /// Pushes the job's lease out by one lease length. False once the lease is known to be lost.
 async fn extend<H>(shared: &Shared<H>, claimed: &Claimed) -> bool {
-    let k = shared.queue.keys();
     let lease_ms = delay_ms(shared.config.lease).unwrap_or(u64::MAX);
-    let reply: std::result::Result<i64, _> = scripts()
-        .extend
-        .call()
-        .key(&k.running)
-        .key(&k.leases)
-        .arg(&claimed.id)
-        .arg(&claimed.token)
-        .arg(lease_ms)
-        .invoke_async(&mut shared.queue.conn())
-        .await;
-    match reply {
-        Ok(0) => {
+    let (id, token) = (claimed.job.id.as_str(), claimed.job.token.as_str());
+    match crate::ops::extend::call(&shared.queue, id, token, lease_ms).await {
+        Ok(false) => {
             warn!("lease lost while the handler runs: its outcome will be refused");
             false
         }
-        Ok(_) => {
+        Ok(true) => {
             debug!("lease extended");
             true
         }

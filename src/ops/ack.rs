@@ -1,0 +1,35 @@
+//! `lua/ack.lua`: running → gone, for a batch of (job id, fencing token).
+
+use super::Binding;
+use crate::error::Result;
+use crate::keys::Part::*;
+use crate::queue::Queue;
+
+pub(crate) static BINDING: Binding = Binding::new(
+    "ack.lua",
+    include_str!("../../lua/ack.lua"),
+    &[Running, Leases, Jobs, Attempts, Errors, Stats, Done],
+    &["dedup_window_ms", "id, token..."],
+);
+
+/// Acknowledges `acks` (job id, token); one entry per ack, in order: true when applied,
+/// false when refused (the lease is no longer the caller's).
+pub(crate) async fn call(
+    queue: &Queue,
+    window_ms: u64,
+    acks: &[(&str, &str)],
+) -> Result<Vec<bool>> {
+    let mut call = BINDING.invoke(queue.keys());
+    call.arg(window_ms);
+    for (id, token) in acks {
+        call.arg(id).arg(token);
+    }
+    let codes: Vec<i64> = call
+        .invoke_async(&mut queue.conn())
+        .await
+        .map_err(|e| queue.redis_error("ack", e))?;
+    if codes.len() != acks.len() {
+        return Err(queue.unexpected("ack", "one code per acknowledged job expected"));
+    }
+    Ok(codes.into_iter().map(|c| c == 1).collect())
+}

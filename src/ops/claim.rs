@@ -1,0 +1,74 @@
+//! `lua/claim.lua`: ready → running, under a lease with fresh fencing tokens.
+
+use redis::Value;
+
+use super::Binding;
+use crate::error::Result;
+use crate::keys::Part::*;
+use crate::queue::Queue;
+
+pub(crate) static BINDING: Binding = Binding::new(
+    "claim.lua",
+    include_str!("../../lua/claim.lua"),
+    &[Ready, Running, Jobs, Attempts, Leases, Seq, Due],
+    &["n", "lease_ms"],
+);
+
+/// A job as claimed.
+#[derive(Debug)]
+pub(crate) struct ClaimedJob {
+    pub(crate) id: String,
+    /// The fencing token every report about this attempt must carry.
+    pub(crate) token: String,
+    /// This attempt's number (the first run is 1).
+    pub(crate) attempt: u32,
+    pub(crate) envelope: Vec<u8>,
+    /// When it became due (server ms); `None` for an id put in `ready` by hand.
+    pub(crate) due_ms: Option<u64>,
+}
+
+/// What one call claimed.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    /// The server's time of the claim (ms).
+    pub(crate) now_ms: u64,
+    pub(crate) jobs: Vec<ClaimedJob>,
+}
+
+/// Claims up to `n` ready jobs, each under a lease of `lease_ms`.
+pub(crate) async fn call(queue: &Queue, n: usize, lease_ms: u64) -> Result<Claim> {
+    let reply: Vec<Value> = BINDING
+        .invoke(queue.keys())
+        .arg(n)
+        .arg(lease_ms)
+        .invoke_async(&mut queue.conn())
+        .await
+        .map_err(|e| queue.redis_error("claim", e))?;
+    let bad = |detail: String| queue.unexpected("claim", detail);
+    let mut fields = reply.into_iter();
+    let deadline: u64 = match fields.next() {
+        Some(v) => redis::from_redis_value(v).map_err(|e| bad(e.to_string()))?,
+        None => return Err(bad("empty reply".into())),
+    };
+    let mut jobs = Vec::new();
+    while let Some(id) = fields.next() {
+        let (Some(token), Some(attempt), Some(envelope), Some(due)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad("truncated job record".into()));
+        };
+        jobs.push(ClaimedJob {
+            id: redis::from_redis_value(id).map_err(|e| bad(e.to_string()))?,
+            token: redis::from_redis_value::<i64>(token)
+                .map_err(|e| bad(e.to_string()))?
+                .to_string(),
+            attempt: redis::from_redis_value(attempt).map_err(|e| bad(e.to_string()))?,
+            envelope: redis::from_redis_value(envelope).map_err(|e| bad(e.to_string()))?,
+            due_ms: redis::from_redis_value(due).map_err(|e| bad(e.to_string()))?,
+        });
+    }
+    Ok(Claim {
+        now_ms: deadline.saturating_sub(lease_ms),
+        jobs,
+    })
+}

@@ -1,0 +1,79 @@
+//! `lua/promote.lua`: scheduled → ready for due jobs, running → ready for expired leases.
+
+use super::Binding;
+use crate::error::Result;
+use crate::keys::Part::*;
+use crate::queue::Queue;
+
+pub(crate) static BINDING: Binding = Binding::new(
+    "promote.lua",
+    include_str!("../../lua/promote.lua"),
+    &[
+        Scheduled, Ready, Running, Leases, Attempts, Errors, Stats, Meta, Due,
+    ],
+    &["batch", "format", "lag_bounds_ms..."],
+);
+
+/// What one call did.
+#[derive(Debug)]
+pub(crate) struct Promoted {
+    /// The server time the call used (ms).
+    pub(crate) now_ms: i64,
+    /// Jobs moved scheduled → ready (== batch: call again).
+    pub(crate) promoted: u64,
+    /// Leases that ended: those jobs moved running → ready (== batch: call again).
+    pub(crate) expired: u64,
+    /// Due time of the new head of `scheduled` (ms).
+    pub(crate) next_due_ms: Option<i64>,
+    /// Earliest lease deadline in `running` (ms).
+    pub(crate) next_lease_ms: Option<i64>,
+    /// Largest promotion lag among the promoted jobs (ms).
+    pub(crate) max_lag_ms: u64,
+    /// Sum of their lags (ms).
+    pub(crate) sum_lag_ms: u64,
+    /// `meta` was missing: Redis lost the queue's data since it was opened.
+    pub(crate) lost: bool,
+    /// Promoted jobs per lag bucket, one more than `bounds`.
+    pub(crate) lag_counts: Vec<u64>,
+}
+
+/// Promotes at most `batch` due jobs and as many expired leases; `format` is written back to
+/// `meta` if it is missing; lags are counted into buckets with upper `bounds` (ms).
+pub(crate) async fn call(
+    queue: &Queue,
+    batch: usize,
+    format: u32,
+    bounds: &[u64],
+) -> Result<Promoted> {
+    let reply: Vec<i64> = BINDING
+        .invoke(queue.keys())
+        .arg(batch)
+        .arg(format)
+        .arg(bounds)
+        .invoke_async(&mut queue.conn())
+        .await
+        .map_err(|e| queue.redis_error("promote", e))?;
+    let Some((&[now, promoted, expired, next_due, next_lease, max_lag, sum_lag, lost], counts)) =
+        reply.split_first_chunk::<8>()
+    else {
+        return Err(queue.unexpected("promote", format!("reply {reply:?}")));
+    };
+    let lag_counts: Vec<u64> = counts.iter().map(|&n| n.max(0) as u64).collect();
+    if lag_counts.len() != bounds.len() + 1
+        || lag_counts.iter().sum::<u64>() != promoted.max(0) as u64
+    {
+        return Err(queue.unexpected("promote", "one lag count per bucket expected"));
+    }
+    let time = |t: i64| (t >= 0).then_some(t);
+    Ok(Promoted {
+        now_ms: now,
+        promoted: promoted.max(0) as u64,
+        expired: expired.max(0) as u64,
+        next_due_ms: time(next_due),
+        next_lease_ms: time(next_lease),
+        max_lag_ms: max_lag.max(0) as u64,
+        sum_lag_ms: sum_lag.max(0) as u64,
+        lost: lost == 1,
+        lag_counts,
+    })
+}

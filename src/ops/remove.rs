@@ -1,0 +1,28 @@
+//! `lua/remove.lua`: a whole queue → gone (`queue rm`).
+
+use super::Binding;
+use crate::error::Result;
+use crate::keys::Part::*;
+use crate::queue::Queue;
+
+pub(crate) static BINDING: Binding = Binding::new(
+    "remove.lua",
+    include_str!("../../lua/remove.lua"),
+    &[
+        Scheduled, Ready, Running, Dead, Jobs, Attempts, Leases, Errors, Due, Done, Seq, Meta,
+        Stats,
+    ],
+    &["force"],
+);
+
+/// Deletes every key of the queue unless it holds jobs and `force` is false. Returns whether
+/// it was removed, and how many jobs it held.
+pub(crate) async fn call(queue: &Queue, force: bool) -> Result<(bool, u64)> {
+    let (removed, jobs): (i64, u64) = BINDING
+        .invoke(queue.keys())
+        .arg(if force { "1" } else { "0" })
+        .invoke_async(&mut queue.conn())
+        .await
+        .map_err(|e| queue.redis_error("remove queue", e))?;
+    Ok((removed == 1, jobs))
+}

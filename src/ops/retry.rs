@@ -1,0 +1,43 @@
+//! `lua/retry.lua`: running → scheduled (a failure, a snooze, a hand-back).
+
+use super::Binding;
+use crate::error::Result;
+use crate::keys::Part::*;
+use crate::queue::Queue;
+use crate::vocab::Reason;
+
+pub(crate) static BINDING: Binding = Binding::new(
+    "retry.lua",
+    include_str!("../../lua/retry.lua"),
+    &[Running, Leases, Scheduled, Attempts, Errors, Stats],
+    &[
+        "wake", "id", "token", "delay_ms", "counts", "reason", "message",
+    ],
+);
+
+/// Sends job `id` back to `scheduled`, due in `delay_ms`. `counts` false gives the attempt
+/// back; `error` (if any) becomes its last error record. False when the lease is no longer
+/// `token`'s.
+pub(crate) async fn call(
+    queue: &Queue,
+    id: &str,
+    token: &str,
+    delay_ms: u64,
+    counts: bool,
+    error: Option<(Reason, &str)>,
+) -> Result<bool> {
+    let (reason, message) = error.map_or(("", ""), |(r, m)| (r.as_str(), m));
+    let due: i64 = BINDING
+        .invoke(queue.keys())
+        .arg(&queue.keys().wake)
+        .arg(id)
+        .arg(token)
+        .arg(delay_ms)
+        .arg(if counts { "1" } else { "0" })
+        .arg(reason)
+        .arg(message)
+        .invoke_async(&mut queue.conn())
+        .await
+        .map_err(|e| queue.redis_error("retry", e))?;
+    Ok(due != 0)
+}
