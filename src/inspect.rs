@@ -10,9 +10,10 @@ use redis::Value;
 use crate::envelope::{self, Envelope};
 use crate::error::{Error, Result};
 use crate::keys::Keys;
-use crate::queue::{JobState, Queue};
+use crate::queue::Queue;
 use crate::time::from_unix_ms;
 use crate::vocab::Event;
+use crate::vocab::JobState;
 
 /// Most jobs [`Queue::list`] returns in one call.
 pub const MAX_LIST: usize = 10_000;

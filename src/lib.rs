@@ -75,26 +75,37 @@
 //!
 //! ## Layout of the crate
 //!
-//! - [`queue`]: connecting, scheduling, cancelling, rescheduling (producer side).
+//! Every public type has one path: the crate root. The modules, one concern each:
+//!
+//! - `config`: [`QueueConfig`] and [`TlsConfig`], their defaults and their validation.
 //! - `namespace`: one Redis and prefix holding many queues; the registry of queue names.
+//! - `queue`: the [`Queue`] handle: scheduling, cancelling, rescheduling (producer side), and
+//!   opening, finding and removing queues ([`Namespace::queue`], [`Namespace::existing_queue`],
+//!   [`Namespace::remove_queue`]).
+//! - `new_job`: what a producer sends ([`NewJob`], [`When`]) and how it is checked and encoded.
 //! - `inspect`: reading without changing: one job, a page of a state, counts, stats.
 //! - `dead`: the dead set: retry (`revive.lua`) and purge (`purge.lua`).
-//! - [`promoter`]: the scheduler loop (scheduled → ready, expired leases → ready), for a list
+//! - `promoter`: the scheduler loop (scheduled → ready, expired leases → ready), for a list
 //!   of queues or every queue of a namespace.
 //! - [`metrics`]: what a promoter measures (promotion lag histogram, per-queue counts).
-//! - [`worker`]: claiming, running handlers, heartbeats, ack / retry / bury, shutdown.
-//! - [`server`]: what punctual needs from Redis, and a check of it.
+//! - `worker`: claiming, running handlers, heartbeats, reporting, shutdown; `worker/policy.rs`
+//!   is "where does a failed job go" as one pure function, `worker/acks.rs` batches acks,
+//!   `worker/idle.rs` is the blocking idle wait, `worker/config.rs` its settings.
+//! - `server`: what punctual needs from Redis, and a check of it.
 //! - `job`: what a handler gets and returns ([`Job`], [`Context`], [`Outcome`]).
-//! - [`backoff`]: retry policies ([`Exponential`] with full jitter, [`Fixed`], custom).
+//! - `backoff`: retry policies ([`Exponential`] with full jitter, [`Fixed`], custom).
 //! - [`keys`]: the one place key names are made, with the layout table.
 //! - `ops`: one typed binding per script in `lua/` (its KEYS, ARGV and reply, checked against
 //!   the script's header), and the EVALSHA / NOSCRIPT calling convention.
-//! - `vocab`: the words named once: [`Event`] (the counters) and [`Reason`] (error reasons).
+//! - `vocab`: the words named once: [`JobState`], [`Event`] (the counters the scripts keep)
+//!   and [`Reason`] (error reasons).
+//! - `reconnect`: waiting out a Redis outage; `send_again`, the one resend helper.
 //! - `envelope`: the stored form of a job. `id`: job ids. `time`: milliseconds conversions.
-//! - `error`: the one [`Error`] type.
+//! - `error`: the one [`Error`] type ([`Error::is_input`], [`Error::is_connection_error`]).
 #![forbid(unsafe_code)]
 
-pub mod backoff;
+mod backoff;
+mod config;
 mod dead;
 mod envelope;
 mod error;
@@ -104,29 +115,38 @@ mod job;
 pub mod keys;
 pub mod metrics;
 mod namespace;
+mod new_job;
 mod ops;
-pub mod promoter;
-pub mod queue;
+mod promoter;
+mod queue;
 mod reconnect;
-pub mod server;
+mod server;
 mod time;
 mod vocab;
-pub mod worker;
+mod worker;
 
-pub use backoff::{Backoff, BackoffSpec, Exponential, Fixed, Rng};
+pub use backoff::{Backoff, BackoffSpec, Exponential, Fixed, Rng, DEFAULT_BASE, DEFAULT_CAP};
+pub use config::{
+    QueueConfig, TlsConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DEDUP_WINDOW,
+    DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PAST_TOLERANCE, DEFAULT_RESPONSE_TIMEOUT, STORAGE_FORMAT,
+};
 pub use dead::Purge;
 pub use error::{redact_url, Error, Result};
 pub use inspect::{Counts, ErrorRecord, JobInfo, QueueStats, Totals, MAX_LIST};
 pub use job::{Context, Job, Outcome};
-pub use namespace::{Namespace, Removed, MAX_REGISTERED_QUEUES};
-pub use promoter::{PromoteReport, Promoter, PromoterConfig};
-pub use queue::{
-    Cancelled, JobState, NewJob, Queue, QueueConfig, Rescheduled, Scheduled, TlsConfig, When,
+pub use namespace::{Namespace, MAX_REGISTERED_QUEUES};
+pub use new_job::{NewJob, Scheduled, When, MAX_ID_LEN};
+pub use promoter::{
+    PromoteReport, Promoter, PromoterConfig, DEFAULT_BATCH, DEFAULT_HEARTBEAT, MAX_BATCH,
 };
-pub use server::{ServerInfo, ServerProblem};
+pub use queue::{Cancelled, Queue, Removed, Rescheduled};
+pub use server::{ServerInfo, ServerProblem, MIN_REDIS_VERSION};
 pub use time::MAX_DELAY;
-pub use vocab::{Event, Reason};
-pub use worker::{Worker, WorkerConfig, DEFAULT_MAX_ATTEMPTS};
+pub use vocab::{Event, JobState, Reason};
+pub use worker::{
+    Worker, WorkerConfig, DEFAULT_CANCEL_WAIT, DEFAULT_CONCURRENCY, DEFAULT_IDLE_WAIT,
+    DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, DEFAULT_SHUTDOWN_GRACE,
+};
 
 /// Compiles the README's examples as doctests, so they stay true.
 #[cfg(doctest)]
@@ -134,6 +154,9 @@ pub use worker::{Worker, WorkerConfig, DEFAULT_MAX_ATTEMPTS};
 struct ReadmeDoctests;
 
 /// Not part of the API: entry points for `benches/micro.rs`, which can reach public items only.
+/// Only with the `bench-support` feature, which the crate's own dev-dependency on itself turns
+/// on for its benches and tests.
+#[cfg(feature = "bench-support")]
 #[doc(hidden)]
 pub mod bench_support {
     use crate::envelope::{Envelope, ENVELOPE_VERSION};

@@ -10,31 +10,15 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
+use crate::config::QueueConfig;
 use crate::error::{redact_url, Error, Result};
 use crate::keys::{validate_name, Keys};
-use crate::queue::{Queue, QueueConfig, STORAGE_FORMAT};
 use crate::server::ServerInfo;
-
-/// What [`Namespace::remove_queue`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Removed {
-    /// Every key of the queue and its registry entry are gone, with this many jobs.
-    Removed {
-        /// Jobs deleted with it.
-        jobs: u64,
-    },
-    /// The queue holds jobs and removal was not forced: nothing changed.
-    Refused {
-        /// Jobs the queue holds.
-        jobs: u64,
-    },
-}
 
 /// Longest list of queue names read from the registry: a bound on unbounded Redis work.
 pub const MAX_REGISTERED_QUEUES: usize = 10_000;
 
-/// A connection to one Redis and one key prefix: the factory of [`Queue`] handles that share
+/// A connection to one Redis and one key prefix: the factory of [`Queue`](crate::Queue) handles that share
 /// the connection. Cheap to clone.
 #[derive(Clone)]
 pub struct Namespace {
@@ -74,6 +58,7 @@ impl Namespace {
         queue: &str,
     ) -> Result<Namespace> {
         validate_name(config.prefix())?;
+        config.validate()?;
         let redacted = redact_url(url);
         let client = match config.tls() {
             Some(tls) if url.starts_with("rediss://") => {
@@ -101,104 +86,6 @@ impl Namespace {
                 conn,
             }),
         })
-    }
-
-    /// A handle on queue `name`: checks (or, for a new queue, records) its storage format and
-    /// adds it to the registry.
-    ///
-    /// # Errors
-    /// [`Error::InvalidQueueName`], [`Error::Redis`], [`Error::IncompatibleFormat`].
-    pub async fn queue(&self, name: &str) -> Result<Queue> {
-        let keys = Keys::new(self.prefix(), name)?;
-        let queue = Queue::from_parts(self.clone(), name, keys);
-        self.open(&queue).await?;
-        Ok(queue)
-    }
-
-    /// A handle on queue `name` if it exists, without writing anything: `None` when the
-    /// queue is neither registered nor has a format record or jobs (a typo, a wrong prefix).
-    /// For reads and for changes to existing jobs; only [`Namespace::queue`] (producers,
-    /// workers, promoters) creates a queue.
-    ///
-    /// # Errors
-    /// [`Error::InvalidQueueName`], [`Error::Redis`], [`Error::IncompatibleFormat`].
-    pub async fn existing_queue(&self, name: &str) -> Result<Option<Queue>> {
-        let keys = Keys::new(self.prefix(), name)?;
-        let queue = Queue::from_parts(self.clone(), name, keys);
-        let (format, registered, has_jobs): (Option<String>, bool, bool) = redis::pipe()
-            .cmd("HGET")
-            .arg(&queue.keys().meta)
-            .arg("format")
-            .cmd("SISMEMBER")
-            .arg(self.registry_key())
-            .arg(name)
-            .cmd("EXISTS")
-            .arg(&queue.keys().jobs)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| queue.redis_error("look up", e))?;
-        match format {
-            Some(v) if v != STORAGE_FORMAT.to_string() => Err(Error::IncompatibleFormat {
-                queue: name.to_owned(),
-                found: v,
-                expected: STORAGE_FORMAT,
-            }),
-            Some(_) => Ok(Some(queue)),
-            None if registered || has_jobs => Ok(Some(queue)),
-            None => Ok(None),
-        }
-    }
-
-    /// Deletes queue `name`: every key of it (`remove.lua`), then its registry entry. While
-    /// the queue holds jobs this is refused unless `force`, which deletes them too. Stop the
-    /// queue's workers first: a promoter serving it would record its format again.
-    ///
-    /// # Errors
-    /// [`Error::InvalidQueueName`], [`Error::Redis`].
-    pub async fn remove_queue(&self, name: &str, force: bool) -> Result<Removed> {
-        let keys = Keys::new(self.prefix(), name)?;
-        let queue = Queue::from_parts(self.clone(), name, keys);
-        let (removed, jobs) = crate::ops::remove::call(&queue, force).await?;
-        if !removed {
-            return Ok(Removed::Refused { jobs });
-        }
-        redis::cmd("SREM")
-            .arg(self.registry_key())
-            .arg(name)
-            .query_async::<()>(&mut self.conn())
-            .await
-            .map_err(|e| queue.redis_error("remove queue", e))?;
-        Ok(Removed::Removed { jobs })
-    }
-
-    /// Records the storage format in a new queue or checks it in an existing one, and
-    /// registers the queue's name.
-    async fn open(&self, queue: &Queue) -> Result<()> {
-        let meta = &queue.keys().meta;
-        let (found,): (Option<String>,) = redis::pipe()
-            .cmd("HSETNX")
-            .arg(meta)
-            .arg("format")
-            .arg(STORAGE_FORMAT)
-            .ignore()
-            .cmd("HGET")
-            .arg(meta)
-            .arg("format")
-            .cmd("SADD")
-            .arg(self.registry_key())
-            .arg(queue.name())
-            .ignore()
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| queue.redis_error("connect", e))?;
-        match found {
-            Some(v) if v == STORAGE_FORMAT.to_string() => Ok(()),
-            other => Err(Error::IncompatibleFormat {
-                queue: queue.name().to_owned(),
-                found: other.unwrap_or_default(),
-                expected: STORAGE_FORMAT,
-            }),
-        }
     }
 
     /// The names of the queues registered in this namespace, sorted, at most

@@ -25,11 +25,12 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn, Instrument};
 
+use crate::config::STORAGE_FORMAT;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::metrics::{LagHistogram, PromoterMetrics, LAG_BUCKETS_MS};
 use crate::namespace::Namespace;
-use crate::queue::{Queue, STORAGE_FORMAT};
+use crate::queue::Queue;
 use crate::reconnect::ReconnectBackoff;
 
 /// Default for [`PromoterConfig::set_batch`].

@@ -4,36 +4,21 @@
 
 use futures_util::StreamExt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use redis::aio::ConnectionManager;
 use redis::Value;
-use serde::Serialize;
 
-use crate::backoff::BackoffSpec;
-use crate::envelope::{self, Envelope, ENVELOPE_VERSION};
-use crate::error::{clip, is_transient, Error, Result};
-use crate::keys::{Keys, DEFAULT_PREFIX};
+use crate::config::{QueueConfig, STORAGE_FORMAT};
+use crate::error::{is_transient, Error, Result};
+use crate::keys::Keys;
 use crate::namespace::Namespace;
+use crate::new_job::{NewJob, Prepared, Scheduled, When};
 use crate::ops::{self, schedule::Written};
-use crate::reconnect::ReconnectBackoff;
-use crate::time::{delay_ms, from_unix_ms, unix_ms};
+use crate::reconnect::send_again;
+use crate::time::from_unix_ms;
+use crate::vocab::JobState;
 
-/// The storage format this build reads and writes, kept in `p:{q}:meta` field `format`.
-pub const STORAGE_FORMAT: u32 = 1;
-
-/// Default for [`QueueConfig::set_max_payload_bytes`]: 1 MiB.
-pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
-/// Default for [`QueueConfig::set_past_tolerance`]: 60 s.
-pub const DEFAULT_PAST_TOLERANCE: Duration = Duration::from_secs(60);
-/// Default for [`QueueConfig::set_response_timeout`]: 5 s.
-pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default for [`QueueConfig::set_dedup_window`]: 60 s.
-pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(60);
-/// Default for [`QueueConfig::set_connect_timeout`]: 2 s.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Longest caller-chosen job id, in bytes.
-pub const MAX_ID_LEN: usize = 256;
 /// Jobs per `schedule.lua` call in [`Queue::schedule_many`]: keeps each script short (Redis
 /// runs one script at a time) and its `ARGV` far below Lua's limits.
 const SCHEDULE_BATCH: usize = 256;
@@ -43,344 +28,6 @@ const PIPELINE_CALLS: usize = 32;
 const ROUNDS_IN_FLIGHT: usize = 2;
 /// Times one pipeline is sent while the connection fails, before the error is returned.
 const SEND_TRIES: u32 = 3;
-
-/// Settings of a queue handle. Every setting has a documented default.
-#[derive(Debug, Clone)]
-pub struct QueueConfig {
-    prefix: String,
-    max_payload_bytes: usize,
-    past_tolerance: Option<Duration>,
-    response_timeout: Duration,
-    connect_timeout: Duration,
-    dedup_window: Duration,
-    tls: Option<TlsConfig>,
-}
-
-/// Certificates for `rediss://` URLs beyond the system's trust store: a private CA, and a
-/// client certificate for servers that require one (`tls-auth-clients yes`, Redis' default).
-/// PEM bytes, as read from the files.
-#[derive(Clone, Default)]
-pub struct TlsConfig {
-    root_certificate: Option<Vec<u8>>,
-    client: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-impl std::fmt::Debug for TlsConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print a private key.
-        f.debug_struct("TlsConfig")
-            .field("root_certificate", &self.root_certificate.is_some())
-            .field("client_certificate", &self.client.is_some())
-            .finish()
-    }
-}
-
-impl TlsConfig {
-    /// Trust this CA (PEM) for the server's certificate, instead of the system's roots.
-    pub fn set_root_certificate(mut self, pem: Vec<u8>) -> Self {
-        self.root_certificate = Some(pem);
-        self
-    }
-
-    /// Present this certificate and private key (both PEM) to the server.
-    pub fn set_client_certificate(mut self, cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Self {
-        self.client = Some((cert_pem, key_pem));
-        self
-    }
-
-    pub(crate) fn certificates(&self) -> redis::TlsCertificates {
-        redis::TlsCertificates {
-            client_tls: self.client.clone().map(|(client_cert, client_key)| {
-                redis::ClientTlsConfig {
-                    client_cert,
-                    client_key,
-                }
-            }),
-            root_cert: self.root_certificate.clone(),
-        }
-    }
-}
-
-impl Default for QueueConfig {
-    fn default() -> Self {
-        QueueConfig {
-            prefix: DEFAULT_PREFIX.to_owned(),
-            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
-            past_tolerance: Some(DEFAULT_PAST_TOLERANCE),
-            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            dedup_window: DEFAULT_DEDUP_WINDOW,
-            tls: None,
-        }
-    }
-}
-
-impl QueueConfig {
-    /// The key namespace (default [`DEFAULT_PREFIX`], `"punctual"`): keys are `prefix:{queue}:…`.
-    pub fn set_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// The largest encoded job data accepted (default [`DEFAULT_MAX_PAYLOAD_BYTES`]).
-    pub fn set_max_payload_bytes(mut self, limit: usize) -> Self {
-        self.max_payload_bytes = limit;
-        self
-    }
-
-    /// How far in the past (by the Redis server's clock) an absolute due time may be before
-    /// scheduling it is refused with [`Error::InThePast`] (default [`DEFAULT_PAST_TOLERANCE`]).
-    /// A time inside the tolerance is due at once. `None` accepts any past time. Relative
-    /// delays are never in the past.
-    pub fn set_past_tolerance(mut self, tolerance: Option<Duration>) -> Self {
-        self.past_tolerance = tolerance;
-        self
-    }
-
-    /// How long to wait for any one Redis reply (default [`DEFAULT_RESPONSE_TIMEOUT`]).
-    pub fn set_response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
-        self
-    }
-
-    /// How long to wait for a connection to Redis (default [`DEFAULT_CONNECT_TIMEOUT`]).
-    pub fn set_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How long the id of an acknowledged job stays taken (default [`DEFAULT_DEDUP_WINDOW`]).
-    /// Within it, scheduling the id again creates nothing (`created: false`), so a schedule
-    /// call sent again after its reply was lost cannot run a job that already finished a
-    /// second time. Costs about 100 bytes of Redis memory per job finished in the window;
-    /// zero turns it off. It is applied by the worker's acknowledgements, so set it where
-    /// workers run.
-    pub fn set_dedup_window(mut self, window: Duration) -> Self {
-        self.dedup_window = window;
-        self
-    }
-
-    /// Certificates for a `rediss://` URL (default: none; the system's roots verify the
-    /// server). A `redis://` URL ignores them.
-    pub fn set_tls(mut self, tls: TlsConfig) -> Self {
-        self.tls = Some(tls);
-        self
-    }
-
-    /// The TLS certificates in force, if any were set.
-    pub fn tls(&self) -> Option<&TlsConfig> {
-        self.tls.as_ref()
-    }
-
-    /// The dedup window in force.
-    pub fn dedup_window(&self) -> Duration {
-        self.dedup_window
-    }
-
-    /// The key namespace.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// The response timeout in force.
-    pub fn response_timeout(&self) -> Duration {
-        self.response_timeout
-    }
-
-    /// The connection timeout in force.
-    pub fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
-    }
-
-    fn tolerance_ms(&self) -> i64 {
-        self.past_tolerance
-            .map(|t| delay_ms(t).unwrap_or(i64::MAX as u64) as i64)
-            .unwrap_or(-1)
-    }
-}
-
-/// When a job is due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum When {
-    /// This long after the Redis server receives the request (resolved by the server's clock).
-    In(Duration),
-    /// At this wall-clock time.
-    At(SystemTime),
-}
-
-impl When {
-    /// Due at once.
-    pub const NOW: When = When::In(Duration::ZERO);
-
-    /// `("in" | "at", milliseconds)` for the scripts, validated.
-    fn to_args(self, queue: &str, id: &str) -> Result<(&'static str, u64)> {
-        match self {
-            When::In(d) => delay_ms(d)
-                .map(|ms| ("in", ms))
-                .ok_or_else(|| Error::DelayOverflow {
-                    queue: queue.to_owned(),
-                    delay: d,
-                }),
-            When::At(t) => unix_ms(t)
-                .map(|ms| ("at", ms))
-                .ok_or_else(|| Error::DelayOverflow {
-                    queue: queue.to_owned(),
-                    delay: t.duration_since(SystemTime::now()).unwrap_or(Duration::MAX),
-                }),
-        }
-        .map_err(|e| {
-            tracing::debug!(queue, id, error = %e, "refused due time");
-            e
-        })
-    }
-}
-
-/// A job to schedule: its data and options. Build it with [`NewJob::new`] and the setters.
-#[derive(Debug)]
-pub struct NewJob {
-    id: Option<String>,
-    kind: String,
-    data: std::result::Result<Vec<u8>, rmp_serde::encode::Error>,
-    when: When,
-    max_attempts: Option<u32>,
-    backoff: Option<BackoffSpec>,
-}
-
-impl NewJob {
-    /// A job carrying `data` (encoded now as MessagePack with named fields), due at once, with a
-    /// generated id and the kind set to the type's name. An encoding failure is reported by
-    /// [`Queue::schedule`] as [`Error::Encode`].
-    pub fn new<T: Serialize + ?Sized>(data: &T) -> Self {
-        let type_name = std::any::type_name::<T>();
-        let kind = type_name
-            .rsplit("::")
-            .next()
-            .unwrap_or(type_name)
-            .to_owned();
-        NewJob {
-            id: None,
-            kind,
-            data: envelope::encode_data(data),
-            when: When::NOW,
-            max_attempts: None,
-            backoff: None,
-        }
-    }
-
-    /// A job whose data is already MessagePack (for tools that translate from JSON).
-    pub fn from_msgpack(kind: impl Into<String>, data: Vec<u8>) -> Self {
-        NewJob {
-            id: None,
-            kind: kind.into(),
-            data: Ok(data),
-            when: When::NOW,
-            max_attempts: None,
-            backoff: None,
-        }
-    }
-
-    /// Due `delay` from now (by the Redis server's clock).
-    pub fn delay(mut self, delay: Duration) -> Self {
-        self.when = When::In(delay);
-        self
-    }
-
-    /// Due at `at`.
-    pub fn at(mut self, at: SystemTime) -> Self {
-        self.when = When::At(at);
-        self
-    }
-
-    /// Due as `when` says.
-    pub fn when(mut self, when: When) -> Self {
-        self.when = when;
-        self
-    }
-
-    /// Use this id instead of a generated one. Scheduling an id that exists (in any state,
-    /// including dead) creates nothing and reports [`Scheduled::created`] `== false`; so does
-    /// an id whose job was acknowledged within the dedup window
-    /// ([`QueueConfig::set_dedup_window`], 60 s by default). After that, or once the job is
-    /// cancelled or purged, the id may be used again.
-    pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.id = Some(id.into());
-        self
-    }
-
-    /// The job's kind, a label shown by inspection tools (default: the data type's name).
-    pub fn kind(mut self, kind: impl Into<String>) -> Self {
-        self.kind = kind.into();
-        self
-    }
-
-    /// Give up after this many attempts (default: the worker's
-    /// [`crate::WorkerConfig::set_max_attempts`]).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = Some(attempts);
-        self
-    }
-
-    /// Retry with this policy instead of the worker's.
-    pub fn backoff(mut self, backoff: impl Into<BackoffSpec>) -> Self {
-        self.backoff = Some(backoff.into());
-        self
-    }
-}
-
-/// What scheduling one job did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Scheduled {
-    /// The job's id (generated or the caller's).
-    pub id: String,
-    /// False when a job with this id already existed: nothing was written.
-    pub created: bool,
-}
-
-/// The state a job is in; each state is one Redis key (see [`crate::keys`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum JobState {
-    /// Waiting for its due time in `scheduled`.
-    Scheduled,
-    /// Due, waiting for a worker in `ready`.
-    Ready,
-    /// Held by a worker under a lease in `running`.
-    Running,
-    /// Out of attempts, failed permanently or undecodable, in `dead`.
-    Dead,
-}
-
-impl JobState {
-    /// The lower-case name used in logs and by the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Scheduled => "scheduled",
-            JobState::Ready => "ready",
-            JobState::Running => "running",
-            JobState::Dead => "dead",
-        }
-    }
-
-    /// Every state, in the order a job moves through them.
-    pub const ALL: [JobState; 4] = [
-        JobState::Scheduled,
-        JobState::Ready,
-        JobState::Running,
-        JobState::Dead,
-    ];
-
-    /// The state named `s` (as [`JobState::as_str`] writes it).
-    pub fn parse(s: &str) -> Option<Self> {
-        JobState::ALL.into_iter().find(|state| state.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for JobState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What [`Queue::cancel`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -634,23 +281,17 @@ impl Queue {
                     ops::schedule::command(keys, tolerance, jobs)
                 })
                 .collect();
-            let mut conn = self.conn();
+            let conn = self.conn();
             async move {
                 // A dropped connection or a timeout leaves it unknown whether the scripts ran;
                 // sending them again is safe (an id that exists is not written twice).
-                let mut backoff = ReconnectBackoff::new();
-                let mut tries = 1;
-                loop {
-                    match ops::schedule::BINDING.pipeline(&mut conn, &calls).await {
-                        Err(e) if is_transient(&e) && tries < SEND_TRIES => {
-                            let delay = backoff.next_delay();
-                            tracing::warn!(error = %e, retry_in = ?delay, "schedule: sending again");
-                            tokio::time::sleep(delay).await;
-                            tries += 1;
-                        }
-                        result => return (result, tries > 1),
-                    }
-                }
+                let calls = &calls;
+                let (result, sent) = send_again("schedule", SEND_TRIES, is_transient, || {
+                    let mut conn = conn.clone();
+                    async move { ops::schedule::BINDING.pipeline(&mut conn, calls).await }
+                })
+                .await;
+                (result, sent > 1)
             }
         });
         let mut replies = futures_util::stream::iter(rounds).buffered(ROUNDS_IN_FLIGHT);
@@ -699,58 +340,6 @@ impl Queue {
         Ok(results)
     }
 
-    /// Validates a job and encodes its envelope.
-    fn prepare(&self, job: NewJob) -> Result<Prepared> {
-        let queue = &self.inner.name;
-        let generated = job.id.is_none();
-        let id = match job.id {
-            Some(id) => {
-                validate_id(queue, &id)?;
-                id
-            }
-            None => crate::id::new_id(),
-        };
-        let data = job.data.map_err(|source| Error::Encode {
-            queue: queue.clone(),
-            source,
-        })?;
-        let limit = self.config().max_payload_bytes;
-        if data.len() > limit {
-            return Err(Error::PayloadTooLarge {
-                queue: queue.clone(),
-                size: data.len(),
-                limit,
-            });
-        }
-        let (mode, ms) = job.when.to_args(queue, &id)?;
-        if job.max_attempts == Some(0) {
-            return Err(Error::InvalidConfig {
-                what: "job max attempts",
-                reason: "must be at least 1".to_owned(),
-            });
-        }
-        let envelope = Envelope {
-            version: ENVELOPE_VERSION,
-            kind: job.kind,
-            data,
-            created_ms: unix_ms(SystemTime::now()).unwrap_or(0),
-            max_attempts: job.max_attempts,
-            backoff: job.backoff,
-        }
-        .encode()
-        .map_err(|source| Error::Encode {
-            queue: queue.clone(),
-            source,
-        })?;
-        Ok(Prepared {
-            id,
-            generated,
-            mode,
-            ms,
-            envelope,
-        })
-    }
-
     /// Cancels job `id` unless it is running: its data is deleted and it will not run.
     ///
     /// # Errors
@@ -796,59 +385,120 @@ impl Queue {
     }
 }
 
-/// A validated job, ready to send.
-#[derive(Debug)]
-struct Prepared {
-    id: String,
-    /// Made by [`crate::id::new_id`], not chosen by the caller.
-    generated: bool,
-    mode: &'static str,
-    ms: u64,
-    envelope: Vec<u8>,
+/// What [`Namespace::remove_queue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Removed {
+    /// Every key of the queue and its registry entry are gone, with this many jobs.
+    Removed {
+        /// Jobs deleted with it.
+        jobs: u64,
+    },
+    /// The queue holds jobs and removal was not forced: nothing changed.
+    Refused {
+        /// Jobs the queue holds.
+        jobs: u64,
+    },
 }
 
-/// Checks a caller-chosen id: 1 to [`MAX_ID_LEN`] bytes, no control characters. Ids are hash
-/// fields and set members, never part of a key name, so any other text is safe.
-fn validate_id(queue: &str, id: &str) -> Result<()> {
-    let reject = |reason| {
-        Err(Error::InvalidJobId {
-            queue: queue.to_owned(),
-            id: clip(id),
-            reason,
-        })
-    };
-    if id.is_empty() {
-        return reject("it is empty");
-    }
-    if id.len() > MAX_ID_LEN {
-        return reject("it is longer than 256 bytes");
-    }
-    if id.chars().any(char::is_control) {
-        return reject("it contains control characters");
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_validated() {
-        assert!(validate_id("q", "invoice-42").is_ok());
-        assert!(validate_id("q", "emoji ✉ and spaces").is_ok());
-        assert!(validate_id("q", "").is_err());
-        assert!(validate_id("q", "a\nb").is_err());
-        assert!(validate_id("q", &"x".repeat(257)).is_err());
+/// Opening, finding and removing queues: the namespace side of a [`Queue`], kept here so that
+/// `queue.rs` depends on `namespace.rs` and not the other way round.
+impl Namespace {
+    /// A handle on queue `name`: checks (or, for a new queue, records) its storage format and
+    /// adds it to the registry.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQueueName`], [`Error::Redis`], [`Error::IncompatibleFormat`].
+    pub async fn queue(&self, name: &str) -> Result<Queue> {
+        let keys = Keys::new(self.prefix(), name)?;
+        let queue = Queue::from_parts(self.clone(), name, keys);
+        self.open(&queue).await?;
+        Ok(queue)
     }
 
-    #[test]
-    fn kind_defaults_to_the_type_name() {
-        #[derive(Serialize)]
-        struct Reminder {
-            text: String,
+    /// A handle on queue `name` if it exists, without writing anything: `None` when the
+    /// queue is neither registered nor has a format record or jobs (a typo, a wrong prefix).
+    /// For reads and for changes to existing jobs; only [`Namespace::queue`] (producers,
+    /// workers, promoters) creates a queue.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQueueName`], [`Error::Redis`], [`Error::IncompatibleFormat`].
+    pub async fn existing_queue(&self, name: &str) -> Result<Option<Queue>> {
+        let keys = Keys::new(self.prefix(), name)?;
+        let queue = Queue::from_parts(self.clone(), name, keys);
+        let (format, registered, has_jobs): (Option<String>, bool, bool) = redis::pipe()
+            .cmd("HGET")
+            .arg(&queue.keys().meta)
+            .arg("format")
+            .cmd("SISMEMBER")
+            .arg(self.registry_key())
+            .arg(name)
+            .cmd("EXISTS")
+            .arg(&queue.keys().jobs)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| queue.redis_error("look up", e))?;
+        match format {
+            Some(v) if v != STORAGE_FORMAT.to_string() => Err(Error::IncompatibleFormat {
+                queue: name.to_owned(),
+                found: v,
+                expected: STORAGE_FORMAT,
+            }),
+            Some(_) => Ok(Some(queue)),
+            None if registered || has_jobs => Ok(Some(queue)),
+            None => Ok(None),
         }
-        let job = NewJob::new(&Reminder { text: "hi".into() });
-        assert_eq!(job.kind, "Reminder");
+    }
+
+    /// Deletes queue `name`: every key of it (`remove.lua`), then its registry entry. While
+    /// the queue holds jobs this is refused unless `force`, which deletes them too. Stop the
+    /// queue's workers first: a promoter serving it would record its format again.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQueueName`], [`Error::Redis`].
+    pub async fn remove_queue(&self, name: &str, force: bool) -> Result<Removed> {
+        let keys = Keys::new(self.prefix(), name)?;
+        let queue = Queue::from_parts(self.clone(), name, keys);
+        let (removed, jobs) = crate::ops::remove::call(&queue, force).await?;
+        if !removed {
+            return Ok(Removed::Refused { jobs });
+        }
+        redis::cmd("SREM")
+            .arg(self.registry_key())
+            .arg(name)
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(|e| queue.redis_error("remove queue", e))?;
+        Ok(Removed::Removed { jobs })
+    }
+
+    /// Records the storage format in a new queue or checks it in an existing one, and
+    /// registers the queue's name.
+    async fn open(&self, queue: &Queue) -> Result<()> {
+        let meta = &queue.keys().meta;
+        let (found,): (Option<String>,) = redis::pipe()
+            .cmd("HSETNX")
+            .arg(meta)
+            .arg("format")
+            .arg(STORAGE_FORMAT)
+            .ignore()
+            .cmd("HGET")
+            .arg(meta)
+            .arg("format")
+            .cmd("SADD")
+            .arg(self.registry_key())
+            .arg(queue.name())
+            .ignore()
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| queue.redis_error("connect", e))?;
+        match found {
+            Some(v) if v == STORAGE_FORMAT.to_string() => Ok(()),
+            other => Err(Error::IncompatibleFormat {
+                queue: queue.name().to_owned(),
+                found: other.unwrap_or_default(),
+                expected: STORAGE_FORMAT,
+            }),
+        }
     }
 }

@@ -3,6 +3,51 @@
 //! and the docs all go through these lists (a test checks the docs name every one), so a new
 //! word is added in one place.
 
+/// The state a job is in; each state is one Redis key (see [`crate::keys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum JobState {
+    /// Waiting for its due time in `scheduled`.
+    Scheduled,
+    /// Due, waiting for a worker in `ready`.
+    Ready,
+    /// Held by a worker under a lease in `running`.
+    Running,
+    /// Out of attempts, failed permanently or undecodable, in `dead`.
+    Dead,
+}
+
+impl JobState {
+    /// The lower-case name used in logs and by the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Scheduled => "scheduled",
+            JobState::Ready => "ready",
+            JobState::Running => "running",
+            JobState::Dead => "dead",
+        }
+    }
+
+    /// Every state, in the order a job moves through them.
+    pub const ALL: [JobState; 4] = [
+        JobState::Scheduled,
+        JobState::Ready,
+        JobState::Running,
+        JobState::Dead,
+    ];
+
+    /// The state named `s` (as [`JobState::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Self> {
+        JobState::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An event counted by the scripts in a queue's `stats` hash, in the same atomic step as the
 /// change it counts: exact, and shared by every process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -272,7 +272,7 @@ async fn the_server_check_reports_persistence_and_eviction() {
         .await
         .unwrap();
     let info = ns.server_info().await.unwrap();
-    assert!(info.version_numbers().unwrap() >= punctual::server::MIN_REDIS_VERSION);
+    assert!(info.version_numbers().unwrap() >= punctual::MIN_REDIS_VERSION);
     assert_eq!(info.problems(), [ServerProblem::NoPersistence]);
 
     let mut conn = redis.conn().await;

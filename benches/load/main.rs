@@ -34,7 +34,7 @@ const BASELINE_MEMBER: usize = 26 + PAYLOAD_BYTES;
 /// Commands per pipeline in the baselines.
 pub(crate) const N_PIPELINE: usize = 1000;
 /// Ids per call of the baseline move script: the promoter's default batch.
-pub(crate) const BATCH: usize = punctual::promoter::DEFAULT_BATCH;
+pub(crate) const BATCH: usize = punctual::DEFAULT_BATCH;
 
 /// Workload sizes.
 #[derive(Debug, Clone, Copy)]

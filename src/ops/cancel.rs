@@ -3,7 +3,8 @@
 use super::Binding;
 use crate::error::Result;
 use crate::keys::Part::*;
-use crate::queue::{JobState, Queue};
+use crate::queue::Queue;
+use crate::vocab::JobState;
 
 pub(crate) static BINDING: Binding = Binding::new(
     "cancel.lua",

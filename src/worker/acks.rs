@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, warn};
 
 use crate::queue::Queue;
-use crate::reconnect::ReconnectBackoff;
+use crate::reconnect::send_again;
 use crate::time::delay_ms;
 
 /// Most acks in one `ack.lua` call (2 arguments each, unpacked onto Lua's stack).
@@ -80,38 +80,30 @@ async fn batch_loop(queue: Queue, mut receiver: mpsc::Receiver<Ack>, tries: u32)
 /// Sends one batch, trying again while Redis is unreachable. Sending a batch again is safe:
 /// an ack that was applied the first time is refused the second (its lease is gone).
 async fn deliver(queue: &Queue, batch: &[Ack], tries: u32) {
-    let mut backoff = ReconnectBackoff::new();
-    for attempt in 1..=tries {
-        match call(queue, batch).await {
-            Ok(codes) => {
-                for (ack, applied) in batch.iter().zip(codes) {
-                    if !applied && attempt > 1 {
-                        // The first sending may have been applied before its reply was lost.
-                        debug!(id = %ack.id, "ack not applied when sent again: applied the first time, or the lease is gone");
-                    } else if !applied {
-                        warn!(
-                            id = %ack.id,
-                            "ack refused: the job's lease is gone (it ran out and the job went back to ready, or redis lost its data)"
-                        );
-                    }
+    let (result, sent) = send_again("ack", tries, crate::Error::is_connection_error, || {
+        call(queue, batch)
+    })
+    .await;
+    match result {
+        Ok(applied) => {
+            for (ack, applied) in batch.iter().zip(applied) {
+                if !applied && sent > 1 {
+                    // The first sending may have been applied before its reply was lost.
+                    debug!(id = %ack.id, "ack not applied when sent again: applied the first time, or the lease is gone");
+                } else if !applied {
+                    warn!(
+                        id = %ack.id,
+                        "ack refused: the job's lease is gone (it ran out and the job went back to ready, or redis lost its data)"
+                    );
                 }
-                debug!(jobs = batch.len(), "acknowledged");
-                return;
             }
-            Err(e) if e.is_connection_error() && attempt < tries => {
-                let delay = backoff.next_delay();
-                warn!(error = %e, jobs = batch.len(), retry_in = ?delay, "cannot send acks yet");
-                tokio::time::sleep(delay).await;
-            }
-            Err(e) => {
-                error!(
-                    error = %e,
-                    jobs = batch.len(),
-                    "giving up on sending acks; those jobs return when their leases end"
-                );
-                return;
-            }
+            debug!(jobs = batch.len(), "acknowledged");
         }
+        Err(e) => error!(
+            error = %e,
+            jobs = batch.len(),
+            "giving up on sending acks; those jobs return when their leases end"
+        ),
     }
 }
 

@@ -18,159 +18,41 @@
 //! command is sent while nothing is ready, apart from one wake every [`DEFAULT_IDLE_WAIT`].
 
 mod acks;
+mod config;
+mod idle;
 mod policy;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn, Instrument};
 
-use crate::backoff::{Backoff, Exponential, Rng};
+use crate::backoff::Rng;
 use crate::envelope::{self, Envelope};
 use crate::error::{Error, Result};
 use crate::job::{Context, Job, Outcome};
 use crate::queue::Queue;
-use crate::reconnect::ReconnectBackoff;
+use crate::reconnect::{send_again, ReconnectBackoff};
 use crate::time::{delay_ms, from_unix_ms};
 
 use self::acks::Acks;
+pub use self::config::{
+    WorkerConfig, DEFAULT_CANCEL_WAIT, DEFAULT_CONCURRENCY, DEFAULT_IDLE_WAIT, DEFAULT_LEASE,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_SHUTDOWN_GRACE,
+};
+use self::idle::ReadyWaiter;
 use self::policy::{Ended, Report, Transition};
 
-/// Default for [`WorkerConfig::set_concurrency`].
-pub const DEFAULT_CONCURRENCY: usize = 32;
-/// Default for [`WorkerConfig::set_lease`].
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
-/// Default for [`WorkerConfig::set_max_attempts`].
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
-/// Default for [`WorkerConfig::set_shutdown_grace`].
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// Default for [`WorkerConfig::set_cancel_wait`].
-pub const DEFAULT_CANCEL_WAIT: Duration = Duration::from_secs(5);
-/// Default for [`WorkerConfig::set_idle_wait`].
-pub const DEFAULT_IDLE_WAIT: Duration = Duration::from_secs(5);
 /// Most jobs taken by one `claim.lua` call.
 const MAX_CLAIM_BATCH: usize = 100;
 /// Times a report (ack, retry, bury) is tried while Redis is unreachable, before the job is left
 /// to its lease (it then runs again: at-least-once).
 const REPORT_TRIES: u32 = 6;
-
-/// Settings of a [`Worker`].
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    concurrency: usize,
-    lease: Duration,
-    max_attempts: u32,
-    backoff: Arc<dyn Backoff>,
-    shutdown_grace: Duration,
-    cancel_wait: Duration,
-    idle_wait: Duration,
-    rng_seed: Option<u64>,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        WorkerConfig {
-            concurrency: DEFAULT_CONCURRENCY,
-            lease: DEFAULT_LEASE,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            backoff: Arc::new(Exponential::default()),
-            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
-            cancel_wait: DEFAULT_CANCEL_WAIT,
-            idle_wait: DEFAULT_IDLE_WAIT,
-            rng_seed: None,
-        }
-    }
-}
-
-impl WorkerConfig {
-    /// Handlers running at once (default [`DEFAULT_CONCURRENCY`]).
-    pub fn set_concurrency(mut self, n: usize) -> Self {
-        self.concurrency = n;
-        self
-    }
-
-    /// How long a claim holds a job before the promoter gives it to another worker (default
-    /// [`DEFAULT_LEASE`]). The worker extends it every third of the lease while the handler
-    /// runs, so it bounds how long a *crashed* worker's job waits, not how long a job may run.
-    pub fn set_lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self
-    }
-
-    /// Attempts before a failing job goes to the dead set, for jobs that do not set their own
-    /// (default [`DEFAULT_MAX_ATTEMPTS`]).
-    pub fn set_max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n;
-        self
-    }
-
-    /// The retry policy for jobs that do not carry their own (default: [`Exponential`]).
-    pub fn set_backoff(mut self, policy: impl Backoff + 'static) -> Self {
-        self.backoff = Arc::new(policy);
-        self
-    }
-
-    /// After shutdown is requested, how long running handlers may take to finish before they
-    /// are cancelled and their jobs handed back (default [`DEFAULT_SHUTDOWN_GRACE`]).
-    pub fn set_shutdown_grace(mut self, grace: Duration) -> Self {
-        self.shutdown_grace = grace;
-        self
-    }
-
-    /// When an attempt is cancelled (the shutdown grace ran out, or the lease was lost), how
-    /// long its handler may take to clean up and return after [`Context::cancelled`] fires
-    /// before it is dropped (default [`DEFAULT_CANCEL_WAIT`]). A handler that owns something
-    /// outside the process (a child process, a remote call) uses this time to end it.
-    pub fn set_cancel_wait(mut self, wait: Duration) -> Self {
-        self.cancel_wait = wait;
-        self
-    }
-
-    /// Longest single blocking wait for work; the worker re-checks after it (default
-    /// [`DEFAULT_IDLE_WAIT`]).
-    pub fn set_idle_wait(mut self, wait: Duration) -> Self {
-        self.idle_wait = wait;
-        self
-    }
-
-    /// Seed the jitter's random source, for reproducible retry times in tests.
-    pub fn set_rng_seed(mut self, seed: u64) -> Self {
-        self.rng_seed = Some(seed);
-        self
-    }
-
-    fn validate(&self) -> Result<()> {
-        let invalid = |what, reason: &str| {
-            Err(Error::InvalidConfig {
-                what,
-                reason: reason.to_owned(),
-            })
-        };
-        if self.concurrency == 0 {
-            return invalid("worker concurrency", "must be at least 1");
-        }
-        if self.concurrency > Semaphore::MAX_PERMITS {
-            return invalid("worker concurrency", "is too large");
-        }
-        if self.lease < Duration::from_millis(100) || delay_ms(self.lease).is_none() {
-            return invalid("worker lease", "must be between 100 ms and 100 years");
-        }
-        if self.max_attempts == 0 {
-            return invalid("worker max attempts", "must be at least 1");
-        }
-        if self.idle_wait < Duration::from_millis(10) || self.idle_wait > Duration::from_secs(3600)
-        {
-            return invalid("worker idle wait", "must be between 10 ms and 1 hour");
-        }
-        Ok(())
-    }
-}
 
 /// Runs a handler over the jobs of one queue. See the module docs for the protocol.
 #[derive(Debug)]
@@ -518,34 +400,21 @@ async fn end_cancelled(mut handle: tokio::task::JoinHandle<Outcome>, wait: Durat
 /// Sends `report`, trying again while Redis is unreachable. If it cannot be sent, the job stays
 /// in `running` and returns when its lease ends: never lost, possibly run again.
 async fn report<H>(shared: &Shared<H>, claimed: &Claimed, report: Report) {
-    let mut backoff = ReconnectBackoff::new();
-    for attempt in 1..=REPORT_TRIES {
-        match send_report(&shared.queue, claimed, &report).await {
-            Ok(true) => {
-                debug!(?report, "reported");
-                return;
-            }
-            Ok(false) if attempt > 1 => {
-                debug!(?report, "report not applied when sent again: applied the first time, or the lease is gone");
-                return;
-            }
-            Ok(false) => {
-                warn!(
-                    ?report,
-                    "report refused: the job's lease is gone (it ran out and the job went back to ready, or redis lost its data)"
-                );
-                return;
-            }
-            Err(e) if e.is_connection_error() && attempt < REPORT_TRIES => {
-                let delay = backoff.next_delay();
-                warn!(error = %e, retry_in = ?delay, "cannot report the job's outcome yet");
-                tokio::time::sleep(delay).await;
-            }
-            Err(e) => {
-                error!(error = %e, "giving up on reporting; the job returns when its lease ends");
-                return;
-            }
-        }
+    let (result, sent) = send_again("report", REPORT_TRIES, Error::is_connection_error, || {
+        send_report(&shared.queue, claimed, &report)
+    })
+    .await;
+    match result {
+        Ok(true) => debug!(?report, "reported"),
+        Ok(false) if sent > 1 => debug!(
+            ?report,
+            "report not applied when sent again: applied the first time, or the lease is gone"
+        ),
+        Ok(false) => warn!(
+            ?report,
+            "report refused: the job's lease is gone (it ran out and the job went back to ready, or redis lost its data)"
+        ),
+        Err(e) => error!(error = %e, "giving up on reporting; the job returns when its lease ends"),
     }
 }
 
@@ -585,66 +454,5 @@ async fn extend<H>(shared: &Shared<H>, claimed: &Claimed) -> bool {
             warn!(error = %e, "cannot extend the lease; will try at the next heartbeat");
             true
         }
-    }
-}
-
-/// Waits, on a connection of its own, until `ready` has an element.
-struct ReadyWaiter {
-    client: redis::Client,
-    ready_key: String,
-    idle_wait: Duration,
-    conn: Option<MultiplexedConnection>,
-    outage: ReconnectBackoff,
-}
-
-impl ReadyWaiter {
-    fn new(queue: &Queue, idle_wait: Duration) -> Self {
-        ReadyWaiter {
-            client: queue.client().clone(),
-            ready_key: queue.keys().ready.clone(),
-            idle_wait,
-            conn: None,
-            outage: ReconnectBackoff::new(),
-        }
-    }
-
-    /// Returns when `ready` has an element, after `idle_wait`, or after a connection error
-    /// (having waited out the backoff).
-    async fn wait(&mut self) {
-        if let Err(e) = self.try_wait().await {
-            self.conn = None;
-            let delay = self.outage.next_delay();
-            warn!(error = %e, retry_in = ?delay, "idle wait failed; redis unavailable?");
-            tokio::time::sleep(delay).await;
-        } else {
-            self.outage.reset();
-        }
-    }
-
-    async fn try_wait(&mut self) -> redis::RedisResult<()> {
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => {
-                // Blocking commands need a response timeout longer than the block: redis-rs
-                // puts 500 ms on connections by default.
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(self.idle_wait + Duration::from_secs(5)));
-                let conn = self
-                    .client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                self.conn.insert(conn)
-            }
-        };
-        let _moved: Option<Vec<u8>> = redis::cmd("BLMOVE")
-            .arg(&self.ready_key)
-            .arg(&self.ready_key)
-            .arg("LEFT")
-            .arg("LEFT")
-            .arg(self.idle_wait.as_secs_f64())
-            .query_async(conn)
-            .await?;
-        Ok(())
     }
 }

@@ -139,7 +139,7 @@ pub(crate) struct PromoteArgs {
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics_addr: Option<SocketAddr>,
     /// Most jobs moved per script call.
-    #[arg(long, default_value_t = punctual::promoter::DEFAULT_BATCH)]
+    #[arg(long, default_value_t = punctual::DEFAULT_BATCH)]
     pub(crate) batch: usize,
     /// Longest sleep without asking Redis (bounds the delay if a wake message is lost).
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
@@ -223,7 +223,7 @@ pub(crate) struct WorkArgs {
     #[arg(long, value_name = "CMD")]
     pub(crate) pipe: Option<String>,
     /// Commands (or --pipe handler processes) run at once.
-    #[arg(long, default_value_t = punctual::worker::DEFAULT_CONCURRENCY)]
+    #[arg(long, default_value_t = punctual::DEFAULT_CONCURRENCY)]
     pub(crate) concurrency: usize,
     /// End a job's command that runs longer than this and fail the attempt.
     #[arg(long, value_parser = parse_duration)]

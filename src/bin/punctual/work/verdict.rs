@@ -19,7 +19,7 @@ use punctual::Outcome;
 use serde::Deserialize;
 
 /// Largest verdict read, in bytes (a result may be as large as a job's data).
-pub(crate) const MAX_VERDICT: usize = punctual::queue::DEFAULT_MAX_PAYLOAD_BYTES + 4096;
+pub(crate) const MAX_VERDICT: usize = punctual::DEFAULT_MAX_PAYLOAD_BYTES + 4096;
 
 /// A verdict as written.
 #[derive(Debug, Deserialize)]
