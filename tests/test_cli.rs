@@ -655,25 +655,7 @@ async fn noauth_and_oom_are_one_line_and_an_import_resumes_exactly() {
     let mut conn = redis.conn().await;
 
     // Out of memory: a little room above what an empty server uses.
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let used: u64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(used + 2_000_000)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    support::limit_memory(&mut conn, 2_000_000).await;
     let out = run(&redis, &["import", "big", file.to_str().unwrap()], None);
     fails(&out, 1, "out of memory");
     let err = stderr(&out);
@@ -691,13 +673,7 @@ async fn noauth_and_oom_are_one_line_and_an_import_resumes_exactly() {
     );
 
     // Room again: the printed resume command schedules exactly the rest.
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(0)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    support::config_set(&mut conn, "maxmemory", "0").await;
     let resume = err
         .split("To resume without duplicates: ")
         .nth(1)
@@ -736,13 +712,7 @@ async fn noauth_and_oom_are_one_line_and_an_import_resumes_exactly() {
     }
 
     // A password the server wants and the URL lacks.
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("requirepass")
-        .arg("sekret")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    support::config_set(&mut conn, "requirepass", "sekret").await;
     for args in [
         vec!["schedule", "q", "--in", "1s"],
         vec!["show", "q", "x"],

@@ -173,10 +173,7 @@ async fn timeout_ends_the_whole_process_tree() {
     );
     assert!(http_get(port, "/healthz").starts_with("HTTP/1.1 200"));
 
-    terminate(&worker);
-    terminate(&promoter);
-    assert!(wait_exit(&mut worker, Duration::from_secs(10)).success());
-    assert!(wait_exit(&mut promoter, Duration::from_secs(5)).success());
+    stop_all(&mut [&mut worker, &mut promoter]);
 }
 
 /// When the shutdown grace runs out, a command's whole tree is ended (a command that ignores
@@ -208,8 +205,7 @@ async fn grace_ending_ends_the_whole_tree() {
     })
     .await;
     let pid = worker.id();
-    terminate(&worker);
-    assert!(wait_exit(&mut worker, Duration::from_secs(10)).success());
+    stop_all(&mut [&mut worker]);
     let left = procs_with_env_prefix("PUNCTUAL_WORKER", &format!("{pid}-"));
     assert!(left.is_empty(), "left after the worker exited: {left:?}");
     let mut conn = conn;
@@ -218,8 +214,7 @@ async fn grace_ending_ends_the_whole_tree() {
     assert_eq!(ready + scheduled, 2, "both handed back");
     let attempts: Vec<(String, u32)> = conn.hgetall("punctual:{g}:attempts").await.unwrap();
     assert!(attempts.iter().all(|(_, n)| *n == 0), "{attempts:?}");
-    terminate(&promoter);
-    assert!(wait_exit(&mut promoter, Duration::from_secs(5)).success());
+    stop_all(&mut [&mut promoter]);
 }
 
 /// SIGKILL of `punctual work` ends its running command (and the supervisor that did it)
@@ -262,10 +257,7 @@ async fn a_killed_worker_leaves_no_command_behind() {
         vec!["end.2", "start.1", "start.2"],
         "attempt 1 never finished; attempt 2 ran once"
     );
-    terminate(&second);
-    terminate(&promoter);
-    assert!(wait_exit(&mut second, Duration::from_secs(10)).success());
-    assert!(wait_exit(&mut promoter, Duration::from_secs(5)).success());
+    stop_all(&mut [&mut second, &mut promoter]);
     assert_eq!(files_in(&dir).len(), 3, "no third run");
 }
 
@@ -293,14 +285,13 @@ async fn exit_zero_is_acked_at_once_despite_a_background_child() {
     .await;
     let took = started.elapsed();
     assert!(took < Duration::from_secs(2), "acked after {took:?}");
-    let stats: Vec<(String, u64)> = conn.hgetall("punctual:{b}:stats").await.unwrap();
-    let stat = |k: &str| stats.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v);
-    assert_eq!((stat("completed"), stat("retried")), (1, 0), "{stats:?}");
+    let done = (
+        stat(&mut conn, "b", "completed").await,
+        stat(&mut conn, "b", "retried").await,
+    );
+    assert_eq!(done, (1, 0));
     assert_commands_gone(&worker, Duration::from_secs(2), "after the ack");
-    terminate(&worker);
-    terminate(&promoter);
-    assert!(wait_exit(&mut worker, Duration::from_secs(10)).success());
-    assert!(wait_exit(&mut promoter, Duration::from_secs(5)).success());
+    stop_all(&mut [&mut worker, &mut promoter]);
 }
 
 /// Each verdict a command writes to $PUNCTUAL_VERDICT_FILE does what it says, over the exit
@@ -380,10 +371,7 @@ esac"#;
     let snooze_attempts: Option<u32> = conn.hget("punctual:{v}:attempts", "snooze").await.unwrap();
     assert_eq!(snooze_attempts.unwrap_or(0), 0, "a snooze uses no attempt");
     let pid = worker.id();
-    terminate(&worker);
-    terminate(&promoter);
-    assert!(wait_exit(&mut worker, Duration::from_secs(10)).success());
-    assert!(wait_exit(&mut promoter, Duration::from_secs(5)).success());
+    stop_all(&mut [&mut worker, &mut promoter]);
     let verdict_dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())
         .unwrap()
         .flatten()
@@ -432,9 +420,11 @@ async fn pipe_mode_runs_the_python_example() {
         }
     })
     .await;
-    let stats: Vec<(String, u64)> = conn.hgetall("punctual:{p}:stats").await.unwrap();
-    let stat = |k: &str| stats.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v);
-    assert_eq!((stat("completed"), stat("retried")), (2, 2), "{stats:?}");
+    let done = (
+        stat(&mut conn, "p", "completed").await,
+        stat(&mut conn, "p", "retried").await,
+    );
+    assert_eq!(done, (2, 2));
     let error = last_error(&mut conn, "p", "nobody").await;
     assert!(error.contains("no recipient"), "{error}");
     let python = commands_of(&worker)
@@ -443,12 +433,10 @@ async fn pipe_mode_runs_the_python_example() {
         .count();
     assert_eq!(python, 2, "one handler per --concurrency");
     let pid = worker.id();
-    terminate(&worker);
-    assert!(wait_exit(&mut worker, Duration::from_secs(10)).success());
+    stop_all(&mut [&mut worker]);
     let left = procs_with_env_prefix("PUNCTUAL_WORKER", &format!("{pid}-"));
     assert!(left.is_empty(), "handlers outlived the worker: {left:?}");
-    terminate(&promoter);
-    assert!(wait_exit(&mut promoter, Duration::from_secs(5)).success());
+    stop_all(&mut [&mut promoter]);
 }
 
 /// A `--pipe` handler that crashes mid-job, or hangs past --timeout, is ended and replaced;
@@ -555,10 +543,8 @@ for line in sys.stdin:
         "the hung handler is gone"
     );
     let pid = worker.id();
-    terminate(&worker);
-    assert!(wait_exit(&mut worker, Duration::from_secs(10)).success());
+    stop_all(&mut [&mut worker]);
     let left = procs_with_env_prefix("PUNCTUAL_WORKER", &format!("{pid}-"));
     assert!(left.is_empty(), "handlers outlived the worker: {left:?}");
-    terminate(&promoter);
-    assert!(wait_exit(&mut promoter, Duration::from_secs(5)).success());
+    stop_all(&mut [&mut promoter]);
 }

@@ -450,27 +450,7 @@ async fn maxmemory_refuses_schedule_with_a_typed_error_and_writes_nothing() {
     let redis = RedisServer::start();
     let mut conn = redis.conn().await;
     let queue = Queue::connect(&redis.url(), "full").await.unwrap();
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let used_memory: u64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-policy")
-        .arg("noeviction")
-        .arg("maxmemory")
-        .arg(used_memory + 2 * 1024 * 1024)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    support::limit_memory(&mut conn, 2 * 1024 * 1024).await;
 
     let payload = vec![7u8; 64 * 1024];
     let mut stored = 0;

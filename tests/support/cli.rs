@@ -263,3 +263,25 @@ fn wait_until_none(limit: Duration, find: impl Fn() -> Vec<Proc>) -> Vec<Proc> {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// SIGTERM to each of `children`, then waits for each (10 s at most) and checks it exited
+/// cleanly.
+pub fn stop_all(children: &mut [&mut Child]) {
+    for child in children.iter() {
+        terminate(child);
+    }
+    for child in children.iter_mut() {
+        assert!(wait_exit(child, Duration::from_secs(10)).success());
+    }
+}
+
+/// The totals the scripts keep for `queue` (its `stats` hash), by name; 0 for none.
+pub async fn stat(conn: &mut redis::aio::MultiplexedConnection, queue: &str, name: &str) -> u64 {
+    redis::cmd("HGET")
+        .arg(format!("punctual:{{{queue}}}:stats"))
+        .arg(name)
+        .query_async::<Option<u64>>(conn)
+        .await
+        .unwrap()
+        .unwrap_or(0)
+}

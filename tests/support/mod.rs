@@ -384,3 +384,33 @@ pub async fn server_ms_at(url: &str) -> u64 {
         .unwrap();
     server_ms(&mut conn).await
 }
+
+/// Lets the server at `conn` use `room` bytes more than it uses now, then refuse writes
+/// (`maxmemory` with `noeviction`): how the tests make a Redis that is out of memory.
+pub async fn limit_memory(conn: &mut redis::aio::MultiplexedConnection, room: u64) {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    config_set(conn, "maxmemory-policy", "noeviction").await;
+    config_set(conn, "maxmemory", &(used + room).to_string()).await;
+}
+
+/// `CONFIG SET name value`.
+pub async fn config_set(conn: &mut redis::aio::MultiplexedConnection, name: &str, value: &str) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query_async(conn)
+        .await
+        .unwrap();
+}
