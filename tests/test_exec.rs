@@ -548,3 +548,57 @@ for line in sys.stdin:
     assert!(left.is_empty(), "handlers outlived the worker: {left:?}");
     stop_all(&mut [&mut promoter]);
 }
+
+/// A worker that finds its lease gone (here: taken away in Redis, as a stalled worker's would
+/// be) ends the command's whole tree at once, counts it, and reports nothing.
+#[tokio::test]
+async fn a_lost_lease_ends_the_command() {
+    let redis = RedisServer::start();
+    let dir = out_dir("lease-lost");
+    ok(&redis, &["schedule", "l", "--in", "0s", "--id", "held"]);
+    let port = free_port();
+    let mut promoter = spawn_promote(&redis, &["l"]);
+    let mut worker = spawn_work(
+        &redis,
+        "l",
+        "sleep 30 | cat",
+        &[
+            "--lease",
+            "600ms",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &dir,
+    );
+    let started = Instant::now();
+    while commands_of(&worker).len() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no command tree"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut conn = redis.conn().await;
+    let _: () = conn.hdel("punctual:{l}:leases", "held").await.unwrap();
+    // The next heartbeat (every 200 ms) finds the lease gone.
+    assert_commands_gone(&worker, Duration::from_secs(3), "after the lease was lost");
+    // The attempt is counted once its group is gone and its output drained.
+    let counted = |metrics: &str| {
+        let q = "queue=\"l\"";
+        (
+            sample(
+                metrics,
+                &format!("punctual_worker_commands_killed_total{{{q},reason=\"lease_lost\"}}"),
+            ),
+            sample(
+                metrics,
+                &format!("punctual_worker_jobs_total{{{q},outcome=\"cancelled\"}}"),
+            ),
+        )
+    };
+    eventually(Duration::from_secs(5), "the kill counted", || async {
+        counted(&http_get(port, "/metrics")) == (Some(1.0), Some(1.0))
+    })
+    .await;
+    stop_all(&mut [&mut worker, &mut promoter]);
+}
