@@ -7,13 +7,16 @@
 -- KEYS[5]  leases    HASH  job id -> fencing token of the current holder
 -- KEYS[6]  seq       STRING counter that mints fencing tokens
 -- KEYS[7]  due       HASH  job id -> when it became due (ms), written by promote.lua
+-- KEYS[8]  meta      HASH  `due` = 1: promote.lua records due times (set here on request)
 --
 -- ARGV[1]  the most jobs to claim (at most a few thousand: ids are unpacked onto Lua's stack)
 -- ARGV[2]  lease length in ms
+-- ARGV[3]  "1": this worker wants due times (recorded from now on); "0": it does not ask
 --
 -- Returns {deadline, id_1, token_1, attempt_1, envelope_1, due_1, id_2, ...}; just {deadline}
 -- when nothing was ready. attempt counts this claim (the first run is attempt 1); due is when
--- the job became due (ms, as a string), or nil for an id put in ready by other means.
+-- the job became due (ms, as a string), or nil when due times are not recorded (no worker of
+-- the queue asked for them) or the id was put in ready by other means.
 --
 -- Every write takes the whole batch in one command, so a call costs a fixed handful of
 -- commands however many jobs it claims.
@@ -23,12 +26,21 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
 local deadline = now + tonumber(ARGV[2])
 
+local record_due = redis.call('HGET', KEYS[8], 'due')
+if not record_due and ARGV[3] == '1' then
+  redis.call('HSET', KEYS[8], 'due', '1')
+  record_due = '1'
+end
+
 local out = {deadline}
 local popped = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
 if not popped then return out end
 local envelopes = redis.call('HMGET', KEYS[3], unpack(popped))
-local dues = redis.call('HMGET', KEYS[7], unpack(popped))
-redis.call('HDEL', KEYS[7], unpack(popped))
+local dues = {}
+if record_due then
+  dues = redis.call('HMGET', KEYS[7], unpack(popped))
+  redis.call('HDEL', KEYS[7], unpack(popped))
+end
 -- Every id in ready has its envelope (cancel.lua removes both together); the check keeps a
 -- hand-edited or foreign entry from becoming a running job with no data.
 local ids, data, due = {}, {}, {}
@@ -36,7 +48,7 @@ for i, id in ipairs(popped) do
   if envelopes[i] then
     ids[#ids + 1] = id
     data[#data + 1] = envelopes[i]
-    due[#due + 1] = dues[i]
+    due[#due + 1] = dues[i] or false
   end
 end
 if #ids == 0 then return out end

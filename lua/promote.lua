@@ -7,9 +7,11 @@
 -- KEYS[5]  attempts   HASH  job id -> attempts started
 -- KEYS[6]  errors     HASH  job id -> last error record (JSON)
 -- KEYS[7]  stats      HASH  event counters: `promoted`, `expired` += jobs moved
--- KEYS[8]  meta       HASH  `format` -> storage format, written when the queue is opened
+-- KEYS[8]  meta       HASH  `format` -> storage format, written when the queue is opened;
+--                           `due` = 1 once a worker asked for due times (claim.lua)
 -- KEYS[9]  due        HASH  job id -> when it became due (ms), while it waits in ready: the
---                           due time of a promoted job, the lease deadline of an expired one
+--                           due time of a promoted job, the lease deadline of an expired one;
+--                           written only when meta says `due` (nothing is spent otherwise)
 --
 -- ARGV[1]  batch: at most this many due jobs and at most this many expired leases per call
 -- ARGV[2]  storage format, written back to meta when meta is missing
@@ -37,8 +39,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
 local batch = tonumber(ARGV[1])
 
+local meta = redis.call('HMGET', KEYS[8], 'format', 'due')
+local record_due = meta[2]
 local lost = 0
-if redis.call('EXISTS', KEYS[8]) == 0 then
+if not meta[1] then
   redis.call('HSET', KEYS[8], 'format', ARGV[2])
   lost = 1
 end
@@ -65,7 +69,7 @@ end
 if #ids > 0 then
   redis.call('ZREM', KEYS[1], unpack(ids))
   redis.call('RPUSH', KEYS[2], unpack(ids))
-  redis.call('HSET', KEYS[9], unpack(due))
+  if record_due then redis.call('HSET', KEYS[9], unpack(due)) end
   redis.call('HINCRBY', KEYS[7], 'promoted', #ids)
 end
 
@@ -85,7 +89,7 @@ if #expired > 0 then
     }))
   end
   redis.call('RPUSH', KEYS[2], unpack(expired))
-  redis.call('HSET', KEYS[9], unpack(leases))
+  if record_due then redis.call('HSET', KEYS[9], unpack(leases)) end
   redis.call('HINCRBY', KEYS[7], 'expired', #expired)
 end
 

@@ -21,8 +21,10 @@ pub struct Job<T> {
     /// When the job was created (producer clock).
     pub created_at: SystemTime,
     /// When this attempt became due (Redis server clock): the scheduled time, the retry time
-    /// after a failure, or the moment a crashed worker's lease ran out. `None` only for an id
-    /// that reached `ready` without the promoter (written there by hand).
+    /// after a failure, or the moment a crashed worker's lease ran out. `None` unless due times
+    /// are recorded for the queue ([`crate::WorkerConfig::set_due_times`]; they cost a little
+    /// per job, so they are off until a worker asks), and for an id written into `ready` by
+    /// hand.
     pub due_at: Option<SystemTime>,
 }
 
@@ -76,7 +78,7 @@ impl Context {
 
     /// How late the handler started: its start minus [`Job::due_at`], measured on the Redis
     /// server's clock up to the claim and on this process's monotonic clock after it, so host
-    /// clock skew does not enter. `None` when the due time is unknown.
+    /// clock skew does not enter. `None` when the due time is unknown (see [`Job::due_at`]).
     pub fn start_lag(&self) -> Option<Duration> {
         self.start_lag
     }

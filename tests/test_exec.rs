@@ -93,7 +93,6 @@ async fn timeout_ends_the_whole_process_tree() {
         "sleep 30 & cat | sleep 30; echo done >> \"$OUT/out\"\n",
     )
     .unwrap();
-    ok(&redis, &["schedule", "t", "--in", "0s", "--id", "slow"]);
     let port = free_port();
     let mut promoter = spawn_promote(&redis, &["t"]);
     let mut worker = spawn_work(
@@ -111,6 +110,23 @@ async fn timeout_ends_the_whole_process_tree() {
         &dir,
     );
     let mut conn = redis.conn().await;
+    // With --metrics-addr the worker asks for due times (for the start lag) as it starts;
+    // jobs promoted from then on carry them.
+    eventually(
+        Duration::from_secs(10),
+        "the worker asked for due times",
+        || {
+            let mut conn = conn.clone();
+            async move {
+                conn.hget::<_, _, Option<String>>("punctual:{t}:meta", "due")
+                    .await
+                    .unwrap()
+                    .is_some()
+            }
+        },
+    )
+    .await;
+    ok(&redis, &["schedule", "t", "--in", "0s", "--id", "slow"]);
     // While attempt 1 runs, its tree is there to be found: sh, sleep, cat, sleep.
     let started = Instant::now();
     while commands_of(&worker).len() < 4 {

@@ -477,3 +477,49 @@ async fn graceful_shutdown_finishes_or_hands_back() {
         JobState::Ready
     );
 }
+
+/// Due times cost nothing until a worker asks for them: without, nothing is written to the
+/// `due` hash and `Job::due_at` is `None`; once a worker sets `set_due_times`, every job's
+/// `due_at` is exactly its due time on the server's clock, and the hash is emptied by claims.
+#[tokio::test]
+async fn due_times_cost_nothing_until_a_worker_asks() {
+    let redis = RedisServer::start();
+    let queue = Queue::connect(&redis.url(), "dt").await.unwrap();
+    let mut conn = redis.conn().await;
+
+    let mut jobs = support::run_jobs::<u32>(&queue, WorkerConfig::default());
+    queue
+        .schedule(NewJob::new(&1).delay(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    let job = jobs.next().await;
+    assert_eq!(job.due_at, None, "not asked for: not recorded");
+    let flag: Option<String> = conn.hget("punctual:{dt}:meta", "due").await.unwrap();
+    assert_eq!(flag, None);
+    let exists: bool = conn.exists("punctual:{dt}:due").await.unwrap();
+    assert!(!exists, "nothing written to the due hash");
+    jobs.stop().await;
+
+    let mut jobs = support::run_jobs::<u32>(&queue, WorkerConfig::default().set_due_times(true));
+    eventually(Duration::from_secs(10), "the worker asked", || {
+        let mut conn = conn.clone();
+        async move {
+            conn.hget::<_, _, Option<String>>("punctual:{dt}:meta", "due")
+                .await
+                .unwrap()
+                .is_some()
+        }
+    })
+    .await;
+    let due_ms = server_ms(&mut conn).await + 300;
+    let due = std::time::UNIX_EPOCH + Duration::from_millis(due_ms);
+    queue.schedule(NewJob::new(&2).at(due)).await.unwrap();
+    let job = jobs.next().await;
+    assert_eq!(job.due_at, Some(due), "exactly its due time");
+    eventually(Duration::from_secs(5), "the due hash emptied", || {
+        let mut conn = conn.clone();
+        async move { !conn.exists::<_, bool>("punctual:{dt}:due").await.unwrap() }
+    })
+    .await;
+    jobs.stop().await;
+}

@@ -10,8 +10,8 @@ use crate::queue::Queue;
 pub(crate) static BINDING: Binding = Binding::new(
     "claim.lua",
     include_str!("../../lua/claim.lua"),
-    &[Ready, Running, Jobs, Attempts, Leases, Seq, Due],
-    &["n", "lease_ms"],
+    &[Ready, Running, Jobs, Attempts, Leases, Seq, Due, Meta],
+    &["n", "lease_ms", "want_due"],
 );
 
 /// A job as claimed.
@@ -23,7 +23,8 @@ pub(crate) struct ClaimedJob {
     /// This attempt's number (the first run is 1).
     pub(crate) attempt: u32,
     pub(crate) envelope: Vec<u8>,
-    /// When it became due (server ms); `None` for an id put in `ready` by hand.
+    /// When it became due (server ms); `None` when the queue does not record due times, or
+    /// for an id put in `ready` by hand.
     pub(crate) due_ms: Option<u64>,
 }
 
@@ -35,12 +36,14 @@ pub(crate) struct Claim {
     pub(crate) jobs: Vec<ClaimedJob>,
 }
 
-/// Claims up to `n` ready jobs, each under a lease of `lease_ms`.
-pub(crate) async fn call(queue: &Queue, n: usize, lease_ms: u64) -> Result<Claim> {
+/// Claims up to `n` ready jobs, each under a lease of `lease_ms`. `want_due` asks the queue
+/// to record due times from now on (see [`crate::WorkerConfig::set_due_times`]).
+pub(crate) async fn call(queue: &Queue, n: usize, lease_ms: u64, want_due: bool) -> Result<Claim> {
     let reply: Vec<Value> = BINDING
         .invoke(queue.keys())
         .arg(n)
         .arg(lease_ms)
+        .arg(if want_due { "1" } else { "0" })
         .invoke_async(&mut queue.conn())
         .await
         .map_err(|e| queue.redis_error("claim", e))?;

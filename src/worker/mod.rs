@@ -164,7 +164,7 @@ impl Worker {
                 },
             };
             let want = (1 + slots.available_permits()).min(MAX_CLAIM_BATCH);
-            match claim(&shared.queue, want, shared.config.lease).await {
+            match claim(&shared.queue, want, &shared.config).await {
                 Ok(jobs) if jobs.is_empty() => {
                     drop(permit);
                     outage.reset();
@@ -257,9 +257,9 @@ fn log_task_end(done: std::result::Result<(), tokio::task::JoinError>) {
 }
 
 /// Claims up to `n` ready jobs with one `claim.lua` call.
-async fn claim(queue: &Queue, n: usize, lease: Duration) -> Result<Vec<Claimed>> {
-    let lease_ms = delay_ms(lease).unwrap_or(u64::MAX);
-    let claim = crate::ops::claim::call(queue, n, lease_ms).await?;
+async fn claim(queue: &Queue, n: usize, config: &WorkerConfig) -> Result<Vec<Claimed>> {
+    let lease_ms = delay_ms(config.lease).unwrap_or(u64::MAX);
+    let claim = crate::ops::claim::call(queue, n, lease_ms, config.due_times).await?;
     let claimed_at = tokio::time::Instant::now();
     Ok(claim
         .jobs

@@ -155,7 +155,10 @@ pub(crate) async fn work(ctx: &Ctx, args: WorkArgs) -> CmdResult {
         .set_shutdown_grace(args.grace)
         // Time for a cancelled attempt to end its process group: SIGTERM, --kill-after,
         // SIGKILL, and the kernel's part.
-        .set_cancel_wait(args.kill_after + Duration::from_secs(3));
+        .set_cancel_wait(args.kill_after + Duration::from_secs(3))
+        // The start-lag histogram needs due times; they cost a little per job, so only when
+        // metrics are served.
+        .set_due_times(args.metrics_addr.is_some());
     punctual::keys::validate_name(&args.queue).map_err(|e| ctx.fail(e))?;
     let ns = ctx.namespace().await?;
     ctx.check_server(&ns, &args.check).await?;
