@@ -174,6 +174,16 @@ impl Workers {
     }
 }
 
+impl Drop for Workers {
+    /// A run that fails half-way leaves no worker behind (their commands end with them).
+    fn drop(&mut self) {
+        for (_, child) in &mut self.running {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A job the producers had acknowledged as scheduled.
 #[derive(Debug, Clone, Copy)]
 struct Expect {

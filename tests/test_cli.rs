@@ -388,6 +388,13 @@ async fn the_sidecar_serves_metrics_and_new_queues() {
     })
     .await;
 
+    // The job is in `ready` a moment before the sidecar has recorded promoting it (its
+    // figures are updated when the script's reply arrives): scrape until they are in.
+    eventually(Duration::from_secs(10), "the promotion counted", || async {
+        http_get(port, "/metrics")
+            .contains("punctual_promotion_lag_seconds_count{queue=\"late\"} 1")
+    })
+    .await;
     let metrics = http_get(port, "/metrics");
     assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
     for line in [

@@ -8,6 +8,32 @@ use std::time::Duration;
 
 use super::RedisServer;
 
+/// A `punctual` process a test started, killed (and reaped) when dropped: a test that fails
+/// half-way leaves no promoter or worker running. Use it as the [`Child`] it holds.
+#[derive(Debug)]
+pub struct Owned(Child);
+
+impl std::ops::Deref for Owned {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Owned {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        // Exited already (the usual case): kill fails harmlessly and wait reaps.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The binary under test, pointed at `redis`, with logs quiet unless the test asks.
 pub fn punctual(redis: &RedisServer) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_punctual"));
@@ -121,7 +147,7 @@ pub fn spawn_work(
     exec: &str,
     extra: &[&str],
     dir: &Path,
-) -> Child {
+) -> Owned {
     spawn_worker_with(redis, queue, "--exec", exec, extra, dir)
 }
 
@@ -132,7 +158,7 @@ pub fn spawn_work_pipe(
     handler: &str,
     extra: &[&str],
     dir: &Path,
-) -> Child {
+) -> Owned {
     spawn_worker_with(redis, queue, "--pipe", handler, extra, dir)
 }
 
@@ -143,27 +169,32 @@ fn spawn_worker_with(
     command: &str,
     extra: &[&str],
     dir: &Path,
-) -> Child {
-    punctual(redis)
-        .args(["work", queue, mode, command])
-        .args(extra)
-        .env("OUT", dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start punctual work")
+) -> Owned {
+    Owned(
+        punctual(redis)
+            .args(["work", queue, mode, command])
+            .args(extra)
+            .env("OUT", dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start punctual work"),
+    )
 }
 
-pub fn spawn_promote(redis: &RedisServer, args: &[&str]) -> Child {
-    punctual(redis)
-        .arg("promote")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start punctual promote")
+/// Starts `punctual promote` with `args`.
+pub fn spawn_promote(redis: &RedisServer, args: &[&str]) -> Owned {
+    Owned(
+        punctual(redis)
+            .arg("promote")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start punctual promote"),
+    )
 }
 
 pub fn json(text: &str) -> serde_json::Value {
