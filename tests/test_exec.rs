@@ -43,6 +43,15 @@ fn assert_commands_gone(worker: &Child, limit: Duration, when: &str) {
     }
 }
 
+/// SIGTERM to `worker`, waits for it to exit cleanly, and checks that none of the commands
+/// (or `--pipe` handlers) it started outlived it.
+fn stop_leaving_nothing(worker: &mut Owned) {
+    let mark = format!("{}-", worker.id());
+    stop_all(&mut [worker]);
+    let left = procs_with_env_prefix("PUNCTUAL_WORKER", &mark);
+    assert!(left.is_empty(), "outlived their worker: {left:?}");
+}
+
 /// A free TCP port for a metrics endpoint.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -220,10 +229,7 @@ async fn grace_ending_ends_the_whole_tree() {
         async move { files_in(&dir).len() == 2 }
     })
     .await;
-    let pid = worker.id();
-    stop_all(&mut [&mut worker]);
-    let left = procs_with_env_prefix("PUNCTUAL_WORKER", &format!("{pid}-"));
-    assert!(left.is_empty(), "left after the worker exited: {left:?}");
+    stop_leaving_nothing(&mut worker);
     let mut conn = conn;
     let ready: u64 = conn.llen("punctual:{g}:ready").await.unwrap();
     let scheduled: u64 = conn.zcard("punctual:{g}:scheduled").await.unwrap();
@@ -448,10 +454,7 @@ async fn pipe_mode_runs_the_python_example() {
         .filter(|p| p.cmdline.starts_with("python3") || p.cmdline.contains("/python3 "))
         .count();
     assert_eq!(python, 2, "one handler per --concurrency");
-    let pid = worker.id();
-    stop_all(&mut [&mut worker]);
-    let left = procs_with_env_prefix("PUNCTUAL_WORKER", &format!("{pid}-"));
-    assert!(left.is_empty(), "handlers outlived the worker: {left:?}");
+    stop_leaving_nothing(&mut worker);
     stop_all(&mut [&mut promoter]);
 }
 
@@ -558,10 +561,7 @@ for line in sys.stdin:
                 .contains(") Z "),
         "the hung handler is gone"
     );
-    let pid = worker.id();
-    stop_all(&mut [&mut worker]);
-    let left = procs_with_env_prefix("PUNCTUAL_WORKER", &format!("{pid}-"));
-    assert!(left.is_empty(), "handlers outlived the worker: {left:?}");
+    stop_leaving_nothing(&mut worker);
     stop_all(&mut [&mut promoter]);
 }
 
