@@ -34,13 +34,18 @@ end
 if #done > 0 then
   redis.call('ZREM', KEYS[1], unpack(done))
   redis.call('HDEL', KEYS[2], unpack(done))
-  redis.call('HDEL', KEYS[3], unpack(done))
-  redis.call('HDEL', KEYS[4], unpack(done))
-  redis.call('HDEL', KEYS[5], unpack(done))
+  local jobs, attempts, errors, gone = KEYS[3], KEYS[4], KEYS[5], done
+  -- snippet: forget
+  redis.call('HDEL', jobs, unpack(gone))
+  redis.call('HDEL', attempts, unpack(gone))
+  redis.call('HDEL', errors, unpack(gone))
+  -- end snippet
   redis.call('HINCRBY', KEYS[6], 'completed', #done)
   if window > 0 then
+    -- snippet: now
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    -- end snippet
     local entries = {}
     for i, id in ipairs(done) do
       entries[2 * i - 1], entries[2 * i] = now, id

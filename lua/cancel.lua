@@ -30,8 +30,11 @@ elseif redis.call('LREM', KEYS[2], 1, id) == 1 then
   state = 'ready'
   redis.call('HDEL', KEYS[9], id)
 end
-redis.call('HDEL', KEYS[5], id)
-redis.call('HDEL', KEYS[6], id)
-redis.call('HDEL', KEYS[7], id)
+local jobs, attempts, errors, gone = KEYS[5], KEYS[6], KEYS[7], {id}
+-- snippet: forget
+redis.call('HDEL', jobs, unpack(gone))
+redis.call('HDEL', attempts, unpack(gone))
+redis.call('HDEL', errors, unpack(gone))
+-- end snippet
 redis.call('HINCRBY', KEYS[8], 'cancelled', 1)
 return state

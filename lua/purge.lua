@@ -29,16 +29,20 @@ else
   candidates = {unpack(ARGV, 3)}
 end
 
-local out = {now}
+local out, gone = {now}, {}
 for _, id in ipairs(candidates) do
   if redis.call('ZREM', KEYS[1], id) == 1 then
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('HDEL', KEYS[3], id)
-    redis.call('HDEL', KEYS[4], id)
+    gone[#gone + 1] = id
     out[#out + 1] = id
   end
 end
-if #out > 1 then
-  redis.call('HINCRBY', KEYS[5], 'purged', #out - 1)
+if #gone > 0 then
+  local jobs, attempts, errors = KEYS[2], KEYS[3], KEYS[4]
+  -- snippet: forget
+  redis.call('HDEL', jobs, unpack(gone))
+  redis.call('HDEL', attempts, unpack(gone))
+  redis.call('HDEL', errors, unpack(gone))
+  -- end snippet
+  redis.call('HINCRBY', KEYS[5], 'purged', #gone)
 end
 return out

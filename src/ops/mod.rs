@@ -16,18 +16,20 @@
 //! publishes (`schedule`, `retry`, `reschedule`, `revive`). No script takes "now": each reads
 //! the server's clock with `TIME`.
 
-pub(crate) mod ack;
-pub(crate) mod bury;
-pub(crate) mod cancel;
-pub(crate) mod claim;
-pub(crate) mod extend;
-pub(crate) mod promote;
-pub(crate) mod purge;
-pub(crate) mod remove;
-pub(crate) mod reschedule;
-pub(crate) mod retry;
-pub(crate) mod revive;
-pub(crate) mod schedule;
+/// The bindings, each named once: a module per script, and the list the tests check.
+macro_rules! bindings {
+    ($($script:ident),* $(,)?) => {
+        $(pub(crate) mod $script;)*
+
+        /// Every binding, for the header and snippet checks.
+        #[cfg(test)]
+        const ALL: &[&Binding] = &[$(&$script::BINDING),*];
+    };
+}
+
+bindings!(
+    ack, bury, cancel, claim, extend, promote, purge, remove, reschedule, retry, revive, schedule,
+);
 
 use std::sync::OnceLock;
 
@@ -148,23 +150,6 @@ fn ids_after_time(
         .collect()
 }
 
-/// Every binding, for the header check.
-#[cfg(test)]
-const ALL: [&Binding; 12] = [
-    &ack::BINDING,
-    &bury::BINDING,
-    &cancel::BINDING,
-    &claim::BINDING,
-    &extend::BINDING,
-    &promote::BINDING,
-    &purge::BINDING,
-    &remove::BINDING,
-    &reschedule::BINDING,
-    &retry::BINDING,
-    &revive::BINDING,
-    &schedule::BINDING,
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,7 +225,13 @@ mod tests {
             }
             assert!(current.is_none(), "{}: snippet not closed", b.file);
         }
-        for name in ["now", "lease check", "error record", "schedule and wake"] {
+        for name in [
+            "now",
+            "lease check",
+            "error record",
+            "schedule and wake",
+            "forget",
+        ] {
             let copies = seen.get(name).map_or(0, Vec::len);
             assert!(copies >= 2, "snippet {name:?} is in {copies} scripts");
         }
