@@ -27,8 +27,9 @@ pub struct RedisServer {
     /// For a TLS server: the directory of `server.crt`, `server.key`, `ca.crt`, and the TLS
     /// port (`port` stays plain, for the readiness check).
     tls: Option<(PathBuf, u16)>,
-    /// Started with `--cluster-enabled yes` (a cluster node with no slots yet).
-    cluster: bool,
+    /// Started with `--cluster-enabled yes` (a cluster node with no slots yet), with this
+    /// cluster bus port.
+    cluster: Option<u16>,
 }
 
 impl RedisServer {
@@ -60,6 +61,7 @@ impl RedisServer {
     }
 
     fn start_inner_with(persistent: bool, certs: Option<&std::path::Path>, cluster: bool) -> Self {
+        let cluster = cluster.then(free_port);
         let dir = std::env::temp_dir().join(format!(
             "punctual-test-{}-{}",
             std::process::id(),
@@ -112,13 +114,16 @@ impl RedisServer {
                 .arg(certs.join("ca.crt"))
                 .args(["--tls-auth-clients", "no"]);
         }
-        if self.cluster {
+        if let Some(bus) = self.cluster {
+            // An explicit bus port: the default (port + 10000) may not exist or be free.
             cmd.args([
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
                 "nodes.conf",
-            ]);
+            ])
+            .arg("--cluster-port")
+            .arg(bus.to_string());
         }
         if self.persistent {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
@@ -413,4 +418,70 @@ pub async fn config_set(conn: &mut redis::aio::MultiplexedConnection, name: &str
         .query_async(conn)
         .await
         .unwrap();
+}
+
+/// A real Redis Cluster on this machine: `masters` cluster-enabled `redis-server`s joined with
+/// `redis-cli --cluster create`, every slot assigned. Killed (with their data) on drop.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `masters` nodes and makes them one cluster; waits until every node reports
+    /// `cluster_state:ok`. Fails loudly if `redis-cli` is missing.
+    pub fn start(masters: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| RedisServer::start_cluster_node())
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let out = match Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "redis-cli was not found on PATH; it comes with redis-server \
+                 (`sudo apt-get install -y redis-server`) and makes the test clusters"
+            ),
+            Err(e) => panic!("cannot run redis-cli: {e}"),
+        };
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &nodes {
+            loop {
+                let mut conn = node
+                    .client()
+                    .get_connection()
+                    .expect("connect to a cluster node");
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster did not become ok: {info}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        RedisCluster { nodes }
+    }
+
+    /// The URL of the first node (any node answers for the cluster).
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
 }
