@@ -87,15 +87,7 @@ async fn a_user_with_the_documented_acl_can_do_everything() {
         c.dead == 1 && t.get(punctual::Event::Completed) == 2
     })
     .await;
-    assert_eq!(
-        queue
-            .stats()
-            .await
-            .unwrap()
-            .totals
-            .get(punctual::Event::Retried),
-        1
-    );
+    assert_eq!(support::total(&queue, punctual::Event::Retried).await, 1);
     assert!(metrics.snapshot()["acl"].promoted >= 3);
     assert_eq!(queue.list(JobState::Dead, 10).await.unwrap().len(), 1);
     assert_eq!(

@@ -499,12 +499,7 @@ async fn maxmemory_refuses_schedule_with_a_typed_error_and_writes_nothing() {
     })
     .await;
     assert_eq!(
-        queue
-            .stats()
-            .await
-            .unwrap()
-            .totals
-            .get(punctual::Event::Completed),
+        support::total(&queue, punctual::Event::Completed).await,
         stored
     );
     let job = queue.schedule(NewJob::new(&payload)).await.unwrap();
@@ -536,13 +531,7 @@ async fn an_id_stays_taken_for_the_dedup_window_after_its_ack() {
         );
         assert_eq!(running.next().await.id, "once");
         eventually(LIMIT, "the ack", || async {
-            queue
-                .stats()
-                .await
-                .unwrap()
-                .totals
-                .get(punctual::Event::Completed)
-                == 1
+            support::total(&queue, punctual::Event::Completed).await == 1
         })
         .await;
         let late = queue.schedule(NewJob::new(&1).id("once")).await.unwrap();

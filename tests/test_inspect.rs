@@ -219,15 +219,7 @@ async fn stats_report_overdue_age_and_totals() {
     );
     eventually(Duration::from_secs(10), "one job completed", || {
         let queue = queue.clone();
-        async move {
-            queue
-                .stats()
-                .await
-                .unwrap()
-                .totals
-                .get(punctual::Event::Completed)
-                == 1
-        }
+        async move { support::total(&queue, punctual::Event::Completed).await == 1 }
     })
     .await;
     stop.cancel();

@@ -485,3 +485,8 @@ impl RedisCluster {
         self.nodes[0].url()
     }
 }
+
+/// The total of `event` on `queue` (its `stats`), read now.
+pub async fn total(queue: &punctual::Queue, event: punctual::Event) -> u64 {
+    queue.stats().await.unwrap().totals.get(event)
+}
