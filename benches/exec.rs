@@ -80,7 +80,7 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
-async fn completed(conn: &mut redis::aio::MultiplexedConnection) -> usize {
+async fn completed(conn: &mut support::TestConn) -> usize {
     conn.hget::<_, _, Option<usize>>("punctual:{bench}:stats", "completed")
         .await
         .expect("read stats")

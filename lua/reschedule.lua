@@ -9,7 +9,7 @@
 -- KEYS[6]  attempts   HASH  job id -> attempts started
 -- KEYS[7]  due        HASH  job id -> when it became due (ms), while ready
 --
--- ARGV[1]  wake channel, PUBLISHed to when the job becomes the head of scheduled
+-- ARGV[1]  wake channel, woken (see the `wake` snippet) when the job becomes the head of scheduled
 -- ARGV[2]  job id
 -- ARGV[3]  mode: "in" (due = server now + ms) or "at" (due = ms)
 -- ARGV[4]  ms
@@ -24,6 +24,20 @@ local id = ARGV[2]
 if redis.call('HEXISTS', KEYS[5], id) == 0 then return {'unknown', 0} end
 if redis.call('ZSCORE', KEYS[3], id) then return {'running', 0} end
 
+-- snippet: wake
+-- Wakes the queue's promoters (src/wake.rs) with the due time `due`: a sharded SPUBLISH on a
+-- cluster (the channel's hash tag keeps it on this shard), a classic PUBLISH on one server.
+-- `announce` adds a classic PUBLISH on a cluster, which reaches every node: sent for a
+-- queue's first job, so that a promoter of a whole namespace finds the new queue at once.
+local function wake(due, announce)
+  if not string.find(redis.call('INFO', 'cluster'), 'cluster_enabled:1', 1, true) then
+    redis.call('PUBLISH', ARGV[1], due)
+    return
+  end
+  redis.call('SPUBLISH', ARGV[1], due)
+  if announce then redis.call('PUBLISH', ARGV[1], due) end
+end
+-- end snippet
 -- snippet: now
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -51,7 +65,7 @@ local scheduled = KEYS[1]
 local head = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
 redis.call('ZADD', scheduled, due, id)
 if head[2] == nil or due < tonumber(head[2]) then
-  redis.call('PUBLISH', ARGV[1], due)
+  wake(due, false)
 end
 -- end snippet
 return {state, due}

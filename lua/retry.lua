@@ -8,7 +8,7 @@
 -- KEYS[5]  errors     HASH  job id -> last error record (JSON)
 -- KEYS[6]  stats      HASH  event counters: `retried` += 1 when the attempt counts
 --
--- ARGV[1]  wake channel, PUBLISHed to when the job becomes the head of scheduled
+-- ARGV[1]  wake channel, woken (see the `wake` snippet) when the job becomes the head of scheduled
 -- ARGV[2]  job id
 -- ARGV[3]  fencing token the caller holds
 -- ARGV[4]  delay in ms: the job is due at server now + delay
@@ -20,6 +20,20 @@
 local id, token, reason, message = ARGV[2], ARGV[3], ARGV[6], ARGV[7]
 -- snippet: lease check
 if redis.call('HGET', KEYS[2], id) ~= token then return 0 end
+-- end snippet
+-- snippet: wake
+-- Wakes the queue's promoters (src/wake.rs) with the due time `due`: a sharded SPUBLISH on a
+-- cluster (the channel's hash tag keeps it on this shard), a classic PUBLISH on one server.
+-- `announce` adds a classic PUBLISH on a cluster, which reaches every node: sent for a
+-- queue's first job, so that a promoter of a whole namespace finds the new queue at once.
+local function wake(due, announce)
+  if not string.find(redis.call('INFO', 'cluster'), 'cluster_enabled:1', 1, true) then
+    redis.call('PUBLISH', ARGV[1], due)
+    return
+  end
+  redis.call('SPUBLISH', ARGV[1], due)
+  if announce then redis.call('PUBLISH', ARGV[1], due) end
+end
 -- end snippet
 -- snippet: now
 local t = redis.call('TIME')
@@ -50,7 +64,7 @@ local scheduled = KEYS[3]
 local head = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
 redis.call('ZADD', scheduled, due, id)
 if head[2] == nil or due < tonumber(head[2]) then
-  redis.call('PUBLISH', ARGV[1], due)
+  wake(due, false)
 end
 -- end snippet
 return due

@@ -6,11 +6,25 @@
 -- KEYS[3]  attempts   HASH  job id -> attempts started
 -- KEYS[4]  stats      HASH  event counters: `revived` += jobs moved
 --
--- ARGV[1]  wake channel, PUBLISHed to when a revived job becomes the head of scheduled
+-- ARGV[1]  wake channel, woken (see the `wake` snippet) when a revived job becomes the head of scheduled
 -- ARGV[2]  n > 0: revive the n jobs that died first; 0: revive the ids that follow
 -- ARGV[3..]  job ids (when ARGV[2] is 0)
 --
 -- Returns {now, id_1, ...}: the ids revived. An id that is not in the dead set is skipped.
+-- snippet: wake
+-- Wakes the queue's promoters (src/wake.rs) with the due time `due`: a sharded SPUBLISH on a
+-- cluster (the channel's hash tag keeps it on this shard), a classic PUBLISH on one server.
+-- `announce` adds a classic PUBLISH on a cluster, which reaches every node: sent for a
+-- queue's first job, so that a promoter of a whole namespace finds the new queue at once.
+local function wake(due, announce)
+  if not string.find(redis.call('INFO', 'cluster'), 'cluster_enabled:1', 1, true) then
+    redis.call('PUBLISH', ARGV[1], due)
+    return
+  end
+  redis.call('SPUBLISH', ARGV[1], due)
+  if announce then redis.call('PUBLISH', ARGV[1], due) end
+end
+-- end snippet
 -- snippet: now
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -36,7 +50,7 @@ end
 if #out > 1 then
   redis.call('HINCRBY', KEYS[4], 'revived', #out - 1)
   if head[2] == nil or now < tonumber(head[2]) then
-    redis.call('PUBLISH', ARGV[1], now)
+    wake(now, false)
   end
 end
 return out

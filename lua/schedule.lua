@@ -5,7 +5,7 @@
 -- KEYS[3]  stats      HASH  event counters: `scheduled` += jobs created
 -- KEYS[4]  done       ZSET  ids acknowledged within the dedup window (see ack.lua)
 --
--- ARGV[1]  wake channel: PUBLISHed to when a job becomes the new head of `scheduled`
+-- ARGV[1]  wake channel: woken (see the `wake` snippet) when a job becomes the new head of `scheduled`
 -- ARGV[2]  past tolerance in ms for absolute times; -1 accepts any time in the past
 -- ARGV[3]  n, the number of jobs that follow (a few thousand at most: the created ones are
 --          unpacked onto Lua's stack for one ZADD)
@@ -17,6 +17,20 @@
 --    0  a job with this id already exists, or finished within the dedup window (nothing
 --       written for it)
 --   -1  "at" lies further in the past than the tolerance (nothing written for it)
+-- snippet: wake
+-- Wakes the queue's promoters (src/wake.rs) with the due time `due`: a sharded SPUBLISH on a
+-- cluster (the channel's hash tag keeps it on this shard), a classic PUBLISH on one server.
+-- `announce` adds a classic PUBLISH on a cluster, which reaches every node: sent for a
+-- queue's first job, so that a promoter of a whole namespace finds the new queue at once.
+local function wake(due, announce)
+  if not string.find(redis.call('INFO', 'cluster'), 'cluster_enabled:1', 1, true) then
+    redis.call('PUBLISH', ARGV[1], due)
+    return
+  end
+  redis.call('SPUBLISH', ARGV[1], due)
+  if announce then redis.call('PUBLISH', ARGV[1], due) end
+end
+-- end snippet
 -- snippet: now
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -56,11 +70,13 @@ for k = 0, n - 1 do
   end
 end
 
+local first = false
 if created > 0 then
   redis.call('ZADD', KEYS[1], unpack(added))
-  redis.call('HINCRBY', KEYS[3], 'scheduled', created)
+  -- The queue's first jobs ever: announce the queue (see the `wake` snippet).
+  first = redis.call('HINCRBY', KEYS[3], 'scheduled', created) == created
 end
 if earliest ~= nil and (head_due == nil or earliest < head_due) then
-  redis.call('PUBLISH', ARGV[1], earliest)
+  wake(earliest, first)
 end
 return out

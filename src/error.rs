@@ -45,6 +45,16 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// A Redis Cluster that cannot serve: not every slot is assigned and up (a node that has
+    /// not joined a cluster yet, or a cluster with a failed shard). Nothing was read or written.
+    #[error("redis cluster at {url} is not ready ({state}); nothing was read or written")]
+    ClusterNotReady {
+        /// The URL (password redacted).
+        url: String,
+        /// What `CLUSTER INFO` said: its `cluster_state` and slot counts.
+        state: String,
+    },
+
     /// A configuration value outside its allowed range.
     #[error("invalid configuration: {what} {reason}")]
     InvalidConfig {
@@ -328,6 +338,10 @@ pub(crate) fn clip(s: &str) -> String {
 
 /// Replaces the password of a Redis URL with `***`, so URLs can go into errors and logs.
 pub fn redact_url(url: &str) -> String {
+    // A cluster's seed list: each entry may carry credentials.
+    if url.contains(',') {
+        return url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
+    }
     // scheme://[user][:password]@host...
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
@@ -370,6 +384,11 @@ mod tests {
         assert_eq!(redact_url("rediss://:s3cret@db"), "rediss://:***@db");
         assert_eq!(redact_url("redis://s3cret@db"), "redis://***@db");
         assert_eq!(redact_url("not a url"), "not a url");
+        // A cluster's seed list: every entry's password.
+        assert_eq!(
+            redact_url("redis://u:pw@h1:7000,redis://u:pw@h2:7001/,h3:7002"),
+            "redis://u:***@h1:7000,redis://u:***@h2:7001/,h3:7002"
+        );
     }
 
     /// Found by the chaos soak: right after a restart Redis answers LOADING while it reads its

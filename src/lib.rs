@@ -78,6 +78,8 @@
 //! Every public type has one path: the crate root. The modules, one concern each:
 //!
 //! - `config`: [`QueueConfig`] and [`TlsConfig`], their defaults and their validation.
+//! - `conn`: how a namespace reaches Redis: one server or a Redis Cluster (seed lists,
+//!   detection, routing by slot), and connections of their own for blocking waits.
 //! - `namespace`: one Redis and prefix holding many queues; the registry of queue names.
 //! - `queue`: the [`Queue`] handle: scheduling, cancelling, rescheduling (producer side), and
 //!   opening, finding and removing queues ([`Namespace::queue`], [`Namespace::existing_queue`],
@@ -106,6 +108,7 @@
 
 mod backoff;
 mod config;
+mod conn;
 mod dead;
 mod envelope;
 mod error;
@@ -123,6 +126,7 @@ mod reconnect;
 mod server;
 mod time;
 mod vocab;
+mod wake;
 mod worker;
 
 pub use backoff::{Backoff, BackoffSpec, Exponential, Fixed, Rng, DEFAULT_BASE, DEFAULT_CAP};

@@ -6,11 +6,9 @@
 //! script touches it; a queue that is missing from it still works, it is just not discovered.
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use redis::aio::ConnectionManager;
 
 use crate::config::QueueConfig;
+use crate::conn::{Backend, Conn};
 use crate::error::{redact_url, Error, Result};
 use crate::keys::{validate_name, Keys};
 use crate::server::ServerInfo;
@@ -28,8 +26,7 @@ pub struct Namespace {
 struct Inner {
     config: QueueConfig,
     url: String,
-    client: redis::Client,
-    conn: ConnectionManager,
+    backend: Backend,
 }
 
 impl std::fmt::Debug for Namespace {
@@ -59,31 +56,12 @@ impl Namespace {
     ) -> Result<Namespace> {
         validate_name(config.prefix())?;
         config.validate()?;
-        let redacted = redact_url(url);
-        let client = match config.tls() {
-            Some(tls) if url.starts_with("rediss://") => {
-                redis::Client::build_with_tls(url, tls.certificates())
-            }
-            _ => redis::Client::open(url),
-        }
-        .map_err(|source| Error::InvalidUrl {
-            url: redacted.clone(),
-            source,
-        })?;
-        let manager_config = redis::aio::ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.response_timeout()))
-            .set_connection_timeout(Some(config.connect_timeout()))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
-            .await
-            .map_err(|source| Error::from_redis(queue, "connect", source))?;
+        let backend = Backend::connect(url, &config, queue).await?;
         Ok(Namespace {
             inner: Arc::new(Inner {
                 config,
-                url: redacted,
-                client,
-                conn,
+                url: redact_url(url),
+                backend,
             }),
         })
     }
@@ -117,16 +95,39 @@ impl Namespace {
             .map_err(|e| self.redis_error("ping", e))
     }
 
-    /// What the server is and how it is configured: version, eviction policy, persistence.
+    /// What the server is and how it is configured: version, eviction policy, persistence;
+    /// on a cluster, the first master's (see [`Namespace::servers`] for every master).
     /// See [`ServerInfo::problems`].
     ///
     /// # Errors
     /// [`Error::Redis`] when `INFO` fails; settings that `CONFIG GET` may not read (a
     /// restricted ACL user) are `None` instead.
     pub async fn server_info(&self) -> Result<ServerInfo> {
-        ServerInfo::read(&mut self.conn())
-            .await
-            .map_err(|e| self.redis_error("server check", e))
+        let mut servers = self.servers().await?;
+        if servers.is_empty() {
+            return Err(Error::UnexpectedReply {
+                queue: "*".to_owned(),
+                op: "server check",
+                detail: "no server answered".to_owned(),
+            });
+        }
+        Ok(servers.swap_remove(0).1)
+    }
+
+    /// Every server that holds this namespace's data, with its facts: the one server (named by
+    /// the redacted URL), or every master of a cluster (named `host:port`). Check each one's
+    /// [`ServerInfo::problems`].
+    ///
+    /// # Errors
+    /// [`Error::Redis`] when `INFO` fails.
+    pub async fn servers(&self) -> Result<Vec<(String, ServerInfo)>> {
+        let read = match self.inner.backend.conn() {
+            Conn::Cluster(mut conn) => ServerInfo::read_masters(&mut conn).await,
+            mut conn => ServerInfo::read(&mut conn)
+                .await
+                .map(|info| vec![(self.inner.url.clone(), info)]),
+        };
+        read.map_err(|e| self.redis_error("server check", e))
     }
 
     /// The key prefix.
@@ -149,13 +150,18 @@ impl Namespace {
         Keys::registry(self.prefix())
     }
 
-    pub(crate) fn client(&self) -> &redis::Client {
-        &self.inner.client
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.inner.backend
     }
 
-    /// A clone of the shared, auto-reconnecting connection.
-    pub(crate) fn conn(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+    /// Whether this namespace is on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.backend.is_cluster()
+    }
+
+    /// A clone of the shared connection (auto-reconnecting, or routing by slot on a cluster).
+    pub(crate) fn conn(&self) -> Conn {
+        self.inner.backend.conn()
     }
 
     fn redis_error(&self, op: &'static str, source: redis::RedisError) -> Error {

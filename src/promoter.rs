@@ -21,7 +21,6 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn, Instrument};
 
@@ -32,6 +31,7 @@ use crate::metrics::{LagHistogram, PromoterMetrics, LAG_BUCKETS_MS};
 use crate::namespace::Namespace;
 use crate::queue::Queue;
 use crate::reconnect::ReconnectBackoff;
+use crate::wake::{self, Heard, Listener};
 
 /// Default for [`PromoterConfig::set_batch`].
 pub const DEFAULT_BATCH: usize = 1000;
@@ -210,14 +210,14 @@ impl Promoter {
         for queue in queues {
             set.add(queue, &metrics);
         }
-        let client = match (&namespace, set.queues.first()) {
-            (Some(ns), _) => ns.client().clone(),
-            (None, Some(queue)) => queue.client().clone(),
+        let backend = match (&namespace, set.queues.first()) {
+            (Some(ns), _) => ns.backend().clone(),
+            (None, Some(queue)) => queue.namespace().backend().clone(),
             (None, None) => return Ok(()),
         };
         // A namespace promoter re-reads the registry every heartbeat, starting now.
         let mut registry_at = Instant::now();
-        let mut wake: Option<redis::aio::PubSubStream> = None;
+        let mut wake: Option<Listener> = None;
         let mut resubscribe_at = Instant::now();
         let mut pubsub_outage = ReconnectBackoff::new();
         tokio::pin!(shutdown);
@@ -230,7 +230,7 @@ impl Promoter {
                     match ns.queue_names().await {
                         Ok(names) => {
                             for name in names {
-                                set.open(ns, &name, &metrics).await;
+                                set.open(ns, &name, &metrics, &mut wake).await;
                             }
                         }
                         Err(e) => warn!(error = %e, "cannot read the queue registry"),
@@ -238,13 +238,11 @@ impl Promoter {
                 }
             }
             if wake.is_none() && Instant::now() >= resubscribe_at {
-                let subscription = match &namespace {
-                    Some(ns) => Subscription::Pattern(Keys::wake_pattern(ns.prefix())),
-                    None => Subscription::Channels(set.channels.keys().cloned().collect()),
-                };
-                match subscribe(&client, subscription).await {
-                    Ok(stream) => {
-                        wake = Some(stream);
+                let pattern = namespace.as_ref().map(|ns| Keys::wake_pattern(ns.prefix()));
+                let channels = set.channels.keys().cloned().collect();
+                match Listener::open(&backend, channels, pattern).await {
+                    Ok(listener) => {
+                        wake = Some(listener);
                         pubsub_outage.reset();
                         // Wake messages may have been missed while unsubscribed: sweep now.
                         set.deadlines.fill(Instant::now());
@@ -272,23 +270,38 @@ impl Promoter {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                message = next_message(&mut wake) => match message {
-                    Some(msg) => {
-                        let channel = msg.get_channel_name();
-                        match (set.channels.get(channel), &namespace) {
-                            (Some(&i), _) => {
-                                debug!(queue = set.queues[i].name(), "woken: an earlier job arrived");
-                                set.deadlines[i] = Instant::now();
+                heard = wake::next(&mut wake) => match heard {
+                    Heard::Wake(channel) => match (set.channels.get(&channel), &namespace) {
+                        (Some(&i), _) => {
+                            debug!(queue = set.queues[i].name(), "woken: an earlier job arrived");
+                            set.deadlines[i] = Instant::now();
+                        }
+                        (None, Some(ns)) => {
+                            if let Some(name) = Keys::queue_of_wake_channel(ns.prefix(), &channel) {
+                                set.open(ns, name, &metrics, &mut wake).await;
                             }
-                            (None, Some(ns)) => {
-                                if let Some(name) = Keys::queue_of_wake_channel(ns.prefix(), channel) {
-                                    set.open(ns, name, &metrics).await;
+                        }
+                        (None, None) => {}
+                    },
+                    Heard::Moved(channel) => {
+                        // The slot moved: listen on its new shard, and sweep in case a
+                        // message fell between the two.
+                        if let Some(&i) = set.channels.get(&channel) {
+                            info!(queue = set.queues[i].name(), "wake channel moved with its slot; subscribing again");
+                            set.deadlines[i] = Instant::now();
+                            if let Some(listener) = wake.as_mut() {
+                                if let Err(e) = listener.add(&channel).await {
+                                    warn!(error = %e, "cannot subscribe again; reconnecting");
+                                    wake = None;
                                 }
                             }
-                            (None, None) => {}
                         }
                     }
-                    None => {
+                    Heard::Gap => {
+                        warn!("wake connection dropped and came back; sweeping every queue");
+                        set.deadlines.fill(Instant::now());
+                    }
+                    Heard::Closed => {
                         warn!("wake connection lost; reconnecting");
                         wake = None;
                         resubscribe_at = Instant::now();
@@ -395,59 +408,30 @@ impl QueueSet {
         self.outages.push(ReconnectBackoff::new());
     }
 
-    /// Opens queue `name` of `ns` and adds it, unless it is already served.
-    async fn open(&mut self, ns: &Namespace, name: &str, metrics: &PromoterMetrics) {
+    /// Opens queue `name` of `ns` and adds it, unless it is already served, and listens to
+    /// its wake channel.
+    async fn open(
+        &mut self,
+        ns: &Namespace,
+        name: &str,
+        metrics: &PromoterMetrics,
+        wake: &mut Option<Listener>,
+    ) {
         if self.names.contains(name) {
             return;
         }
         match ns.queue(name).await {
             Ok(queue) => {
                 info!(queue = name, "serving a new queue");
+                if let Some(listener) = wake.as_mut() {
+                    if let Err(e) = listener.add(&queue.keys().wake).await {
+                        warn!(error = %e, "cannot subscribe to a wake channel; reconnecting");
+                        *wake = None;
+                    }
+                }
                 self.add(queue, metrics);
             }
             Err(e) => warn!(queue = name, error = %e, "cannot open a discovered queue"),
         }
-    }
-}
-
-/// What to listen to for wake messages.
-enum Subscription {
-    /// The wake channels of a fixed set of queues.
-    Channels(Vec<String>),
-    /// A pattern covering every queue of a namespace.
-    Pattern(String),
-}
-
-/// Subscribes to the wake channels on a fresh pub/sub connection.
-async fn subscribe(
-    client: &redis::Client,
-    subscription: Subscription,
-) -> redis::RedisResult<redis::aio::PubSubStream> {
-    let connect = async {
-        let mut pubsub = client.get_async_pubsub().await?;
-        match subscription {
-            Subscription::Channels(channels) => {
-                for channel in channels {
-                    pubsub.subscribe(channel).await?;
-                }
-            }
-            Subscription::Pattern(pattern) => pubsub.psubscribe(pattern).await?,
-        }
-        Ok(pubsub.into_on_message())
-    };
-    match tokio::time::timeout(Duration::from_secs(5), connect).await {
-        Ok(result) => result,
-        Err(_) => Err(redis::RedisError::from((
-            redis::ErrorKind::Io,
-            "timed out subscribing to wake channels",
-        ))),
-    }
-}
-
-/// The next wake message, or `None` when the stream ended; pending forever with no stream.
-async fn next_message(wake: &mut Option<redis::aio::PubSubStream>) -> Option<redis::Msg> {
-    match wake {
-        Some(stream) => stream.next().await,
-        None => std::future::pending().await,
     }
 }

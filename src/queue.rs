@@ -6,10 +6,10 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use redis::aio::ConnectionManager;
 use redis::Value;
 
 use crate::config::{QueueConfig, STORAGE_FORMAT};
+use crate::conn::Conn;
 use crate::error::{is_transient, Error, Result};
 use crate::keys::Keys;
 use crate::namespace::Namespace;
@@ -149,12 +149,8 @@ impl Queue {
         &self.inner.keys
     }
 
-    pub(crate) fn client(&self) -> &redis::Client {
-        self.inner.ns.client()
-    }
-
-    /// A clone of the shared, auto-reconnecting connection.
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    /// A clone of the namespace's shared connection.
+    pub(crate) fn conn(&self) -> Conn {
         self.inner.ns.conn()
     }
 
@@ -426,15 +422,19 @@ impl Namespace {
     pub async fn existing_queue(&self, name: &str) -> Result<Option<Queue>> {
         let keys = Keys::new(self.prefix(), name)?;
         let queue = Queue::from_parts(self.clone(), name, keys);
-        let (format, registered, has_jobs): (Option<String>, bool, bool) = redis::pipe()
+        // The registry is in a slot of its own on a cluster: two round trips, not one.
+        let (format, has_jobs): (Option<String>, bool) = redis::pipe()
             .cmd("HGET")
             .arg(&queue.keys().meta)
             .arg("format")
-            .cmd("SISMEMBER")
-            .arg(self.registry_key())
-            .arg(name)
             .cmd("EXISTS")
             .arg(&queue.keys().jobs)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| queue.redis_error("look up", e))?;
+        let registered: bool = redis::cmd("SISMEMBER")
+            .arg(self.registry_key())
+            .arg(name)
             .query_async(&mut self.conn())
             .await
             .map_err(|e| queue.redis_error("look up", e))?;
@@ -485,11 +485,14 @@ impl Namespace {
             .cmd("HGET")
             .arg(meta)
             .arg("format")
-            .cmd("SADD")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| queue.redis_error("connect", e))?;
+        // Apart from the queue's keys: the registry has a slot of its own on a cluster.
+        redis::cmd("SADD")
             .arg(self.registry_key())
             .arg(queue.name())
-            .ignore()
-            .query_async(&mut self.conn())
+            .query_async::<()>(&mut self.conn())
             .await
             .map_err(|e| queue.redis_error("connect", e))?;
         match found {

@@ -2,15 +2,15 @@
 //!
 //! A long-running process (promoter, worker) is best told at start that the server cannot
 //! hold its promises: too old for the scripts, free to evict job keys under memory pressure,
-//! losing everything on restart, read-only, or in cluster mode (the client here is
-//! standalone). [`ServerInfo::problems`] lists these; what to do about each is the caller's
-//! choice (the CLI refuses some and warns about others).
+//! losing everything on restart, or read-only. [`ServerInfo::problems`] lists these; what to
+//! do about each is the caller's choice (the CLI refuses some and warns about others). On a
+//! Redis Cluster every master is checked ([`crate::Namespace::servers`]).
 
 use redis::aio::ConnectionLike;
 
 /// The oldest Redis the scripts run on: they use `LPOP` with a count, `BLMOVE` and
-/// `ZRANGE … BYSCORE`, all new in 6.2.
-pub const MIN_REDIS_VERSION: (u32, u32, u32) = (6, 2, 0);
+/// `ZRANGE … BYSCORE` (new in 6.2), and wake promoters on a cluster with `SPUBLISH` (7.0).
+pub const MIN_REDIS_VERSION: (u32, u32, u32) = (7, 0, 0);
 
 /// Facts about a Redis server, read with `INFO` and (where allowed) `CONFIG GET save`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,18 +50,13 @@ pub enum ServerProblem {
     PersistenceUnknown,
     /// A read-only replica: every write fails.
     Replica,
-    /// Cluster mode, which this client does not speak yet.
-    Cluster,
 }
 
 impl ServerProblem {
     /// True for problems that make punctual fail outright (as opposed to weakening a
     /// guarantee).
     pub fn is_fatal(&self) -> bool {
-        matches!(
-            self,
-            ServerProblem::TooOld { .. } | ServerProblem::Replica | ServerProblem::Cluster
-        )
+        matches!(self, ServerProblem::TooOld { .. } | ServerProblem::Replica)
     }
 }
 
@@ -90,9 +85,6 @@ impl std::fmt::Display for ServerProblem {
             ServerProblem::Replica => {
                 f.write_str("the server is a read-only replica: connect to the primary")
             }
-            ServerProblem::Cluster => f.write_str(
-                "the server runs in cluster mode, which this client does not support yet",
-            ),
         }
     }
 }
@@ -110,6 +102,48 @@ impl ServerInfo {
         let mut parsed = ServerInfo::parse(&info);
         parsed.rdb_save = save.ok().and_then(|pair| pair.into_iter().nth(1));
         Ok(parsed)
+    }
+
+    /// Reads the facts of every master of a cluster: `INFO` and `CONFIG GET save` sent to
+    /// each, answered as a map of node address to reply. Sorted by address.
+    pub(crate) async fn read_masters(
+        conn: &mut redis::cluster_async::ClusterConnection,
+    ) -> redis::RedisResult<Vec<(String, ServerInfo)>> {
+        use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+        let masters = || RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        let infos = conn
+            .route_command(redis::cmd("INFO").clone(), masters())
+            .await?;
+        let saves = conn
+            .route_command(
+                redis::cmd("CONFIG").arg("GET").arg("save").clone(),
+                masters(),
+            )
+            .await
+            .ok();
+        let by_node = |reply: redis::Value| -> Vec<(String, redis::Value)> {
+            match reply {
+                redis::Value::Map(pairs) => pairs
+                    .into_iter()
+                    .filter_map(|(k, v)| redis::from_redis_value::<String>(k).ok().map(|k| (k, v)))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let saves = saves.map(by_node).unwrap_or_default();
+        let mut nodes = Vec::new();
+        for (addr, info) in by_node(infos) {
+            let info: String = redis::from_redis_value(info)?;
+            let mut parsed = ServerInfo::parse(&info);
+            parsed.rdb_save = saves
+                .iter()
+                .find(|(a, _)| *a == addr)
+                .and_then(|(_, v)| redis::from_redis_value::<Vec<String>>(v.clone()).ok())
+                .and_then(|pair| pair.into_iter().nth(1));
+            nodes.push((addr, parsed));
+        }
+        nodes.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(nodes)
     }
 
     /// Parses the text of `INFO` (fields are `name:value` lines).
@@ -150,9 +184,6 @@ impl ServerInfo {
         }
         if self.role != "master" {
             problems.push(ServerProblem::Replica);
-        }
-        if self.cluster_enabled {
-            problems.push(ServerProblem::Cluster);
         }
         if let Some(policy) = &self.maxmemory_policy {
             if policy.starts_with("allkeys-") {
@@ -197,9 +228,9 @@ mod tests {
         info.role = "slave".into();
         info.cluster_enabled = true;
         let problems = info.problems();
-        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems[0].is_fatal());
-        assert!(!problems[3].is_fatal());
+        assert!(!problems[2].is_fatal());
         info.maxmemory_policy = Some("volatile-lru".into());
         info.rdb_save = None;
         info.version = "garbage".into();

@@ -20,14 +20,20 @@ const LIMIT: Duration = Duration::from_secs(20);
 /// The ACL rules README.md gives for the default prefix, after `ACL SETUSER punctual on
 /// >PASSWORD`. A test below checks that README.md still says exactly this.
 const ACL_RULES: &str = "resetkeys ~punctual:* resetchannels &punctual:* &punctual:{*}:wake \
-    -@all +@read +@write +@scripting +@pubsub +@transaction +@connection +time -@dangerous +info";
+    -@all +@read +@write +@scripting +@pubsub +@transaction +@connection +time -@dangerous +info \
+    +cluster|slots";
 
+/// Sends `args` to the server, or to every node of a cluster (ACLs are per node).
 async fn admin(redis: &RedisServer, args: &[&str]) -> redis::RedisResult<redis::Value> {
-    let mut conn = redis.conn().await;
-    redis::cmd(args[0])
-        .arg(&args[1..])
-        .query_async(&mut conn)
-        .await
+    let mut reply = Ok(redis::Value::Nil);
+    for node in redis.each_node() {
+        let mut conn = node.client().get_multiplexed_async_connection().await?;
+        reply = redis::cmd(args[0])
+            .arg(&args[1..])
+            .query_async(&mut conn)
+            .await;
+    }
+    reply
 }
 
 async fn set_user(redis: &RedisServer, name: &str, password: &str, rules: &str) {

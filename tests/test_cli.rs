@@ -647,7 +647,7 @@ async fn reads_create_nothing_and_queue_rm_removes_a_queue() {
 /// printed, schedules exactly the rest: no job twice, none missing.
 #[tokio::test]
 async fn noauth_and_oom_are_one_line_and_an_import_resumes_exactly() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start_standalone();
     let dir = out_dir("oom-import");
     let file = dir.join("jobs.ndjson");
     let lines: Vec<String> = (0..30_000)
@@ -731,10 +731,10 @@ async fn noauth_and_oom_are_one_line_and_an_import_resumes_exactly() {
     }
 }
 
-/// Until cluster support lands, every command refuses a Redis in cluster mode before it
-/// reads or writes a key (it used to write keys on two nodes, then print a raw MOVED error).
+/// A cluster node that has not joined a cluster (no slots) is a one-line error naming the
+/// cluster's state, before any key is read or written.
 #[tokio::test]
-async fn cluster_mode_is_refused_before_anything_is_written() {
+async fn a_cluster_that_is_not_ready_is_refused_before_anything_is_written() {
     let redis = RedisServer::start_cluster_node();
     for args in [
         vec!["schedule", "q", "--in", "1s"],
@@ -743,7 +743,11 @@ async fn cluster_mode_is_refused_before_anything_is_written() {
         vec!["stats"],
         vec!["queue", "rm", "q"],
     ] {
-        fails(&run(&redis, &args, None), 1, "cluster mode");
+        fails(
+            &run(&redis, &args, None),
+            1,
+            "cluster_state:fail, 0 of 16384 slots",
+        );
     }
     let mut conn = redis.conn().await;
     let keys: Vec<String> = redis::cmd("KEYS")

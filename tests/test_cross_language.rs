@@ -80,7 +80,7 @@ fn run_python(redis: &RedisServer, driver: &str, args: &[&str]) -> Value {
 /// intact, and the README's Python reader decodes a job the Rust library wrote.
 #[tokio::test]
 async fn python_producer_and_reader_speak_the_layout() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start_standalone();
     let rust_queue = Queue::connect(&redis.url(), "rust").await.unwrap();
     let written = json!({"to": "ada@example.com", "n": 3, "tags": ["a", "b"]});
     let rust_id = rust_queue
@@ -173,7 +173,7 @@ async fn the_layout_docs_evalsha_line_schedules_a_job() {
         .lines()
         .find(|l| l.starts_with("EVALSHA <sha1 of schedule.lua>"))
         .expect("docs/layout.md has the EVALSHA line");
-    let redis = RedisServer::start();
+    let redis = RedisServer::start_standalone();
     let mut conn = redis.conn().await;
     let source = std::fs::read_to_string(repo().join("lua/schedule.lua")).unwrap();
     let sha: String = redis::cmd("SCRIPT")

@@ -69,21 +69,21 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 }
 
 /// The last error record of job `id`, as JSON text.
-async fn last_error(conn: &mut redis::aio::MultiplexedConnection, queue: &str, id: &str) -> String {
+async fn last_error(conn: &mut support::TestConn, queue: &str, id: &str) -> String {
     conn.hget::<_, _, Option<String>>(format!("punctual:{{{queue}}}:errors"), id)
         .await
         .unwrap()
         .unwrap_or_default()
 }
 
-async fn is_dead(conn: &mut redis::aio::MultiplexedConnection, queue: &str, id: &str) -> bool {
+async fn is_dead(conn: &mut support::TestConn, queue: &str, id: &str) -> bool {
     conn.zscore::<_, _, Option<f64>>(format!("punctual:{{{queue}}}:dead"), id)
         .await
         .unwrap()
         .is_some()
 }
 
-async fn jobs_left(conn: &mut redis::aio::MultiplexedConnection, queue: &str) -> u64 {
+async fn jobs_left(conn: &mut support::TestConn, queue: &str) -> u64 {
     conn.hlen(format!("punctual:{{{queue}}}:jobs"))
         .await
         .unwrap()

@@ -23,7 +23,7 @@ fn sha(script: &str) -> String {
 
 /// Loads every script, so that a call whose reply is lost did run (and was not refused with
 /// NOSCRIPT).
-async fn load_scripts(conn: &mut redis::aio::MultiplexedConnection) {
+async fn load_scripts(conn: &mut support::TestConn) {
     for entry in std::fs::read_dir("lua").unwrap() {
         let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         let _: String = redis::cmd("SCRIPT")
@@ -54,7 +54,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 /// made again gives the answer a single call would have given, with nothing done twice.
 #[tokio::test]
 async fn producer_and_operator_scripts_are_safe_to_send_again() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start_standalone();
     let proxy = Proxy::start(redis.port()).await;
     let queue = Queue::connect(&proxy.url(), "resend").await.unwrap();
     let mut conn = redis.conn().await;
@@ -181,7 +181,7 @@ async fn producer_and_operator_scripts_are_safe_to_send_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_and_promoter_scripts_are_safe_to_send_again() {
     support::init_tracing();
-    let redis = RedisServer::start();
+    let redis = RedisServer::start_standalone();
     let proxy = Proxy::start(redis.port()).await;
     let queue = Queue::connect(&proxy.url(), "resend").await.unwrap();
     load_scripts(&mut redis.conn().await).await;
@@ -267,7 +267,7 @@ async fn worker_and_promoter_scripts_are_safe_to_send_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_paused_longer_than_the_response_timeout() {
     support::init_tracing();
-    let redis = RedisServer::start();
+    let redis = RedisServer::start_standalone();
     let config = QueueConfig::default().set_response_timeout(Duration::from_millis(300));
     let queue = Queue::connect_with(&redis.url(), "paused", config)
         .await
@@ -349,7 +349,7 @@ async fn redis_paused_longer_than_the_response_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_empty_is_reported_and_survived() {
     support::init_tracing();
-    let mut redis = RedisServer::start();
+    let mut redis = RedisServer::start_standalone();
     let queue = Queue::connect(&redis.url(), "amnesia").await.unwrap();
     let stop = CancellationToken::new();
     let promoter = Promoter::new(
@@ -408,7 +408,7 @@ async fn redis_restarted_empty_is_reported_and_survived() {
 #[tokio::test]
 async fn no_busy_loop_while_redis_is_down() {
     let logs = support::capture_logs();
-    let redis = RedisServer::start();
+    let redis = RedisServer::start_standalone();
     let proxy = Proxy::start(redis.port()).await;
     let queue = Queue::connect(&proxy.url(), "down").await.unwrap();
     let mut running = run_jobs::<u32>(&queue, WorkerConfig::default());
@@ -447,7 +447,7 @@ async fn no_busy_loop_while_redis_is_down() {
 /// the queue (acks free memory), and then scheduling works again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maxmemory_refuses_schedule_with_a_typed_error_and_writes_nothing() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start_standalone();
     let mut conn = redis.conn().await;
     let queue = Queue::connect(&redis.url(), "full").await.unwrap();
     support::limit_memory(&mut conn, 2 * 1024 * 1024).await;
@@ -514,7 +514,7 @@ async fn maxmemory_refuses_schedule_with_a_typed_error_and_writes_nothing() {
 /// window off, the id is free again at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_id_stays_taken_for_the_dedup_window_after_its_ack() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start_standalone();
     for (window, again) in [(Duration::from_secs(60), false), (Duration::ZERO, true)] {
         let name = format!("dedup-{}", window.as_secs());
         let config = QueueConfig::default().set_dedup_window(window);

@@ -115,16 +115,8 @@ async fn promoter_wakes_early_for_an_earlier_job() {
     let promoter = Promoter::new([queue.clone()], config).unwrap();
     tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
     // Let it make its first pass and go to sleep until the head, an hour away.
-    eventually(Duration::from_secs(5), "first promoter pass", || {
-        let mut conn = conn.clone();
-        async move {
-            let info: String = redis::cmd("INFO")
-                .arg("commandstats")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            info.contains("cmdstat_evalsha")
-        }
+    eventually(Duration::from_secs(5), "first promoter pass", || async {
+        redis.info("commandstats").await.contains("cmdstat_evalsha")
     })
     .await;
 
@@ -163,7 +155,6 @@ async fn promoter_wakes_early_for_an_earlier_job() {
 #[tokio::test]
 async fn idle_promoter_and_worker_do_not_poll() {
     let redis = RedisServer::start();
-    let mut conn = redis.conn().await;
     let queue = Queue::connect(&redis.url(), "idle").await.unwrap();
     queue
         .schedule_many((0..100u32).map(|i| NewJob::new(&i).delay(Duration::from_secs(3600))))
@@ -180,16 +171,8 @@ async fn idle_promoter_and_worker_do_not_poll() {
         |_job: Job<u32>, _ctx| async { Outcome::Done },
     );
     // Wait until both are settled: the worker is blocked in BLMOVE.
-    eventually(Duration::from_secs(5), "worker blocked", || {
-        let mut conn = conn.clone();
-        async move {
-            let info: String = redis::cmd("INFO")
-                .arg("clients")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            info.contains("blocked_clients:1")
-        }
+    eventually(Duration::from_secs(5), "worker blocked", || async {
+        redis.info("clients").await.contains("blocked_clients:1")
     })
     .await;
 
@@ -202,17 +185,9 @@ async fn idle_promoter_and_worker_do_not_poll() {
             .filter_map(|n| n.parse::<u64>().ok())
             .sum()
     };
-    let before: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let before = redis.info("commandstats").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let after = redis.info("commandstats").await;
     let sent = calls(after) - calls(before);
     // Heartbeat and idle wait are 5 s each: in 3 s at most one of each may fire.
     assert!(sent <= 3, "{sent} commands in 3 s while idle");

@@ -4,25 +4,25 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use tracing::warn;
 
+use crate::conn::{Backend, Conn};
 use crate::queue::Queue;
 use crate::reconnect::ReconnectBackoff;
 
 /// Waits, on a connection of its own, until `ready` has an element.
 pub(super) struct ReadyWaiter {
-    client: redis::Client,
+    backend: Backend,
     ready_key: String,
     idle_wait: Duration,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<Conn>,
     outage: ReconnectBackoff,
 }
 
 impl ReadyWaiter {
     pub(super) fn new(queue: &Queue, idle_wait: Duration) -> Self {
         ReadyWaiter {
-            client: queue.client().clone(),
+            backend: queue.namespace().backend().clone(),
             ready_key: queue.keys().ready.clone(),
             idle_wait,
             conn: None,
@@ -47,14 +47,11 @@ impl ReadyWaiter {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => {
-                // Blocking commands need a response timeout longer than the block: redis-rs
-                // puts 500 ms on connections by default.
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(self.idle_wait + Duration::from_secs(5)));
+                // Blocking commands need a response timeout longer than the block. On a
+                // cluster the connection follows the slot of `ready` if it moves.
                 let conn = self
-                    .client
-                    .get_multiplexed_async_connection_with_config(&config)
+                    .backend
+                    .own_conn(self.idle_wait + Duration::from_secs(5))
                     .await?;
                 self.conn.insert(conn)
             }

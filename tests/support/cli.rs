@@ -307,7 +307,7 @@ pub fn stop_all(children: &mut [&mut Child]) {
 }
 
 /// The totals the scripts keep for `queue` (its `stats` hash), by name; 0 for none.
-pub async fn stat(conn: &mut redis::aio::MultiplexedConnection, queue: &str, name: &str) -> u64 {
+pub async fn stat(conn: &mut super::TestConn, queue: &str, name: &str) -> u64 {
     redis::cmd("HGET")
         .arg(format!("punctual:{{{queue}}}:stats"))
         .arg(name)

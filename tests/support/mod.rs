@@ -30,12 +30,63 @@ pub struct RedisServer {
     /// Started with `--cluster-enabled yes` (a cluster node with no slots yet), with this
     /// cluster bus port.
     cluster: Option<u16>,
+    /// Set when this stands for a whole cluster ([`RedisServer::start`] under
+    /// `PUNCTUAL_TEST_CLUSTER=1`): its nodes. `port` is then the first node's.
+    nodes: Vec<RedisServer>,
+}
+
+/// Whether the suite runs against Redis Clusters: `PUNCTUAL_TEST_CLUSTER=1` makes
+/// [`RedisServer::start`] start a 3-master cluster instead of one server, so that every test
+/// that starts its Redis that way runs unchanged against a cluster (the README's test command
+/// runs the suite both ways). Tests that need one server (killing it, `CONFIG SET`, `DEBUG`)
+/// use [`RedisServer::start_standalone`].
+pub fn on_cluster() -> bool {
+    std::env::var("PUNCTUAL_TEST_CLUSTER").is_ok_and(|v| v == "1")
 }
 
 impl RedisServer {
-    /// A server with persistence off (the usual test server).
+    /// The usual test Redis: one server with persistence off, or, under
+    /// `PUNCTUAL_TEST_CLUSTER=1` ([`on_cluster`]), a cluster of 3 masters.
     pub fn start() -> Self {
+        if !on_cluster() {
+            return Self::start_with(false);
+        }
+        let mut nodes = RedisCluster::start(3).nodes;
+        let port = nodes[0].port;
+        let dir = std::env::temp_dir().join(format!(
+            "punctual-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        RedisServer {
+            child: None,
+            port,
+            dir,
+            persistent: false,
+            tls: None,
+            cluster: None,
+            nodes: std::mem::take(&mut nodes),
+        }
+    }
+
+    /// One server with persistence off, whatever [`on_cluster`] says: for tests that kill,
+    /// restart or reconfigure their server.
+    pub fn start_standalone() -> Self {
         Self::start_with(false)
+    }
+
+    /// The servers: this one, or every node of the cluster it stands for.
+    pub fn each_node(&self) -> Vec<&RedisServer> {
+        if self.is_cluster() {
+            self.nodes.iter().collect()
+        } else {
+            vec![self]
+        }
+    }
+
+    /// Whether this stands for a cluster.
+    pub fn is_cluster(&self) -> bool {
+        !self.nodes.is_empty()
     }
 
     /// A server with `appendonly yes` and `appendfsync always` when `persistent`, so that a
@@ -78,6 +129,7 @@ impl RedisServer {
                 persistent,
                 tls: certs.map(|c| (c.to_owned(), free_port())),
                 cluster,
+                nodes: Vec::new(),
             };
             if server.spawn() {
                 return server;
@@ -173,17 +225,57 @@ impl RedisServer {
         redis::Client::open(self.url()).expect("valid url")
     }
 
-    /// An async connection with no response timeout (tests may read big replies).
-    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+    /// An async connection with no response timeout (tests may read big replies); on a
+    /// cluster, one that routes each command by its key.
+    pub async fn conn(&self) -> TestConn {
+        if self.is_cluster() {
+            let urls: Vec<String> = self.nodes.iter().map(|n| n.url()).collect();
+            let client = redis::cluster::ClusterClient::builder(urls)
+                .response_timeout(Duration::from_secs(60))
+                .build()
+                .expect("a cluster client");
+            return TestConn::Cluster(
+                client
+                    .get_async_connection()
+                    .await
+                    .expect("connect to the test cluster"),
+            );
+        }
         let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-        self.client()
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .expect("connect to the test redis")
+        TestConn::One(
+            self.client()
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .expect("connect to the test redis"),
+        )
+    }
+
+    /// The text of `INFO section`; on a cluster, every node's, one after the other (so that
+    /// "contains" finds a line of any node and sums add up over the nodes).
+    pub async fn info(&self, section: &str) -> String {
+        let mut text = String::new();
+        for server in self.each_node() {
+            let mut conn = server
+                .client()
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connect to the test redis");
+            let info: String = redis::cmd("INFO")
+                .arg(section)
+                .query_async(&mut conn)
+                .await
+                .expect("INFO");
+            text.push_str(&info);
+        }
+        text
     }
 
     /// SIGKILLs the server.
     pub fn kill(&mut self) {
+        assert!(
+            !self.is_cluster(),
+            "this test kills its server: start it with RedisServer::start_standalone()"
+        );
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -203,7 +295,11 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        self.kill();
+        // A cluster's nodes are dropped (killed) with `nodes`.
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -228,7 +324,7 @@ fn ping(port: u16) -> bool {
 }
 
 /// The server's clock, unix ms.
-pub async fn server_ms(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+pub async fn server_ms<C: redis::aio::ConnectionLike>(conn: &mut C) -> u64 {
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await.unwrap();
     secs * 1000 + micros / 1000
 }
@@ -392,7 +488,7 @@ pub async fn server_ms_at(url: &str) -> u64 {
 
 /// Lets the server at `conn` use `room` bytes more than it uses now, then refuse writes
 /// (`maxmemory` with `noeviction`): how the tests make a Redis that is out of memory.
-pub async fn limit_memory(conn: &mut redis::aio::MultiplexedConnection, room: u64) {
+pub async fn limit_memory(conn: &mut TestConn, room: u64) {
     let info: String = redis::cmd("INFO")
         .arg("memory")
         .query_async(conn)
@@ -410,7 +506,7 @@ pub async fn limit_memory(conn: &mut redis::aio::MultiplexedConnection, room: u6
 }
 
 /// `CONFIG SET name value`.
-pub async fn config_set(conn: &mut redis::aio::MultiplexedConnection, name: &str, value: &str) {
+pub async fn config_set(conn: &mut TestConn, name: &str, value: &str) {
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
         .arg(name)
@@ -489,4 +585,39 @@ impl RedisCluster {
 /// The total of `event` on `queue` (its `stats`), read now.
 pub async fn total(queue: &punctual::Queue, event: punctual::Event) -> u64 {
     queue.stats().await.unwrap().totals.get(event)
+}
+
+/// A test's connection: to one server, or to a cluster (routing each command by its key).
+#[derive(Clone)]
+pub enum TestConn {
+    One(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for TestConn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            TestConn::One(c) => c.req_packed_command(cmd),
+            TestConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            TestConn::One(c) => c.req_packed_commands(pipeline, offset, count),
+            TestConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
 }

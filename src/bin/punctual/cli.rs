@@ -13,15 +13,18 @@ use crate::input::{parse_duration, parse_when, CliWhen};
 #[derive(Debug, Parser)]
 #[command(name = "punctual", version, propagate_version = true)]
 pub(crate) struct Cli {
-    /// Redis to use; a password in it is never printed.
+    /// Redis to use; a password in it is never printed. Any node of a Redis Cluster works
+    /// (cluster mode is detected); several seed nodes are given as a comma-separated list
+    /// (`redis://h1:7000,h2:7001`) or by repeating the flag.
     #[arg(
         long,
         global = true,
         env = "PUNCTUAL_REDIS_URL",
         default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
+        hide_env_values = true,
+        action = clap::ArgAction::Append
     )]
-    pub(crate) redis_url: String,
+    pub(crate) redis_url: Vec<String>,
 
     /// For rediss:// URLs: the CA certificate (PEM file) that signed the server's certificate,
     /// when it is not in the system's trust store.

@@ -89,21 +89,12 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    /// Connects to the namespace. A Redis Cluster is refused here, before any command reads
-    /// or writes a key (keys of one command would be spread over nodes).
+    /// Connects to the namespace: one server, or a Redis Cluster (detected from the server,
+    /// or named by a list of seed nodes).
     pub(crate) async fn namespace(&self) -> Result<Namespace, Failure> {
-        let ns = Namespace::connect(&self.url, self.config.clone())
+        Namespace::connect(&self.url, self.config.clone())
             .await
-            .map_err(|e| self.fail(e))?;
-        let info = ns.server_info().await.map_err(|e| self.fail(e))?;
-        if info.cluster_enabled {
-            return Err(Failure::Runtime(format!(
-                "redis at {} runs in cluster mode, which punctual does not support yet; \
-                 nothing was read or written",
-                self.redacted
-            )));
-        }
-        Ok(ns)
+            .map_err(|e| self.fail(e))
     }
 
     /// Connects to one queue, creating it if it is new (validating its name first: no
@@ -147,22 +138,28 @@ impl Ctx {
         ns: &Namespace,
         args: &ServerCheckArgs,
     ) -> Result<(), Failure> {
-        let info = ns.server_info().await.map_err(|e| self.fail(e))?;
-        tracing::info!(version = %info.version, url = %self.redacted, "connected to redis");
-        for problem in info.problems() {
-            let evicting = matches!(problem, punctual::ServerProblem::Evicting { .. });
-            if problem.is_fatal() || (evicting && !args.allow_eviction) {
-                let hint = if evicting {
-                    " (or start with --allow-eviction)"
-                } else {
-                    ""
-                };
-                return Err(Failure::Runtime(format!(
-                    "redis at {}: {problem}{hint}",
-                    self.redacted
-                )));
+        let servers = ns.servers().await.map_err(|e| self.fail(e))?;
+        let cluster = ns.is_cluster();
+        for (node, info) in servers {
+            tracing::info!(version = %info.version, node = %node, cluster, "connected to redis");
+            // On a cluster, name the master that has the problem.
+            let at = if cluster {
+                format!("{} (master {node})", self.redacted)
+            } else {
+                self.redacted.clone()
+            };
+            for problem in info.problems() {
+                let evicting = matches!(problem, punctual::ServerProblem::Evicting { .. });
+                if problem.is_fatal() || (evicting && !args.allow_eviction) {
+                    let hint = if evicting {
+                        " (or start with --allow-eviction)"
+                    } else {
+                        ""
+                    };
+                    return Err(Failure::Runtime(format!("redis at {at}: {problem}{hint}")));
+                }
+                tracing::warn!(node = %node, "{problem}");
             }
-            tracing::warn!("{problem}");
         }
         Ok(())
     }
@@ -194,9 +191,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    let url = cli.redis_url.join(",");
     let ctx = Ctx {
-        redacted: punctual::redact_url(&cli.redis_url),
-        url: cli.redis_url,
+        redacted: punctual::redact_url(&url),
+        url,
         config,
     };
     if let Err(e) = punctual::keys::validate_name(&cli.prefix) {
@@ -257,6 +255,13 @@ fn init_logging(cli: &Cli) {
         (0, 0) => "info",
         (0, 1) => "debug",
         (0, _) => "trace",
+    };
+    // The redis crate's own cluster recovery logs (every reconnect attempt at WARN) are
+    // shown with -v; our own lines say what failed.
+    let level = if cli.verbose == 0 && cli.quiet == 0 {
+        format!("{level},redis=error")
+    } else {
+        level.to_owned()
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
