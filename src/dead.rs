@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::queue::Queue;
+use crate::queue::{Partition, Queue};
 use crate::time::delay_ms;
 
 /// Jobs per `revive.lua` / `purge.lua` call: keeps each script short and its `ARGV` far below
@@ -32,8 +32,10 @@ impl Queue {
     /// [`crate::Error::Redis`], [`crate::Error::UnexpectedReply`].
     pub async fn retry_dead(&self, ids: &[String]) -> Result<Vec<String>> {
         let mut revived = Vec::new();
-        for chunk in ids.chunks(DEAD_BATCH) {
-            revived.extend(self.revive(0, chunk).await?);
+        for (part, ids) in self.by_partition(ids) {
+            for chunk in ids.chunks(DEAD_BATCH) {
+                revived.extend(revive(part, 0, chunk).await?);
+            }
         }
         Ok(revived)
     }
@@ -45,13 +47,16 @@ impl Queue {
     /// [`crate::Error::Redis`], [`crate::Error::UnexpectedReply`].
     pub async fn retry_all_dead(&self) -> Result<u64> {
         let mut total = 0;
-        loop {
-            let moved = self.revive(DEAD_BATCH, &[]).await?.len();
-            total += moved as u64;
-            if moved < DEAD_BATCH {
-                return Ok(total);
+        for part in self.each_partition() {
+            loop {
+                let moved = revive(part, DEAD_BATCH, &[]).await?.len();
+                total += moved as u64;
+                if moved < DEAD_BATCH {
+                    break;
+                }
             }
         }
+        Ok(total)
     }
 
     /// Deletes dead jobs and everything stored for them. Returns how many were deleted.
@@ -63,8 +68,10 @@ impl Queue {
         let age = match which {
             Purge::Ids(ids) => {
                 let mut total = 0;
-                for chunk in ids.chunks(DEAD_BATCH) {
-                    total += self.purge(0, -1, chunk).await?.len() as u64;
+                for (part, ids) in self.by_partition(ids) {
+                    for chunk in ids.chunks(DEAD_BATCH) {
+                        total += purge(part, 0, -1, chunk).await?.len() as u64;
+                    }
                 }
                 return Ok(total);
             }
@@ -80,27 +87,40 @@ impl Queue {
             },
         };
         let mut total = 0;
-        loop {
-            let deleted = self.purge(DEAD_BATCH, age, &[]).await?.len();
-            total += deleted as u64;
-            if deleted < DEAD_BATCH {
-                return Ok(total);
+        for part in self.each_partition() {
+            loop {
+                let deleted = purge(part, DEAD_BATCH, age, &[]).await?.len();
+                total += deleted as u64;
+                if deleted < DEAD_BATCH {
+                    break;
+                }
             }
         }
+        Ok(total)
     }
+}
 
-    /// One `revive.lua` call: the `n` first dead jobs, or `ids` when `n` is 0.
-    async fn revive(&self, n: usize, ids: &[String]) -> Result<Vec<String>> {
-        let ids = crate::ops::revive::call(self, n, ids).await?;
-        tracing::debug!(queue = self.name(), jobs = ids.len(), "dead jobs retried");
-        Ok(ids)
-    }
+/// One `revive.lua` call: the `n` first dead jobs, or `ids` when `n` is 0.
+async fn revive(part: Partition<'_>, n: usize, ids: &[String]) -> Result<Vec<String>> {
+    let ids = crate::ops::revive::call(&part, n, ids).await?;
+    tracing::debug!(
+        queue = part.queue().name(),
+        partition = part.index(),
+        jobs = ids.len(),
+        "dead jobs retried"
+    );
+    Ok(ids)
+}
 
-    /// One `purge.lua` call: up to `n` jobs at least `age` ms dead (`-1`: any), or `ids`
-    /// when `n` is 0.
-    async fn purge(&self, n: usize, age: i64, ids: &[String]) -> Result<Vec<String>> {
-        let ids = crate::ops::purge::call(self, n, age, ids).await?;
-        tracing::debug!(queue = self.name(), jobs = ids.len(), "dead jobs purged");
-        Ok(ids)
-    }
+/// One `purge.lua` call: up to `n` jobs at least `age` ms dead (`-1`: any), or `ids`
+/// when `n` is 0.
+async fn purge(part: Partition<'_>, n: usize, age: i64, ids: &[String]) -> Result<Vec<String>> {
+    let ids = crate::ops::purge::call(&part, n, age, ids).await?;
+    tracing::debug!(
+        queue = part.queue().name(),
+        partition = part.index(),
+        jobs = ids.len(),
+        "dead jobs purged"
+    );
+    Ok(ids)
 }

@@ -55,6 +55,20 @@ pub enum Error {
         state: String,
     },
 
+    /// A queue created with a partition count other than the one it exists with.
+    #[error(
+        "queue {queue:?} exists with {found} partition(s), not {asked}; \
+         a queue's partition count is fixed when it is created"
+    )]
+    PartitionsMismatch {
+        /// The queue.
+        queue: String,
+        /// Its partition count.
+        found: u16,
+        /// The count asked for.
+        asked: u16,
+    },
+
     /// A configuration value outside its allowed range.
     #[error("invalid configuration: {what} {reason}")]
     InvalidConfig {

@@ -1,7 +1,10 @@
 //! Reading a queue without changing it: one job ([`Queue::get`]), a page of jobs in one state
 //! ([`Queue::list`]), the size of each state ([`Queue::counts`]) and a summary with the
-//! queue's event totals ([`Queue::stats`]). Every read of more than one key is one `MULTI`
-//! transaction, so it sees one consistent state; every range has a limit.
+//! queue's event totals ([`Queue::stats`]). Every read of more than one key of a partition is
+//! one `MULTI` transaction, so it sees one consistent state; every range has a limit. A
+//! partitioned queue is read partition by partition (all at once) and shown as one queue:
+//! counts and totals are sums, a page is merged in order. Such a summary is consistent per
+//! partition, not across partitions.
 
 use std::time::{Duration, SystemTime};
 
@@ -122,6 +125,13 @@ impl Totals {
         Event::ALL.iter().position(|&e| e == event).unwrap_or(0)
     }
 
+    /// Adds `other`'s totals to these (partitions of one queue).
+    pub(crate) fn add(&mut self, other: &Totals) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
+            *mine += theirs;
+        }
+    }
+
     /// Totals from the fields of the `stats` hash; unknown fields are ignored.
     pub(crate) fn from_fields(fields: impl IntoIterator<Item = (String, u64)>) -> Totals {
         let mut totals = Totals::default();
@@ -152,6 +162,8 @@ pub struct QueueStats {
     pub totals: Totals,
     /// The server's clock when this was read.
     pub server_time: SystemTime,
+    /// How many partitions the queue has (1: not partitioned).
+    pub partitions: u16,
 }
 
 /// The six replies that describe one job, in the order [`job_commands`] asks for them.
@@ -183,7 +195,8 @@ impl Queue {
     pub async fn get(&self, id: &str) -> Result<Option<JobInfo>> {
         let mut pipe = redis::pipe();
         pipe.atomic();
-        job_commands(&mut pipe, self.keys(), id);
+        let part = self.partition_of(id);
+        job_commands(&mut pipe, part.keys(), id);
         let reply: JobReply = pipe
             .query_async(&mut self.conn())
             .await
@@ -209,47 +222,85 @@ impl Queue {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let k = self.keys();
         let last = limit as isize - 1;
-        let mut conn = self.conn();
-        let listing = match state {
-            JobState::Scheduled => redis::cmd("ZRANGE")
-                .arg(&k.scheduled)
-                .arg(0)
-                .arg(last)
-                .clone(),
-            JobState::Ready => redis::cmd("LRANGE").arg(&k.ready).arg(0).arg(last).clone(),
-            JobState::Running => redis::cmd("ZRANGE")
-                .arg(&k.running)
-                .arg(0)
-                .arg(last)
-                .clone(),
-            JobState::Dead => redis::cmd("ZRANGE").arg(&k.dead).arg(0).arg(last).clone(),
-        };
-        let ids: Vec<String> = listing
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.redis_error("list", e))?;
-        if ids.is_empty() {
+        // Each partition's first `limit` ids, with their scores (a ready list's position).
+        let pages = self.each_partition().map(|part| async move {
+            let k = part.keys();
+            let mut conn = part.conn();
+            let page: Vec<(String, f64)> = match state {
+                JobState::Ready => {
+                    let ids: Vec<String> = redis::cmd("LRANGE")
+                        .arg(&k.ready)
+                        .arg(0)
+                        .arg(last)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| self.redis_error("list", e))?;
+                    ids.into_iter()
+                        .enumerate()
+                        .map(|(i, id)| (id, i as f64))
+                        .collect()
+                }
+                _ => {
+                    let key = match state {
+                        JobState::Scheduled => &k.scheduled,
+                        JobState::Running => &k.running,
+                        _ => &k.dead,
+                    };
+                    redis::cmd("ZRANGE")
+                        .arg(key)
+                        .arg(0)
+                        .arg(last)
+                        .arg("WITHSCORES")
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| self.redis_error("list", e))?
+                }
+            };
+            Ok::<_, Error>((part.index(), page))
+        });
+        let mut listed: Vec<(f64, u16, String)> = Vec::new();
+        for page in futures_util::future::join_all(pages).await {
+            let (index, page) = page?;
+            listed.extend(page.into_iter().map(|(id, score)| (score, index, id)));
+        }
+        // By score (ready: by position, so partitions interleave), then id: the order a
+        // single partition gives, merged.
+        listed.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.2.cmp(&b.2)));
+        listed.truncate(limit);
+        if listed.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            job_commands(&mut pipe, k, id);
+        // Details: one pipeline per partition, then back in the merged order.
+        let mut replies: Vec<Option<JobReply>> = listed.iter().map(|_| None).collect();
+        for part in self.each_partition() {
+            let mine: Vec<usize> = (0..listed.len())
+                .filter(|&i| listed[i].1 == part.index())
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let mut pipe = redis::pipe();
+            for &i in &mine {
+                job_commands(&mut pipe, part.keys(), &listed[i].2);
+            }
+            let values: Vec<Value> = pipe
+                .query_async(&mut part.conn())
+                .await
+                .map_err(|e| self.redis_error("list", e))?;
+            if values.len() != mine.len() * 6 {
+                return Err(self.unexpected("list", "reply length does not match"));
+            }
+            for (&i, parts) in mine.iter().zip(values.chunks(6)) {
+                let reply: JobReply = redis::from_redis_value(Value::Array(parts.to_vec()))
+                    .map_err(|e| self.unexpected("list", e.to_string()))?;
+                replies[i] = Some(reply);
+            }
         }
-        let replies: Vec<Value> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.redis_error("list", e))?;
-        if replies.len() != ids.len() * 6 {
-            return Err(self.unexpected("list", "reply length does not match"));
-        }
-        let mut jobs = Vec::with_capacity(ids.len());
-        for (id, parts) in ids.iter().zip(replies.chunks(6)) {
-            let reply: JobReply = redis::from_redis_value(Value::Array(parts.to_vec()))
-                .map_err(|e| self.unexpected("list", e.to_string()))?;
+        let mut jobs = Vec::with_capacity(listed.len());
+        for ((_, _, id), reply) in listed.iter().zip(replies) {
             // A job that finished since the listing is left out.
-            jobs.extend(self.job_info(id, reply));
+            jobs.extend(reply.and_then(|reply| self.job_info(id, reply)));
         }
         Ok(jobs)
     }
@@ -315,7 +366,6 @@ impl Queue {
     /// # Errors
     /// [`Error::Redis`].
     pub async fn stats(&self) -> Result<QueueStats> {
-        let k = self.keys();
         type Reply = (
             u64,
             u64,
@@ -325,35 +375,63 @@ impl Queue {
             Vec<(String, u64)>,
             (u64, u64),
         );
-        let (scheduled, ready, running, dead, head, fields, (secs, micros)): Reply = redis::pipe()
-            .atomic()
-            .zcard(&k.scheduled)
-            .llen(&k.ready)
-            .zcard(&k.running)
-            .zcard(&k.dead)
-            .zrange_withscores(&k.scheduled, 0, 0)
-            .hgetall(&k.stats)
-            .cmd("TIME")
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| self.redis_error("stats", e))?;
-        let now_ms = secs.saturating_mul(1000).saturating_add(micros / 1000);
-        let next_due_ms = head.first().map(|(_, score)| score.max(0.0) as u64);
-        let totals = Totals::from_fields(fields);
+        let reads = self.each_partition().map(|part| async move {
+            let k = part.keys();
+            let reply: Reply = redis::pipe()
+                .atomic()
+                .zcard(&k.scheduled)
+                .llen(&k.ready)
+                .zcard(&k.running)
+                .zcard(&k.dead)
+                .zrange_withscores(&k.scheduled, 0, 0)
+                .hgetall(&k.stats)
+                .cmd("TIME")
+                .query_async(&mut part.conn())
+                .await
+                .map_err(|e| self.redis_error("stats", e))?;
+            Ok::<_, Error>(reply)
+        });
+        let mut counts = Counts::default();
+        let mut totals = Totals::default();
+        let mut next_due_ms: Option<u64> = None;
+        let mut now_ms = 0;
+        for reply in futures_util::future::join_all(reads).await {
+            let (scheduled, ready, running, dead, head, fields, (secs, micros)) = reply?;
+            counts.scheduled += scheduled;
+            counts.ready += ready;
+            counts.running += running;
+            counts.dead += dead;
+            totals.add(&Totals::from_fields(fields));
+            if let Some((_, score)) = head.first() {
+                let due = score.max(0.0) as u64;
+                next_due_ms = Some(next_due_ms.map_or(due, |d| d.min(due)));
+            }
+            now_ms = now_ms.max(secs.saturating_mul(1000).saturating_add(micros / 1000));
+        }
         Ok(QueueStats {
             queue: self.name().to_owned(),
-            counts: Counts {
-                scheduled,
-                ready,
-                running,
-                dead,
-            },
+            counts,
             next_due: next_due_ms.map(from_unix_ms),
             oldest_overdue: next_due_ms
                 .filter(|&due| due <= now_ms)
                 .map(|due| Duration::from_millis(now_ms - due)),
             totals,
             server_time: from_unix_ms(now_ms),
+            partitions: self.partitions(),
         })
+    }
+
+    /// How many jobs the queue holds in every state (the entries of each partition's `jobs`).
+    pub(crate) async fn job_count(&self) -> Result<u64> {
+        let mut total = 0;
+        for part in self.each_partition() {
+            let n: u64 = redis::cmd("HLEN")
+                .arg(&part.keys().jobs)
+                .query_async(&mut part.conn())
+                .await
+                .map_err(|e| self.redis_error("count", e))?;
+            total += n;
+        }
+        Ok(total)
     }
 }

@@ -19,6 +19,7 @@
 //! | `p:{q}:seq` | STRING | counter that mints fencing tokens |
 //! | `p:{q}:meta` | HASH | `format` → storage format version |
 //! | `p:{q}:stats` | HASH | event → count since the queue was created (see below) |
+//! | `p:{q}:promoters` | ZSET | partitioned queues: promoter id → alive until (ms), `share.lua` |
 //!
 //! The wake channel `p:{q}:wake` is a pub/sub channel, not a key. The registry `p:queues` (a
 //! SET of queue names, outside every hash tag) lets tools find every queue of a namespace; no
@@ -37,6 +38,9 @@ pub const MAX_NAME_LEN: usize = 128;
 /// The key prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "punctual";
 
+/// Most partitions a queue may have.
+pub const MAX_PARTITIONS: u16 = 1024;
+
 /// All key names of one queue.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
@@ -54,17 +58,33 @@ pub(crate) struct Keys {
     pub(crate) seq: String,
     pub(crate) meta: String,
     pub(crate) stats: String,
+    /// The live promoters of a partitioned queue (`share.lua`); in the queue's own tag.
+    pub(crate) promoters: String,
     /// Pub/sub channel the scripts PUBLISH to when a job becomes the earliest due.
     pub(crate) wake: String,
 }
 
 impl Keys {
-    /// The layout for `queue` under `prefix`; both must pass [`validate_name`].
+    /// The layout for `queue` under `prefix`; both must pass [`validate_name`]. For a queue of
+    /// one partition these are its keys; for a partitioned queue only `meta` is used here
+    /// (the queue's record: its format and partition count).
     pub(crate) fn new(prefix: &str, queue: &str) -> Result<Self> {
         validate_name(prefix)?;
         validate_name(queue)?;
-        let k = |part: &str| format!("{prefix}:{{{queue}}}:{part}");
-        Ok(Keys {
+        Ok(Keys::with_tag(prefix, queue))
+    }
+
+    /// The layout of partition `index` of a partitioned queue: hash tag `{queue#index}`. `#`
+    /// is not allowed in names, so no queue's keys can collide with a partition's.
+    pub(crate) fn partition(prefix: &str, queue: &str, index: u16) -> Result<Self> {
+        validate_name(prefix)?;
+        validate_name(queue)?;
+        Ok(Keys::with_tag(prefix, &format!("{queue}#{index}")))
+    }
+
+    fn with_tag(prefix: &str, tag: &str) -> Self {
+        let k = |part: &str| format!("{prefix}:{{{tag}}}:{part}");
+        Keys {
             scheduled: k("scheduled"),
             ready: k("ready"),
             running: k("running"),
@@ -78,8 +98,9 @@ impl Keys {
             seq: k("seq"),
             meta: k("meta"),
             stats: k("stats"),
+            promoters: k("promoters"),
             wake: k("wake"),
-        })
+        }
     }
 }
 
@@ -100,6 +121,7 @@ pub(crate) enum Part {
     Seq,
     Meta,
     Stats,
+    Promoters,
 }
 
 impl Part {
@@ -120,6 +142,7 @@ impl Part {
             Part::Seq => "seq",
             Part::Meta => "meta",
             Part::Stats => "stats",
+            Part::Promoters => "promoters",
         }
     }
 }
@@ -141,6 +164,7 @@ impl Keys {
             Part::Seq => &self.seq,
             Part::Meta => &self.meta,
             Part::Stats => &self.stats,
+            Part::Promoters => &self.promoters,
         }
     }
 
@@ -155,14 +179,54 @@ impl Keys {
         format!("{prefix}:{{*}}:wake")
     }
 
-    /// The queue whose wake channel under `prefix` is `channel`, if it is one.
+    /// The queue whose wake channel under `prefix` is `channel`, if it is one (for a
+    /// partition's channel, `p:{q#i}:wake`, the queue `q`).
     pub(crate) fn queue_of_wake_channel<'a>(prefix: &str, channel: &'a str) -> Option<&'a str> {
-        let name = channel
+        let tag = channel
             .strip_prefix(prefix)?
             .strip_prefix(":{")?
             .strip_suffix("}:wake")?;
+        let name = match tag.split_once('#') {
+            Some((name, index)) => index.parse::<u16>().ok().map(|_| name)?,
+            None => tag,
+        };
         validate_name(name).ok().map(|()| name)
     }
+}
+
+/// The partition, among `partitions`, of job `id`: the Redis Cluster hash slot of the id
+/// (CRC16 of its hash tag, the text between the first `{` and the next `}` when that is not
+/// empty, else of the whole id; what `CLUSTER KEYSLOT` computes) modulo `partitions`. So
+/// jobs whose ids share a tag (`order-17{customer-4}`, `order-18{customer-4}`) share a
+/// partition, and any language can compute it (`redis.crc.key_slot` in redis-py).
+pub fn partition_of(id: &str, partitions: u16) -> u16 {
+    if partitions <= 1 {
+        return 0;
+    }
+    let bytes = id.as_bytes();
+    let tagged = bytes.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &bytes[open + 1..];
+        let close = rest.iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    let slot = crc16(tagged.unwrap_or(bytes)) % 16384;
+    slot % partitions
+}
+
+/// CRC16-CCITT (XMODEM), the checksum of Redis Cluster's key slots.
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
 }
 
 /// Checks a queue name or key prefix: 1 to [`MAX_NAME_LEN`] bytes of ASCII letters, digits and
@@ -224,6 +288,29 @@ mod tests {
         assert_eq!(Keys::queue_of_wake_channel("ns", "ns:{x}:ready"), None);
         assert_eq!(Keys::queue_of_wake_channel("ns", "ns:{a}:x:{b}:wake"), None);
         assert_eq!(Keys::wake_pattern("ns"), "ns:{*}:wake");
+    }
+
+    #[test]
+    fn partitions_follow_redis_key_slots() {
+        // Slots as `CLUSTER KEYSLOT` reports them (Redis' own test vectors).
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(partition_of("foo", 16384), 12182);
+        assert_eq!(partition_of("{user1000}.following", 16384), 3443);
+        // An empty tag does not count: the whole id is hashed.
+        assert_ne!(
+            partition_of("foo{}{bar}", 16384),
+            partition_of("bar", 16384)
+        );
+        assert_eq!(
+            partition_of("a{tag}", 8),
+            partition_of("b{tag}", 8),
+            "ids sharing a tag share a partition"
+        );
+        assert_eq!(partition_of("anything", 1), 0);
+        let p = Keys::partition("p", "mail", 3).unwrap();
+        assert_eq!(p.jobs, "p:{mail#3}:jobs");
+        assert_eq!(Keys::queue_of_wake_channel("p", &p.wake), Some("mail"));
+        assert_eq!(Keys::queue_of_wake_channel("p", "p:{mail#x}:wake"), None);
     }
 
     #[test]

@@ -119,11 +119,13 @@ pub mod keys;
 pub mod metrics;
 mod namespace;
 mod new_job;
+mod open;
 mod ops;
 mod promoter;
 mod queue;
 mod reconnect;
 mod server;
+mod share;
 mod time;
 mod vocab;
 mod wake;
@@ -140,10 +142,11 @@ pub use inspect::{Counts, ErrorRecord, JobInfo, QueueStats, Totals, MAX_LIST};
 pub use job::{Context, Job, Outcome};
 pub use namespace::{Namespace, MAX_REGISTERED_QUEUES};
 pub use new_job::{NewJob, Scheduled, When, MAX_ID_LEN};
+pub use open::Removed;
 pub use promoter::{
     PromoteReport, Promoter, PromoterConfig, DEFAULT_BATCH, DEFAULT_HEARTBEAT, MAX_BATCH,
 };
-pub use queue::{Cancelled, Queue, Removed, Rescheduled};
+pub use queue::{Cancelled, Queue, Rescheduled};
 pub use server::{ServerInfo, ServerProblem, MIN_REDIS_VERSION};
 pub use time::MAX_DELAY;
 pub use vocab::{Event, JobState, Reason};

@@ -54,6 +54,7 @@ impl When {
 #[derive(Debug)]
 pub struct NewJob {
     id: Option<String>,
+    partition_key: Option<String>,
     kind: String,
     data: std::result::Result<Vec<u8>, rmp_serde::encode::Error>,
     when: When,
@@ -74,6 +75,7 @@ impl NewJob {
             .to_owned();
         NewJob {
             id: None,
+            partition_key: None,
             kind,
             data: envelope::encode_data(data),
             when: When::NOW,
@@ -86,6 +88,7 @@ impl NewJob {
     pub fn from_msgpack(kind: impl Into<String>, data: Vec<u8>) -> Self {
         NewJob {
             id: None,
+            partition_key: None,
             kind: kind.into(),
             data: Ok(data),
             when: When::NOW,
@@ -119,6 +122,18 @@ impl NewJob {
     /// cancelled or purged, the id may be used again.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
+        self
+    }
+
+    /// On a partitioned queue, put this job in the partition of `key`, with every other job
+    /// given the same key (jobs that must share state, such as a rate limit, share a
+    /// partition). The key becomes the hash tag of the generated id: the id is
+    /// `<generated>{key}`, so that lookups by id find the partition without a scan. With
+    /// your own id ([`NewJob::id`]), put the key in braces in the id instead; giving both is
+    /// refused unless the id already carries `{key}`. No effect on a queue of one partition
+    /// beyond the id's form.
+    pub fn partition_key(mut self, key: impl Into<String>) -> Self {
+        self.partition_key = Some(key.into());
         self
     }
 
@@ -157,12 +172,33 @@ impl Queue {
     pub(crate) fn prepare(&self, job: NewJob) -> Result<Prepared> {
         let queue = &self.name().to_owned();
         let generated = job.id.is_none();
-        let id = match job.id {
-            Some(id) => {
+        let id = match (job.id, job.partition_key) {
+            (Some(id), key) => {
+                validate_id(queue, &id)?;
+                if let Some(key) = key {
+                    if !id.contains(&format!("{{{key}}}")) || key.contains(['{', '}']) {
+                        return Err(Error::InvalidJobId {
+                            queue: queue.clone(),
+                            id: clip(&id),
+                            reason: "with your own id, put the partition key in the id as {key}",
+                        });
+                    }
+                }
+                id
+            }
+            (None, Some(key)) => {
+                let id = format!("{}{{{key}}}", crate::id::new_id());
+                if key.is_empty() || key.contains(['{', '}']) {
+                    return Err(Error::InvalidJobId {
+                        queue: queue.clone(),
+                        id: clip(&id),
+                        reason: "a partition key must be non-empty and without braces",
+                    });
+                }
                 validate_id(queue, &id)?;
                 id
             }
-            None => crate::id::new_id(),
+            (None, None) => crate::id::new_id(),
         };
         let data = job.data.map_err(|source| Error::Encode {
             queue: queue.clone(),

@@ -29,8 +29,9 @@ use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::metrics::{LagHistogram, PromoterMetrics, LAG_BUCKETS_MS};
 use crate::namespace::Namespace;
-use crate::queue::Queue;
+use crate::queue::{Partition, Queue};
 use crate::reconnect::ReconnectBackoff;
+use crate::share::Share;
 use crate::wake::{self, Heard, Listener};
 
 /// Default for [`PromoterConfig::set_batch`].
@@ -158,28 +159,26 @@ impl Promoter {
         self.metrics.clone()
     }
 
-    /// Promotes everything due in `queue` now: calls `promote.lua` until a call comes back
-    /// with less than a full batch.
+    /// Promotes everything due in `queue` now (every partition): calls `promote.lua` until a
+    /// call comes back with less than a full batch.
     ///
     /// # Errors
     /// [`Error::Redis`], [`Error::UnexpectedReply`].
     pub async fn promote(queue: &Queue, batch: usize) -> Result<PromoteReport> {
         let mut total = PromoteReport::default();
-        loop {
-            let p =
-                crate::ops::promote::call(queue, batch, STORAGE_FORMAT, &LAG_BUCKETS_MS).await?;
-            total.lag.record_counts(&p.lag_counts, p.sum_lag_ms);
-            total.promoted += p.promoted;
-            total.data_lost |= p.lost;
-            total.expired += p.expired;
-            total.max_lag_ms = total.max_lag_ms.max(p.max_lag_ms);
-            let next = [p.next_due_ms, p.next_lease_ms].into_iter().flatten().min();
-            total.next_in =
-                next.map(|t| Duration::from_millis(t.saturating_sub(p.now_ms).max(0) as u64));
-            if (p.promoted as usize) < batch && (p.expired as usize) < batch {
-                return Ok(total);
-            }
+        for part in queue.each_partition() {
+            let report = promote_partition(part, batch).await?;
+            total.lag.merge(&report.lag);
+            total.promoted += report.promoted;
+            total.expired += report.expired;
+            total.data_lost |= report.data_lost;
+            total.max_lag_ms = total.max_lag_ms.max(report.max_lag_ms);
+            total.next_in = match (total.next_in, report.next_in) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
+        Ok(total)
     }
 
     /// Runs the loop until `shutdown` completes. Redis outages are waited out (capped
@@ -206,7 +205,7 @@ impl Promoter {
             config,
             metrics,
         } = self;
-        let mut set = QueueSet::default();
+        let mut set = QueueSet::new();
         for queue in queues {
             set.add(queue, &metrics);
         }
@@ -237,6 +236,7 @@ impl Promoter {
                     }
                 }
             }
+            set.share(config.heartbeat).await;
             if wake.is_none() && Instant::now() >= resubscribe_at {
                 let pattern = namespace.as_ref().map(|ns| Keys::wake_pattern(ns.prefix()));
                 let channels = set.channels.keys().cloned().collect();
@@ -245,7 +245,7 @@ impl Promoter {
                         wake = Some(listener);
                         pubsub_outage.reset();
                         // Wake messages may have been missed while unsubscribed: sweep now.
-                        set.deadlines.fill(Instant::now());
+                        set.sweep_all();
                     }
                     Err(e) => {
                         let delay = pubsub_outage.next_delay();
@@ -254,12 +254,7 @@ impl Promoter {
                     }
                 }
             }
-            let mut next = set
-                .deadlines
-                .iter()
-                .copied()
-                .min()
-                .unwrap_or_else(|| Instant::now() + config.heartbeat);
+            let mut next = set.next_deadline(config.heartbeat);
             if wake.is_none() {
                 next = next.min(resubscribe_at);
             }
@@ -272,9 +267,9 @@ impl Promoter {
                 () = &mut shutdown => break,
                 heard = wake::next(&mut wake) => match heard {
                     Heard::Wake(channel) => match (set.channels.get(&channel), &namespace) {
-                        (Some(&i), _) => {
-                            debug!(queue = set.queues[i].name(), "woken: an earlier job arrived");
-                            set.deadlines[i] = Instant::now();
+                        (Some(&u), _) => {
+                            debug!(queue = set.name(u), "woken: an earlier job arrived");
+                            set.units[u].deadline = Instant::now();
                         }
                         (None, Some(ns)) => {
                             if let Some(name) = Keys::queue_of_wake_channel(ns.prefix(), &channel) {
@@ -286,9 +281,9 @@ impl Promoter {
                     Heard::Moved(channel) => {
                         // The slot moved: listen on its new shard, and sweep in case a
                         // message fell between the two.
-                        if let Some(&i) = set.channels.get(&channel) {
-                            info!(queue = set.queues[i].name(), "wake channel moved with its slot; subscribing again");
-                            set.deadlines[i] = Instant::now();
+                        if let Some(&u) = set.channels.get(&channel) {
+                            info!(queue = set.name(u), "wake channel moved with its slot; subscribing again");
+                            set.units[u].deadline = Instant::now();
                             if let Some(listener) = wake.as_mut() {
                                 if let Err(e) = listener.add(&channel).await {
                                     warn!(error = %e, "cannot subscribe again; reconnecting");
@@ -299,7 +294,7 @@ impl Promoter {
                     }
                     Heard::Gap => {
                         warn!("wake connection dropped and came back; sweeping every queue");
-                        set.deadlines.fill(Instant::now());
+                        set.sweep_all();
                     }
                     Heard::Closed => {
                         warn!("wake connection lost; reconnecting");
@@ -309,56 +304,30 @@ impl Promoter {
                 },
                 () = tokio::time::sleep_until(next) => {}
             }
-
-            let now = Instant::now();
-            for (i, queue) in set.queues.iter().enumerate() {
-                if set.deadlines[i] > now {
-                    continue;
-                }
-                match Promoter::promote(queue, config.batch).await {
-                    Ok(report) => {
-                        set.outages[i].reset();
-                        metrics.record(queue.name(), Ok(&report));
-                        if report.promoted > 0 || report.expired > 0 {
-                            debug!(
-                                queue = queue.name(),
-                                promoted = report.promoted,
-                                expired = report.expired,
-                                max_lag_ms = report.max_lag_ms,
-                                "promoted"
-                            );
-                        }
-                        if report.data_lost {
-                            error!(
-                                queue = queue.name(),
-                                "redis lost this queue's data (restarted without persistence, \
-                                 flushed, or failed over to a replica that had not caught up): \
-                                 jobs scheduled before now are gone; carrying on with new ones"
-                            );
-                        }
-                        if report.expired > 0 {
-                            info!(
-                                queue = queue.name(),
-                                jobs = report.expired,
-                                "leases expired: jobs returned to ready"
-                            );
-                        }
-                        let sleep = report
-                            .next_in
-                            .map_or(config.heartbeat, |d| d.min(config.heartbeat));
-                        set.deadlines[i] = Instant::now() + sleep;
-                    }
-                    Err(e) => {
-                        metrics.record(queue.name(), Err(e.to_string()));
-                        let delay = set.outages[i].next_delay();
-                        warn!(queue = queue.name(), error = %e, retry_in = ?delay, "promotion failed");
-                        set.deadlines[i] = Instant::now() + delay;
-                    }
-                }
-            }
+            set.promote_due(&config, &metrics).await;
         }
         info!("promoter stopped");
         Ok(())
+    }
+}
+
+/// Promotes everything due in one partition: `promote.lua` until a call comes back with less
+/// than a full batch.
+async fn promote_partition(part: Partition<'_>, batch: usize) -> Result<PromoteReport> {
+    let mut total = PromoteReport::default();
+    loop {
+        let p = crate::ops::promote::call(&part, batch, STORAGE_FORMAT, &LAG_BUCKETS_MS).await?;
+        total.lag.record_counts(&p.lag_counts, p.sum_lag_ms);
+        total.promoted += p.promoted;
+        total.data_lost |= p.lost;
+        total.expired += p.expired;
+        total.max_lag_ms = total.max_lag_ms.max(p.max_lag_ms);
+        let next = [p.next_due_ms, p.next_lease_ms].into_iter().flatten().min();
+        total.next_in =
+            next.map(|t| Duration::from_millis(t.saturating_sub(p.now_ms).max(0) as u64));
+        if (p.promoted as usize) < batch && (p.expired as usize) < batch {
+            return Ok(total);
+        }
     }
 }
 
@@ -381,35 +350,66 @@ fn invalid(reason: &str) -> Error {
     }
 }
 
-/// The queues a running promoter serves, each with its next deadline and outage backoff.
-#[derive(Default)]
+/// One partition a running promoter serves, with its next deadline and outage backoff.
+struct Unit {
+    /// Index in `QueueSet::queues`.
+    queue: usize,
+    part: u16,
+    deadline: Instant,
+    outage: ReconnectBackoff,
+}
+
+/// The queues a running promoter serves: one unit per partition.
 struct QueueSet {
     queues: Vec<Queue>,
-    /// Wake channel → index in `queues`.
+    /// Per queue: this promoter's share of its partitions (`None`: one partition, not shared).
+    shares: Vec<Option<Share>>,
+    units: Vec<Unit>,
+    /// Wake channel → index in `units`.
     channels: HashMap<String, usize>,
     /// Names of the queues served.
     names: HashSet<String>,
-    deadlines: Vec<Instant>,
-    outages: Vec<ReconnectBackoff>,
+    /// This promoter's id among the promoters sharing partitioned queues.
+    id: String,
 }
 
 impl QueueSet {
-    /// Adds `queue`, due for a pass at once; a queue already present is left as it is.
+    fn new() -> Self {
+        QueueSet {
+            queues: Vec::new(),
+            shares: Vec::new(),
+            units: Vec::new(),
+            channels: HashMap::new(),
+            names: HashSet::new(),
+            id: crate::id::new_id(),
+        }
+    }
+
+    /// Adds `queue`, every partition due for a pass at once; a queue already present is left
+    /// as it is.
     fn add(&mut self, queue: Queue, metrics: &PromoterMetrics) {
-        let channel = queue.keys().wake.clone();
-        if self.channels.contains_key(&channel) {
+        if self.names.contains(queue.name()) {
             return;
         }
         metrics.add_queue(queue.name());
         self.names.insert(queue.name().to_owned());
-        self.channels.insert(channel, self.queues.len());
+        let q = self.queues.len();
+        for part in queue.each_partition() {
+            self.channels
+                .insert(part.keys().wake.clone(), self.units.len());
+            self.units.push(Unit {
+                queue: q,
+                part: part.index(),
+                deadline: Instant::now(),
+                outage: ReconnectBackoff::new(),
+            });
+        }
+        self.shares.push((queue.partitions() > 1).then(Share::new));
         self.queues.push(queue);
-        self.deadlines.push(Instant::now());
-        self.outages.push(ReconnectBackoff::new());
     }
 
     /// Opens queue `name` of `ns` and adds it, unless it is already served, and listens to
-    /// its wake channel.
+    /// its partitions' wake channels.
     async fn open(
         &mut self,
         ns: &Namespace,
@@ -422,16 +422,132 @@ impl QueueSet {
         }
         match ns.queue(name).await {
             Ok(queue) => {
-                info!(queue = name, "serving a new queue");
+                info!(
+                    queue = name,
+                    partitions = queue.partitions(),
+                    "serving a new queue"
+                );
                 if let Some(listener) = wake.as_mut() {
-                    if let Err(e) = listener.add(&queue.keys().wake).await {
-                        warn!(error = %e, "cannot subscribe to a wake channel; reconnecting");
-                        *wake = None;
+                    for part in queue.each_partition() {
+                        if let Err(e) = listener.add(&part.keys().wake).await {
+                            warn!(error = %e, "cannot subscribe to a wake channel; reconnecting");
+                            *wake = None;
+                            break;
+                        }
                     }
                 }
                 self.add(queue, metrics);
             }
             Err(e) => warn!(queue = name, error = %e, "cannot open a discovered queue"),
+        }
+    }
+
+    fn name(&self, unit: usize) -> &str {
+        self.queues[self.units[unit].queue].name()
+    }
+
+    /// Whether this promoter serves `unit` now.
+    fn serves(&self, unit: &Unit) -> bool {
+        self.shares[unit.queue]
+            .as_ref()
+            .is_none_or(|share| share.owns(unit.part))
+    }
+
+    /// Every unit due for a pass now.
+    fn sweep_all(&mut self) {
+        let now = Instant::now();
+        for unit in &mut self.units {
+            unit.deadline = now;
+        }
+    }
+
+    /// The earliest deadline of a unit served, or of a share refresh; a heartbeat from now
+    /// when there is none.
+    fn next_deadline(&self, heartbeat: Duration) -> Instant {
+        let units = self
+            .units
+            .iter()
+            .filter(|u| self.serves(u))
+            .map(|u| u.deadline);
+        let shares = self.shares.iter().flatten().map(|s| s.refresh_at);
+        units
+            .chain(shares)
+            .min()
+            .unwrap_or_else(|| Instant::now() + heartbeat)
+    }
+
+    /// Refreshes this promoter's share of each partitioned queue that is due; a partition
+    /// that comes to it is swept at once.
+    async fn share(&mut self, heartbeat: Duration) {
+        let now = Instant::now();
+        for q in 0..self.queues.len() {
+            let Some(share) = self.shares[q].as_mut() else {
+                continue;
+            };
+            if share.refresh_at > now {
+                continue;
+            }
+            if share.refresh(&self.queues[q], &self.id, heartbeat).await {
+                for unit in self.units.iter_mut().filter(|u| u.queue == q) {
+                    unit.deadline = unit.deadline.min(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// One pass over every unit served whose deadline has come.
+    async fn promote_due(&mut self, config: &PromoterConfig, metrics: &PromoterMetrics) {
+        let now = Instant::now();
+        for u in 0..self.units.len() {
+            if self.units[u].deadline > now || !self.serves(&self.units[u]) {
+                continue;
+            }
+            let queue = &self.queues[self.units[u].queue];
+            let part = queue.partition(self.units[u].part);
+            let unit = &mut self.units[u];
+            match promote_partition(part, config.batch).await {
+                Ok(report) => {
+                    unit.outage.reset();
+                    metrics.record(queue.name(), Ok(&report));
+                    if report.promoted > 0 || report.expired > 0 {
+                        debug!(
+                            queue = queue.name(),
+                            partition = unit.part,
+                            promoted = report.promoted,
+                            expired = report.expired,
+                            max_lag_ms = report.max_lag_ms,
+                            "promoted"
+                        );
+                    }
+                    if report.data_lost {
+                        error!(
+                            queue = queue.name(),
+                            partition = unit.part,
+                            "redis lost this queue's data (restarted without persistence, \
+                             flushed, or failed over to a replica that had not caught up): \
+                             jobs scheduled before now are gone; carrying on with new ones"
+                        );
+                    }
+                    if report.expired > 0 {
+                        info!(
+                            queue = queue.name(),
+                            partition = unit.part,
+                            jobs = report.expired,
+                            "leases expired: jobs returned to ready"
+                        );
+                    }
+                    let sleep = report
+                        .next_in
+                        .map_or(config.heartbeat, |d| d.min(config.heartbeat));
+                    unit.deadline = Instant::now() + sleep;
+                }
+                Err(e) => {
+                    metrics.record(queue.name(), Err(e.to_string()));
+                    let delay = unit.outage.next_delay();
+                    warn!(queue = queue.name(), partition = unit.part, error = %e, retry_in = ?delay, "promotion failed");
+                    unit.deadline = Instant::now() + delay;
+                }
+            }
         }
     }
 }

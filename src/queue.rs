@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use redis::Value;
 
-use crate::config::{QueueConfig, STORAGE_FORMAT};
+use crate::config::QueueConfig;
 use crate::conn::Conn;
 use crate::error::{is_transient, Error, Result};
 use crate::keys::Keys;
@@ -69,7 +69,47 @@ pub struct Queue {
 struct Inner {
     ns: Namespace,
     name: String,
-    keys: Keys,
+    /// The queue's own keys: for one partition, all of them; for several, only `meta`
+    /// (the queue's record) is used.
+    root: Keys,
+    /// The keys of each partition (one entry, `root`, for a queue of one partition).
+    parts: Vec<Keys>,
+}
+
+/// One partition of a queue: a full set of keys under one hash tag, reached through the
+/// queue's connection. Every script call goes to exactly one partition; the bindings in
+/// `ops` take one.
+#[derive(Clone, Copy)]
+pub(crate) struct Partition<'a> {
+    queue: &'a Queue,
+    index: u16,
+}
+
+impl<'a> Partition<'a> {
+    pub(crate) fn keys(&self) -> &'a Keys {
+        &self.queue.inner.parts[usize::from(self.index)]
+    }
+
+    /// Its number, 0-based.
+    pub(crate) fn index(&self) -> u16 {
+        self.index
+    }
+
+    pub(crate) fn queue(&self) -> &'a Queue {
+        self.queue
+    }
+
+    pub(crate) fn conn(&self) -> Conn {
+        self.queue.conn()
+    }
+
+    pub(crate) fn redis_error(&self, op: &'static str, source: redis::RedisError) -> Error {
+        self.queue.redis_error(op, source)
+    }
+
+    pub(crate) fn unexpected(&self, op: &'static str, detail: impl Into<String>) -> Error {
+        self.queue.unexpected(op, detail)
+    }
 }
 
 impl std::fmt::Debug for Queue {
@@ -114,15 +154,25 @@ impl Queue {
         self.inner.ns.queue(name).await
     }
 
-    /// A handle made by [`Namespace::queue`], which checks the format.
-    pub(crate) fn from_parts(ns: Namespace, name: &str, keys: Keys) -> Queue {
-        Queue {
+    /// A handle on `name` with `partitions` partitions (at least 1), made by the namespace
+    /// side (`open.rs`), which checks the queue's record first.
+    pub(crate) fn from_parts(ns: Namespace, name: &str, partitions: u16) -> Result<Queue> {
+        let root = Keys::new(ns.prefix(), name)?;
+        let parts = if partitions <= 1 {
+            vec![root.clone()]
+        } else {
+            (0..partitions)
+                .map(|i| Keys::partition(ns.prefix(), name, i))
+                .collect::<Result<_>>()?
+        };
+        Ok(Queue {
             inner: Arc::new(Inner {
                 ns,
                 name: name.to_owned(),
-                keys,
+                root,
+                parts,
             }),
-        }
+        })
     }
 
     /// The queue's name.
@@ -145,8 +195,47 @@ impl Queue {
         &self.inner.ns
     }
 
-    pub(crate) fn keys(&self) -> &Keys {
-        &self.inner.keys
+    /// How many partitions the queue has (1: not partitioned).
+    pub fn partitions(&self) -> u16 {
+        self.inner.parts.len() as u16
+    }
+
+    /// The queue's own keys (its record, `meta`; every key when it has one partition).
+    pub(crate) fn root_keys(&self) -> &Keys {
+        &self.inner.root
+    }
+
+    /// Partition `index` (taken modulo the partition count).
+    pub(crate) fn partition(&self, index: u16) -> Partition<'_> {
+        Partition {
+            queue: self,
+            index: index % self.partitions(),
+        }
+    }
+
+    /// The partition that holds (or will hold) job `id`: [`crate::keys::partition_of`].
+    pub(crate) fn partition_of(&self, id: &str) -> Partition<'_> {
+        self.partition(crate::keys::partition_of(id, self.partitions()))
+    }
+
+    /// `ids` grouped by partition (partitions without ids left out), each group in the
+    /// order given.
+    pub(crate) fn by_partition(&self, ids: &[String]) -> Vec<(Partition<'_>, Vec<String>)> {
+        let mut groups: Vec<Vec<String>> = vec![Vec::new(); usize::from(self.partitions())];
+        for id in ids {
+            groups[usize::from(self.partition_of(id).index())].push(id.clone());
+        }
+        groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, ids)| !ids.is_empty())
+            .map(|(i, ids)| (self.partition(i as u16), ids))
+            .collect()
+    }
+
+    /// Every partition, in order.
+    pub(crate) fn each_partition(&self) -> impl Iterator<Item = Partition<'_>> {
+        (0..self.partitions()).map(|i| self.partition(i))
     }
 
     /// A clone of the namespace's shared connection.
@@ -256,10 +345,51 @@ impl Queue {
             .collect()
     }
 
-    /// Sends prepared jobs: 256 per `schedule.lua` call, 32 calls per pipeline, and up to
-    /// [`ROUNDS_IN_FLIGHT`] pipelines at once, so that Redis runs one while the next is built.
+    /// Sends prepared jobs, each to its partition (all partitions at once); one result per
+    /// job, in order.
     async fn send(&self, prepared: &[Prepared]) -> Result<Vec<Result<Scheduled>>> {
-        let keys = &self.inner.keys;
+        if self.partitions() == 1 {
+            let all: Vec<&Prepared> = prepared.iter().collect();
+            return self.send_to(self.partition(0), &all).await;
+        }
+        // Jobs by partition, remembering where each came from.
+        let mut groups: Vec<(Vec<usize>, Vec<&Prepared>)> =
+            vec![(Vec::new(), Vec::new()); usize::from(self.partitions())];
+        for (i, job) in prepared.iter().enumerate() {
+            let part = usize::from(self.partition_of(&job.id).index());
+            groups[part].0.push(i);
+            groups[part].1.push(job);
+        }
+        let sends = groups
+            .iter()
+            .enumerate()
+            .map(|(part, (_, jobs))| async move {
+                if jobs.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.send_to(self.partition(part as u16), jobs).await
+            });
+        let replies = futures_util::future::join_all(sends).await;
+        let mut results: Vec<Option<Result<Scheduled>>> = prepared.iter().map(|_| None).collect();
+        for ((positions, _), replies) in groups.into_iter().zip(replies) {
+            for (i, result) in positions.into_iter().zip(replies?) {
+                results[i] = Some(result);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.ok_or_else(|| self.unexpected("schedule", "missing result")))
+            .collect()
+    }
+
+    /// Sends prepared jobs to one partition: 256 per `schedule.lua` call, 32 calls per pipeline, and up to
+    /// [`ROUNDS_IN_FLIGHT`] pipelines at once, so that Redis runs one while the next is built.
+    async fn send_to(
+        &self,
+        part: Partition<'_>,
+        prepared: &[&Prepared],
+    ) -> Result<Vec<Result<Scheduled>>> {
+        let keys = part.keys();
         let tolerance = self.config().tolerance_ms();
         let mut results = Vec::with_capacity(prepared.len());
         // Rounds are made from their index, not from a borrowed chunk: a closure over a
@@ -312,7 +442,7 @@ impl Queue {
                     results.extend(batch.iter().map(|_| Err(e.clone_for_job())));
                     continue;
                 }
-                let (now, created) = ops::schedule::parse(self, reply, batch.len())?;
+                let (now, created) = ops::schedule::parse(&part, reply, batch.len())?;
                 for (job, created) in batch.iter().zip(created) {
                     results.push(match created {
                         Written::New | Written::Exists => Ok(Scheduled {
@@ -332,7 +462,7 @@ impl Queue {
                 }
             }
         }
-        tracing::debug!(queue = %self.inner.name, jobs = results.len(), "scheduled");
+        tracing::debug!(queue = %self.inner.name, partition = part.index(), jobs = results.len(), "scheduled");
         Ok(results)
     }
 
@@ -341,7 +471,7 @@ impl Queue {
     /// # Errors
     /// [`Error::Redis`].
     pub async fn cancel(&self, id: &str) -> Result<Cancelled> {
-        let outcome = match ops::cancel::call(self, id).await? {
+        let outcome = match ops::cancel::call(&self.partition_of(id), id).await? {
             ops::cancel::Found::Unknown => Cancelled::NotFound,
             ops::cancel::Found::Running => Cancelled::Running,
             ops::cancel::Found::Removed(from) => Cancelled::Removed(from),
@@ -359,149 +489,25 @@ impl Queue {
         let queue = &self.inner.name;
         let (mode, ms) = when.to_args(queue, id)?;
         let tolerance = self.config().tolerance_ms();
-        let outcome = match ops::reschedule::call(self, id, mode, ms, tolerance).await? {
-            ops::reschedule::Moved::Past(now) => {
-                return Err(Error::InThePast {
-                    queue: queue.clone(),
-                    id: id.to_owned(),
-                    at_ms: ms,
-                    late_ms: now.saturating_sub(ms),
-                    tolerance_ms: tolerance.max(0) as u64,
-                })
-            }
-            ops::reschedule::Moved::Running => Rescheduled::Running,
-            ops::reschedule::Moved::Unknown => Rescheduled::NotFound,
-            ops::reschedule::Moved::From(from, due) => Rescheduled::Moved {
-                from,
-                due_at: from_unix_ms(due),
-            },
-        };
+        let outcome =
+            match ops::reschedule::call(&self.partition_of(id), id, mode, ms, tolerance).await? {
+                ops::reschedule::Moved::Past(now) => {
+                    return Err(Error::InThePast {
+                        queue: queue.clone(),
+                        id: id.to_owned(),
+                        at_ms: ms,
+                        late_ms: now.saturating_sub(ms),
+                        tolerance_ms: tolerance.max(0) as u64,
+                    })
+                }
+                ops::reschedule::Moved::Running => Rescheduled::Running,
+                ops::reschedule::Moved::Unknown => Rescheduled::NotFound,
+                ops::reschedule::Moved::From(from, due) => Rescheduled::Moved {
+                    from,
+                    due_at: from_unix_ms(due),
+                },
+            };
         tracing::debug!(queue = %queue, job = id, ?outcome, "reschedule");
         Ok(outcome)
-    }
-}
-
-/// What [`Namespace::remove_queue`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Removed {
-    /// Every key of the queue and its registry entry are gone, with this many jobs.
-    Removed {
-        /// Jobs deleted with it.
-        jobs: u64,
-    },
-    /// The queue holds jobs and removal was not forced: nothing changed.
-    Refused {
-        /// Jobs the queue holds.
-        jobs: u64,
-    },
-}
-
-/// Opening, finding and removing queues: the namespace side of a [`Queue`], kept here so that
-/// `queue.rs` depends on `namespace.rs` and not the other way round.
-impl Namespace {
-    /// A handle on queue `name`: checks (or, for a new queue, records) its storage format and
-    /// adds it to the registry.
-    ///
-    /// # Errors
-    /// [`Error::InvalidQueueName`], [`Error::Redis`], [`Error::IncompatibleFormat`].
-    pub async fn queue(&self, name: &str) -> Result<Queue> {
-        let keys = Keys::new(self.prefix(), name)?;
-        let queue = Queue::from_parts(self.clone(), name, keys);
-        self.open(&queue).await?;
-        Ok(queue)
-    }
-
-    /// A handle on queue `name` if it exists, without writing anything: `None` when the
-    /// queue is neither registered nor has a format record or jobs (a typo, a wrong prefix).
-    /// For reads and for changes to existing jobs; only [`Namespace::queue`] (producers,
-    /// workers, promoters) creates a queue.
-    ///
-    /// # Errors
-    /// [`Error::InvalidQueueName`], [`Error::Redis`], [`Error::IncompatibleFormat`].
-    pub async fn existing_queue(&self, name: &str) -> Result<Option<Queue>> {
-        let keys = Keys::new(self.prefix(), name)?;
-        let queue = Queue::from_parts(self.clone(), name, keys);
-        // The registry is in a slot of its own on a cluster: two round trips, not one.
-        let (format, has_jobs): (Option<String>, bool) = redis::pipe()
-            .cmd("HGET")
-            .arg(&queue.keys().meta)
-            .arg("format")
-            .cmd("EXISTS")
-            .arg(&queue.keys().jobs)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| queue.redis_error("look up", e))?;
-        let registered: bool = redis::cmd("SISMEMBER")
-            .arg(self.registry_key())
-            .arg(name)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| queue.redis_error("look up", e))?;
-        match format {
-            Some(v) if v != STORAGE_FORMAT.to_string() => Err(Error::IncompatibleFormat {
-                queue: name.to_owned(),
-                found: v,
-                expected: STORAGE_FORMAT,
-            }),
-            Some(_) => Ok(Some(queue)),
-            None if registered || has_jobs => Ok(Some(queue)),
-            None => Ok(None),
-        }
-    }
-
-    /// Deletes queue `name`: every key of it (`remove.lua`), then its registry entry. While
-    /// the queue holds jobs this is refused unless `force`, which deletes them too. Stop the
-    /// queue's workers first: a promoter serving it would record its format again.
-    ///
-    /// # Errors
-    /// [`Error::InvalidQueueName`], [`Error::Redis`].
-    pub async fn remove_queue(&self, name: &str, force: bool) -> Result<Removed> {
-        let keys = Keys::new(self.prefix(), name)?;
-        let queue = Queue::from_parts(self.clone(), name, keys);
-        let (removed, jobs) = crate::ops::remove::call(&queue, force).await?;
-        if !removed {
-            return Ok(Removed::Refused { jobs });
-        }
-        redis::cmd("SREM")
-            .arg(self.registry_key())
-            .arg(name)
-            .query_async::<()>(&mut self.conn())
-            .await
-            .map_err(|e| queue.redis_error("remove queue", e))?;
-        Ok(Removed::Removed { jobs })
-    }
-
-    /// Records the storage format in a new queue or checks it in an existing one, and
-    /// registers the queue's name.
-    async fn open(&self, queue: &Queue) -> Result<()> {
-        let meta = &queue.keys().meta;
-        let (found,): (Option<String>,) = redis::pipe()
-            .cmd("HSETNX")
-            .arg(meta)
-            .arg("format")
-            .arg(STORAGE_FORMAT)
-            .ignore()
-            .cmd("HGET")
-            .arg(meta)
-            .arg("format")
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| queue.redis_error("connect", e))?;
-        // Apart from the queue's keys: the registry has a slot of its own on a cluster.
-        redis::cmd("SADD")
-            .arg(self.registry_key())
-            .arg(queue.name())
-            .query_async::<()>(&mut self.conn())
-            .await
-            .map_err(|e| queue.redis_error("connect", e))?;
-        match found {
-            Some(v) if v == STORAGE_FORMAT.to_string() => Ok(()),
-            other => Err(Error::IncompatibleFormat {
-                queue: queue.name().to_owned(),
-                found: other.unwrap_or_default(),
-                expected: STORAGE_FORMAT,
-            }),
-        }
     }
 }

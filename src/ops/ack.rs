@@ -3,7 +3,7 @@
 use super::Binding;
 use crate::error::Result;
 use crate::keys::Part::*;
-use crate::queue::Queue;
+use crate::queue::Partition;
 
 pub(crate) static BINDING: Binding = Binding::new(
     "ack.lua",
@@ -15,7 +15,7 @@ pub(crate) static BINDING: Binding = Binding::new(
 /// Acknowledges `acks` (job id, token); one entry per ack, in order: true when applied,
 /// false when refused (the lease is no longer the caller's).
 pub(crate) async fn call(
-    queue: &Queue,
+    queue: &Partition<'_>,
     window_ms: u64,
     acks: &[(&str, &str)],
 ) -> Result<Vec<bool>> {

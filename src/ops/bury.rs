@@ -3,7 +3,7 @@
 use super::Binding;
 use crate::error::Result;
 use crate::keys::Part::*;
-use crate::queue::Queue;
+use crate::queue::Partition;
 use crate::vocab::Reason;
 
 pub(crate) static BINDING: Binding = Binding::new(
@@ -15,7 +15,7 @@ pub(crate) static BINDING: Binding = Binding::new(
 
 /// Moves job `id` to the dead set; false when the lease is no longer `token`'s.
 pub(crate) async fn call(
-    queue: &Queue,
+    queue: &Partition<'_>,
     id: &str,
     token: &str,
     reason: Reason,

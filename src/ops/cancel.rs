@@ -3,7 +3,7 @@
 use super::Binding;
 use crate::error::Result;
 use crate::keys::Part::*;
-use crate::queue::Queue;
+use crate::queue::Partition;
 use crate::vocab::JobState;
 
 pub(crate) static BINDING: Binding = Binding::new(
@@ -27,7 +27,7 @@ pub(crate) enum Found {
 }
 
 /// Cancels job `id` unless it is running.
-pub(crate) async fn call(queue: &Queue, id: &str) -> Result<Found> {
+pub(crate) async fn call(queue: &Partition<'_>, id: &str) -> Result<Found> {
     let state: String = BINDING
         .invoke(queue.keys())
         .arg(id)

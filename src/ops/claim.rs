@@ -5,7 +5,7 @@ use redis::Value;
 use super::Binding;
 use crate::error::Result;
 use crate::keys::Part::*;
-use crate::queue::Queue;
+use crate::queue::Partition;
 
 pub(crate) static BINDING: Binding = Binding::new(
     "claim.lua",
@@ -38,7 +38,7 @@ pub(crate) struct Claim {
 
 /// Claims up to `n` ready jobs, each under a lease of `lease_ms`. `want_due` asks the queue
 /// to record due times from now on (see [`crate::WorkerConfig::set_due_times`]).
-pub(crate) async fn call(queue: &Queue, n: usize, lease_ms: u64, want_due: bool) -> Result<Claim> {
+pub(crate) async fn call(queue: &Partition<'_>, n: usize, lease_ms: u64, want_due: bool) -> Result<Claim> {
     let reply: Vec<Value> = BINDING
         .invoke(queue.keys())
         .arg(n)

@@ -3,7 +3,7 @@
 use super::Binding;
 use crate::error::Result;
 use crate::keys::Part::*;
-use crate::queue::Queue;
+use crate::queue::Partition;
 
 pub(crate) static BINDING: Binding = Binding::new(
     "extend.lua",
@@ -14,7 +14,7 @@ pub(crate) static BINDING: Binding = Binding::new(
 
 /// Extends job `id`'s lease to server now + `lease_ms`; false when the lease is no longer
 /// `token`'s.
-pub(crate) async fn call(queue: &Queue, id: &str, token: &str, lease_ms: u64) -> Result<bool> {
+pub(crate) async fn call(queue: &Partition<'_>, id: &str, token: &str, lease_ms: u64) -> Result<bool> {
     let deadline: i64 = BINDING
         .invoke(queue.keys())
         .arg(id)

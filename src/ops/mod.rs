@@ -29,6 +29,7 @@ macro_rules! bindings {
 
 bindings!(
     ack, bury, cancel, claim, extend, promote, purge, remove, reschedule, retry, revive, schedule,
+    share,
 );
 
 use std::sync::OnceLock;
@@ -139,7 +140,7 @@ fn is_noscript(reply: &Value) -> bool {
 
 /// Parses a `{now, id_1, ...}` reply (`revive.lua`, `purge.lua`): the ids.
 fn ids_after_time(
-    queue: &crate::queue::Queue,
+    queue: &crate::queue::Partition<'_>,
     op: &'static str,
     reply: Vec<Value>,
 ) -> crate::error::Result<Vec<String>> {

@@ -3,7 +3,7 @@
 use super::Binding;
 use crate::error::Result;
 use crate::keys::Part::*;
-use crate::queue::Queue;
+use crate::queue::Partition;
 
 pub(crate) static BINDING: Binding = Binding::new(
     "promote.lua",
@@ -40,7 +40,7 @@ pub(crate) struct Promoted {
 /// Promotes at most `batch` due jobs and as many expired leases; `format` is written back to
 /// `meta` if it is missing; lags are counted into buckets with upper `bounds` (ms).
 pub(crate) async fn call(
-    queue: &Queue,
+    queue: &Partition<'_>,
     batch: usize,
     format: u32,
     bounds: &[u64],

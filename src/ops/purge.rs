@@ -3,7 +3,7 @@
 use super::{ids_after_time, Binding};
 use crate::error::Result;
 use crate::keys::Part::*;
-use crate::queue::Queue;
+use crate::queue::Partition;
 
 pub(crate) static BINDING: Binding = Binding::new(
     "purge.lua",
@@ -15,7 +15,7 @@ pub(crate) static BINDING: Binding = Binding::new(
 /// Purges up to `n` jobs at least `age_ms` dead (-1: any age), or (`n` = 0) the dead ones
 /// among `ids`; returns the ids purged.
 pub(crate) async fn call(
-    queue: &Queue,
+    queue: &Partition<'_>,
     n: usize,
     age_ms: i64,
     ids: &[String],

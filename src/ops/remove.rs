@@ -3,7 +3,7 @@
 use super::Binding;
 use crate::error::Result;
 use crate::keys::Part::*;
-use crate::queue::Queue;
+use crate::queue::Partition;
 
 pub(crate) static BINDING: Binding = Binding::new(
     "remove.lua",
@@ -17,7 +17,7 @@ pub(crate) static BINDING: Binding = Binding::new(
 
 /// Deletes every key of the queue unless it holds jobs and `force` is false. Returns whether
 /// it was removed, and how many jobs it held.
-pub(crate) async fn call(queue: &Queue, force: bool) -> Result<(bool, u64)> {
+pub(crate) async fn call(queue: &Partition<'_>, force: bool) -> Result<(bool, u64)> {
     let (removed, jobs): (i64, u64) = BINDING
         .invoke(queue.keys())
         .arg(if force { "1" } else { "0" })

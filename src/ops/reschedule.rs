@@ -3,7 +3,7 @@
 use super::Binding;
 use crate::error::Result;
 use crate::keys::Part::*;
-use crate::queue::Queue;
+use crate::queue::Partition;
 use crate::vocab::JobState;
 
 pub(crate) static BINDING: Binding = Binding::new(
@@ -28,7 +28,7 @@ pub(crate) enum Moved {
 
 /// Moves job `id` to `ms` (mode "at") or server now + `ms` (mode "in").
 pub(crate) async fn call(
-    queue: &Queue,
+    queue: &Partition<'_>,
     id: &str,
     mode: &str,
     ms: u64,

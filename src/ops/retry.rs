@@ -3,7 +3,7 @@
 use super::Binding;
 use crate::error::Result;
 use crate::keys::Part::*;
-use crate::queue::Queue;
+use crate::queue::Partition;
 use crate::vocab::Reason;
 
 pub(crate) static BINDING: Binding = Binding::new(
@@ -19,7 +19,7 @@ pub(crate) static BINDING: Binding = Binding::new(
 /// back; `error` (if any) becomes its last error record. False when the lease is no longer
 /// `token`'s.
 pub(crate) async fn call(
-    queue: &Queue,
+    queue: &Partition<'_>,
     id: &str,
     token: &str,
     delay_ms: u64,

@@ -3,7 +3,7 @@
 use super::{ids_after_time, Binding};
 use crate::error::Result;
 use crate::keys::Part::*;
-use crate::queue::Queue;
+use crate::queue::Partition;
 
 pub(crate) static BINDING: Binding = Binding::new(
     "revive.lua",
@@ -14,7 +14,7 @@ pub(crate) static BINDING: Binding = Binding::new(
 
 /// Revives the `n` jobs that died first, or (`n` = 0) the dead ones among `ids`; returns the
 /// ids revived.
-pub(crate) async fn call(queue: &Queue, n: usize, ids: &[String]) -> Result<Vec<String>> {
+pub(crate) async fn call(queue: &Partition<'_>, n: usize, ids: &[String]) -> Result<Vec<String>> {
     let reply = BINDING
         .invoke(queue.keys())
         .arg(&queue.keys().wake)

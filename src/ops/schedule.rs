@@ -7,7 +7,7 @@ use super::Binding;
 use crate::error::Result;
 use crate::keys::Keys;
 use crate::keys::Part::*;
-use crate::queue::Queue;
+use crate::queue::Partition;
 
 pub(crate) static BINDING: Binding = Binding::new(
     "schedule.lua",
@@ -45,7 +45,7 @@ pub(crate) fn command<'a>(
 }
 
 /// The reply of one call for `n` jobs: the server time it used (ms), and one result per job.
-pub(crate) fn parse(queue: &Queue, reply: Value, n: usize) -> Result<(u64, Vec<Written>)> {
+pub(crate) fn parse(queue: &Partition<'_>, reply: Value, n: usize) -> Result<(u64, Vec<Written>)> {
     let codes: Vec<i64> =
         redis::from_redis_value(reply).map_err(|e| queue.unexpected("schedule", e.to_string()))?;
     let Some((&now, codes)) = codes.split_first() else {

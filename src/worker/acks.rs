@@ -1,5 +1,5 @@
-//! Acknowledgements, batched: one `ack.lua` call carries the acks of every job that finished
-//! while the previous call was in flight.
+//! Acknowledgements, batched: one `ack.lua` call (per partition) carries the acks of every job
+//! that finished while the previous call was in flight.
 //!
 //! A job whose handler succeeded hands its id and fencing token to the batching task and its
 //! slot is free at once: a slot bounds running handlers, and an ack in flight runs none. The
@@ -30,6 +30,8 @@ const QUEUED_ACKS: usize = 4 * MAX_ACK_BATCH;
 struct Ack {
     id: String,
     token: String,
+    /// The partition the job was claimed from.
+    part: u16,
 }
 
 /// Where job tasks send their acks.
@@ -51,8 +53,8 @@ impl Acks {
     }
 
     /// Queues the ack of job `id` held under `token`; waits only while the queue is full.
-    pub(super) async fn send(&self, id: String, token: String) {
-        if self.sender.send(Ack { id, token }).await.is_err() {
+    pub(super) async fn send(&self, id: String, token: String, part: u16) {
+        if self.sender.send(Ack { id, token, part }).await.is_err() {
             // Only possible if the batching task ended early, which it does not do while a
             // sender exists; the job then returns when its lease ends.
             error!("ack batching task is gone; the job returns when its lease ends");
@@ -72,16 +74,24 @@ impl AckTask {
 async fn batch_loop(queue: Queue, mut receiver: mpsc::Receiver<Ack>, tries: u32) {
     let mut batch = Vec::new();
     while receiver.recv_many(&mut batch, MAX_ACK_BATCH).await > 0 {
-        deliver(&queue, &batch, tries).await;
+        if queue.partitions() == 1 {
+            deliver(&queue, 0, &batch, tries).await;
+        } else {
+            // One call per partition that has acks in this batch.
+            batch.sort_by_key(|ack| ack.part);
+            for part in batch.chunk_by(|a, b| a.part == b.part) {
+                deliver(&queue, part[0].part, part, tries).await;
+            }
+        }
         batch.clear();
     }
 }
 
 /// Sends one batch, trying again while Redis is unreachable. Sending a batch again is safe:
 /// an ack that was applied the first time is refused the second (its lease is gone).
-async fn deliver(queue: &Queue, batch: &[Ack], tries: u32) {
+async fn deliver(queue: &Queue, part: u16, batch: &[Ack], tries: u32) {
     let (result, sent) = send_again("ack", tries, crate::Error::is_connection_error, || {
-        call(queue, batch)
+        call(queue, part, batch)
     })
     .await;
     match result {
@@ -108,11 +118,11 @@ async fn deliver(queue: &Queue, batch: &[Ack], tries: u32) {
 }
 
 /// One `ack.lua` call for `batch`; per ack, in order, whether it was applied.
-async fn call(queue: &Queue, batch: &[Ack]) -> crate::Result<Vec<bool>> {
+async fn call(queue: &Queue, part: u16, batch: &[Ack]) -> crate::Result<Vec<bool>> {
     let window_ms = delay_ms(queue.config().dedup_window()).unwrap_or(0);
     let acks: Vec<(&str, &str)> = batch
         .iter()
         .map(|a| (a.id.as_str(), a.token.as_str()))
         .collect();
-    crate::ops::ack::call(queue, window_ms, &acks).await
+    crate::ops::ack::call(&queue.partition(part), window_ms, &acks).await
 }

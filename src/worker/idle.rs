@@ -1,21 +1,24 @@
 //! The idle wait: a worker with nothing to do blocks in Redis (`BLMOVE ready ready LEFT
-//! LEFT`, which puts the element straight back) on a connection of its own, so that no command
-//! is sent while nothing is ready, apart from one wake every idle wait.
+//! LEFT`, which puts the element straight back) on a connection of its own per partition, so
+//! that no command is sent while nothing is ready, apart from one wake every idle wait. A
+//! partitioned queue is waited on in every partition at once: the first that has a job ends
+//! the wait. On a cluster each connection follows its partition's slot.
 
 use std::time::Duration;
 
+use futures_util::future::select_all;
 use tracing::warn;
 
 use crate::conn::{Backend, Conn};
 use crate::queue::Queue;
 use crate::reconnect::ReconnectBackoff;
 
-/// Waits, on a connection of its own, until `ready` has an element.
+/// Waits, on connections of its own, until some partition's `ready` has an element.
 pub(super) struct ReadyWaiter {
     backend: Backend,
-    ready_key: String,
+    /// Each partition's `ready` key and its connection, once made.
+    parts: Vec<(String, Option<Conn>)>,
     idle_wait: Duration,
-    conn: Option<Conn>,
     outage: ReconnectBackoff,
 }
 
@@ -23,18 +26,25 @@ impl ReadyWaiter {
     pub(super) fn new(queue: &Queue, idle_wait: Duration) -> Self {
         ReadyWaiter {
             backend: queue.namespace().backend().clone(),
-            ready_key: queue.keys().ready.clone(),
+            parts: queue
+                .each_partition()
+                .map(|part| (part.keys().ready.clone(), None))
+                .collect(),
             idle_wait,
-            conn: None,
             outage: ReconnectBackoff::new(),
         }
     }
 
-    /// Returns when `ready` has an element, after `idle_wait`, or after a connection error
-    /// (having waited out the backoff).
+    /// Returns when a `ready` list has an element, after `idle_wait`, or after a connection
+    /// error (having waited out the backoff).
     pub(super) async fn wait(&mut self) {
-        if let Err(e) = self.try_wait().await {
-            self.conn = None;
+        let (backend, idle_wait) = (&self.backend, self.idle_wait);
+        let waits = self
+            .parts
+            .iter_mut()
+            .map(|(key, conn)| Box::pin(wait_one(backend, key, conn, idle_wait)));
+        let (result, ..) = select_all(waits).await;
+        if let Err(e) = result {
             let delay = self.outage.next_delay();
             warn!(error = %e, retry_in = ?delay, "idle wait failed; redis unavailable?");
             tokio::time::sleep(delay).await;
@@ -42,28 +52,41 @@ impl ReadyWaiter {
             self.outage.reset();
         }
     }
+}
 
-    async fn try_wait(&mut self) -> redis::RedisResult<()> {
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
+/// Blocks until `ready` has an element or `idle_wait` passes, on `conn` (made if missing,
+/// dropped after an error).
+async fn wait_one(
+    backend: &Backend,
+    ready: &str,
+    conn: &mut Option<Conn>,
+    idle_wait: Duration,
+) -> redis::RedisResult<()> {
+    let result = async {
+        let c = match conn {
+            Some(c) => c,
             None => {
-                // Blocking commands need a response timeout longer than the block. On a
-                // cluster the connection follows the slot of `ready` if it moves.
-                let conn = self
-                    .backend
-                    .own_conn(self.idle_wait + Duration::from_secs(5))
+                // Blocking commands need a response timeout longer than the block. A wait
+                // abandoned when another partition answered first stays queued on its
+                // connection, so the next one may wait behind it: allow for two.
+                let c = backend
+                    .own_conn(idle_wait * 2 + Duration::from_secs(5))
                     .await?;
-                self.conn.insert(conn)
+                conn.insert(c)
             }
         };
-        let _moved: Option<Vec<u8>> = redis::cmd("BLMOVE")
-            .arg(&self.ready_key)
-            .arg(&self.ready_key)
+        redis::cmd("BLMOVE")
+            .arg(ready)
+            .arg(ready)
             .arg("LEFT")
             .arg("LEFT")
-            .arg(self.idle_wait.as_secs_f64())
-            .query_async(conn)
-            .await?;
-        Ok(())
+            .arg(idle_wait.as_secs_f64())
+            .query_async::<Option<Vec<u8>>>(c)
+            .await
     }
+    .await;
+    if result.is_err() {
+        *conn = None;
+    }
+    result.map(|_| ())
 }

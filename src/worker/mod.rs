@@ -65,6 +65,8 @@ pub struct Worker {
 #[derive(Debug)]
 struct Claimed {
     job: crate::ops::claim::ClaimedJob,
+    /// The partition it was claimed from, where every report about it goes.
+    part: u16,
     /// How late the job already was when it was claimed (server clock), and when the claim's
     /// reply arrived here: together they give the start lag without comparing two clocks.
     late_at_claim: Option<Duration>,
@@ -147,8 +149,14 @@ impl Worker {
         let mut tasks = JoinSet::new();
         let mut waiter = ReadyWaiter::new(&shared.queue, shared.config.idle_wait);
         let mut outage = ReconnectBackoff::new();
+        // The partition a claim starts from, moved on by one every claim: fair to each.
+        let mut cursor: u16 = 0;
         tokio::pin!(shutdown);
-        info!(concurrency, "worker started");
+        info!(
+            concurrency,
+            partitions = shared.queue.partitions(),
+            "worker started"
+        );
 
         loop {
             let permit = tokio::select! {
@@ -164,7 +172,7 @@ impl Worker {
                 },
             };
             let want = (1 + slots.available_permits()).min(MAX_CLAIM_BATCH);
-            match claim(&shared.queue, want, &shared.config).await {
+            match claim(&shared.queue, want, &shared.config, &mut cursor).await {
                 Ok(jobs) if jobs.is_empty() => {
                     drop(permit);
                     outage.reset();
@@ -256,22 +264,56 @@ fn log_task_end(done: std::result::Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// Claims up to `n` ready jobs with one `claim.lua` call.
-async fn claim(queue: &Queue, n: usize, config: &WorkerConfig) -> Result<Vec<Claimed>> {
+/// Claims up to `n` ready jobs: one `claim.lua` call per partition, starting at partition
+/// `cursor` (moved on by one for the next claim) and going on while fewer than `n` came back.
+/// A partition that fails is left for the next claim when others gave jobs.
+async fn claim(
+    queue: &Queue,
+    n: usize,
+    config: &WorkerConfig,
+    cursor: &mut u16,
+) -> Result<Vec<Claimed>> {
     let lease_ms = delay_ms(config.lease).unwrap_or(u64::MAX);
-    let claim = crate::ops::claim::call(queue, n, lease_ms, config.due_times).await?;
-    let claimed_at = tokio::time::Instant::now();
-    Ok(claim
-        .jobs
-        .into_iter()
-        .map(|job| Claimed {
-            late_at_claim: job
-                .due_ms
-                .map(|due| Duration::from_millis(claim.now_ms.saturating_sub(due))),
-            claimed_at,
-            job,
-        })
-        .collect())
+    let k = queue.partitions();
+    let start = *cursor;
+    *cursor = (start + 1) % k;
+    let mut claimed = Vec::new();
+    let mut failure = None;
+    for step in 0..k {
+        let part = queue.partition((start + step) % k);
+        let claim =
+            match crate::ops::claim::call(&part, n - claimed.len(), lease_ms, config.due_times)
+                .await
+            {
+                Ok(claim) => claim,
+                Err(e) => {
+                    failure = Some(e);
+                    continue;
+                }
+            };
+        let claimed_at = tokio::time::Instant::now();
+        claimed.extend(claim.jobs.into_iter().map(|job| {
+            Claimed {
+                late_at_claim: job
+                    .due_ms
+                    .map(|due| Duration::from_millis(claim.now_ms.saturating_sub(due))),
+                claimed_at,
+                part: part.index(),
+                job,
+            }
+        }));
+        if claimed.len() >= n {
+            break;
+        }
+    }
+    match failure {
+        Some(e) if claimed.is_empty() => Err(e),
+        Some(e) => {
+            warn!(error = %e, "a partition could not be claimed from; trying it again next time");
+            Ok(claimed)
+        }
+        None => Ok(claimed),
+    }
 }
 
 /// Runs one claimed job to its outcome and reports it.
@@ -383,7 +425,12 @@ async fn finish<H>(
         }
     };
     match policy::transition(ended, claimed.job.attempt, max_attempts, backoff) {
-        Transition::Ack => shared.acks.send(claimed.job.id, claimed.job.token).await,
+        Transition::Ack => {
+            shared
+                .acks
+                .send(claimed.job.id, claimed.job.token, claimed.part)
+                .await
+        }
         Transition::Report(next) => report(shared, &claimed, next).await,
     }
 }
@@ -421,6 +468,7 @@ async fn report<H>(shared: &Shared<H>, claimed: &Claimed, report: Report) {
 /// One report script call; `Ok(false)` when the lease is no longer this worker's.
 async fn send_report(queue: &Queue, claimed: &Claimed, report: &Report) -> Result<bool> {
     let (id, token) = (claimed.job.id.as_str(), claimed.job.token.as_str());
+    let queue = &queue.partition(claimed.part);
     match report {
         Report::Retry {
             delay,
@@ -441,7 +489,8 @@ async fn send_report(queue: &Queue, claimed: &Claimed, report: &Report) -> Resul
 async fn extend<H>(shared: &Shared<H>, claimed: &Claimed) -> bool {
     let lease_ms = delay_ms(shared.config.lease).unwrap_or(u64::MAX);
     let (id, token) = (claimed.job.id.as_str(), claimed.job.token.as_str());
-    match crate::ops::extend::call(&shared.queue, id, token, lease_ms).await {
+    let part = shared.queue.partition(claimed.part);
+    match crate::ops::extend::call(&part, id, token, lease_ms).await {
         Ok(false) => {
             warn!("lease lost while the handler runs: its outcome will be refused");
             false

@@ -321,9 +321,22 @@ pub(crate) struct StatsArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum QueueCommand {
+    /// Create a queue, optionally partitioned over several hash slots (so over the masters of
+    /// a Redis Cluster). Opening an existing queue with the same partition count is a no-op;
+    /// another count is refused.
+    Create(QueueCreateArgs),
     /// Remove a queue: every key of it and its registry entry, so sidecars stop serving it.
     /// Refused while it holds jobs, unless --force. Stop its workers first.
     Rm(QueueRmArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QueueCreateArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// How many partitions (1 to 1024); fixed for the queue's life.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) partitions: u16,
 }
 
 #[derive(Debug, Args)]

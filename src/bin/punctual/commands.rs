@@ -339,6 +339,20 @@ pub(crate) async fn stats(ctx: &Ctx, args: StatsArgs) -> CmdResult {
 
 pub(crate) async fn queue(ctx: &Ctx, command: QueueCommand) -> CmdResult {
     match command {
+        QueueCommand::Create(args) => {
+            punctual::keys::validate_name(&args.queue).map_err(|e| ctx.fail(e))?;
+            let ns = ctx.namespace().await?;
+            let queue = ns
+                .create_queue(&args.queue, args.partitions)
+                .await
+                .map_err(|e| ctx.fail(e))?;
+            println!(
+                "queue {:?} has {} partition(s)",
+                queue.name(),
+                queue.partitions()
+            );
+            Ok(())
+        }
         QueueCommand::Rm(args) => {
             let queue = ctx.existing_queue(&args.queue).await?;
             let ns = ctx.namespace().await?;

@@ -133,6 +133,7 @@ pub(crate) const JOB_HEADER: [&str; 6] = [
 pub(crate) fn stats_json(s: &QueueStats) -> Value {
     json!({
         "queue": s.queue,
+        "partitions": s.partitions,
         "scheduled": s.counts.scheduled,
         "ready": s.counts.ready,
         "running": s.counts.running,
