@@ -24,6 +24,11 @@
 //!
 //! `PUNCTUAL_CHAOS_SECS` sets the length of the chaos phase (default 20, CI); `=600` is a soak.
 //! `PUNCTUAL_CHAOS_SEED` replays a run's random choices (the seed is printed).
+//!
+//! `PUNCTUAL_CHAOS_CLUSTER=1` runs the same against a Redis Cluster of 3 masters with a
+//! replica each (all with `appendfsync always`) and a queue of 6 partitions; instead of
+//! killing the one Redis, a master is failed over to its in-sync replica (`CLUSTER FAILOVER`)
+//! at the same moments. The same checks hold, summed over the partitions.
 
 mod support;
 
@@ -37,7 +42,7 @@ use punctual::{
     BackoffSpec, Exponential, NewJob, Promoter, PromoterConfig, Queue, Rng, Scheduled, When,
 };
 use redis::AsyncCommands;
-use support::RedisServer;
+use support::{RedisCluster, RedisServer, TestConn};
 use tokio_util::sync::CancellationToken;
 
 const QUEUE: &str = "chaos";
@@ -90,6 +95,104 @@ impl Behaviour {
             Behaviour::Flaky(n) => attempt <= n,
             Behaviour::Doomed => true,
         }
+    }
+}
+
+/// The Redis the chaos runs against: one persistent server, or a cluster with replicas.
+enum Store {
+    One(RedisServer),
+    Cluster(RedisCluster),
+}
+
+/// Partitions of the chaos queue in cluster mode.
+const CLUSTER_PARTITIONS: u16 = 6;
+
+impl Store {
+    fn start() -> Store {
+        if std::env::var("PUNCTUAL_CHAOS_CLUSTER").is_ok_and(|v| v == "1") {
+            Store::Cluster(RedisCluster::start_with(3, 1, true))
+        } else {
+            Store::One(RedisServer::start_with(true))
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Store::One(redis) => redis.url(),
+            Store::Cluster(cluster) => cluster.seeds(),
+        }
+    }
+
+    /// The hash tags the queue's jobs live under.
+    fn tags(&self) -> Vec<String> {
+        match self {
+            Store::One(_) => vec![QUEUE.to_owned()],
+            Store::Cluster(_) => (0..CLUSTER_PARTITIONS)
+                .map(|p| format!("{QUEUE}#{p}"))
+                .collect(),
+        }
+    }
+
+    async fn conn(&self) -> TestConn {
+        let urls = match self {
+            Store::One(redis) => return redis.conn().await,
+            Store::Cluster(cluster) => cluster
+                .nodes
+                .iter()
+                .map(RedisServer::url)
+                .collect::<Vec<_>>(),
+        };
+        let client = redis::cluster::ClusterClient::builder(urls)
+            .response_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        TestConn::Cluster(client.get_async_connection().await.unwrap())
+    }
+
+    /// The Redis chaos: SIGKILL and restart the one server (on its append-only file), or
+    /// fail a random master over to its replica.
+    fn upset(&mut self, rng: &mut Rng) {
+        match self {
+            Store::One(redis) => {
+                redis.kill();
+                std::thread::sleep(Duration::from_millis(rng.below(1000)));
+                redis.restart();
+            }
+            Store::Cluster(cluster) => {
+                let replicas: Vec<usize> = (0..cluster.nodes.len())
+                    .filter(|&i| cluster.replication(i).contains("role:slave"))
+                    .collect();
+                let pick = replicas[rng.below(replicas.len() as u64) as usize];
+                cluster.failover(pick);
+                println!(
+                    "chaos: node {} took over as master",
+                    cluster.nodes[pick].port()
+                );
+            }
+        }
+    }
+
+    /// Every key under the prefix, on every master.
+    fn keys(&self) -> Vec<String> {
+        let servers: Vec<&RedisServer> = match self {
+            Store::One(redis) => vec![redis],
+            Store::Cluster(cluster) => cluster
+                .masters()
+                .into_iter()
+                .map(|i| &cluster.nodes[i])
+                .collect(),
+        };
+        let mut keys = Vec::new();
+        for server in servers {
+            let mut conn = server.client().get_connection().unwrap();
+            let mine: Vec<String> = redis::cmd("KEYS")
+                .arg("punctual:*")
+                .query(&mut conn)
+                .unwrap();
+            keys.extend(mine);
+        }
+        keys.sort();
+        keys
     }
 }
 
@@ -214,8 +317,15 @@ async fn chaos_loses_nothing_and_promotes_nothing_twice() {
     println!("chaos: {secs} s, seed {seed}");
     let mut rng = Rng::seeded(seed);
 
-    let mut redis = RedisServer::start_with(true);
+    let mut redis = Store::start();
     let url = redis.url();
+    let tags = redis.tags();
+    if let Store::Cluster(_) = redis {
+        let ns = punctual::Namespace::connect(&url, punctual::QueueConfig::default())
+            .await
+            .unwrap();
+        ns.create_queue(QUEUE, CLUSTER_PARTITIONS).await.unwrap();
+    }
     let dir = std::env::temp_dir().join(format!("punctual-chaos-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("records")).unwrap();
@@ -265,11 +375,7 @@ async fn chaos_loses_nothing_and_promotes_nothing_twice() {
         let i = rng.below(workers.running.len() as u64) as usize;
         workers.kill(i);
         if Instant::now() >= next_redis_kill {
-            tokio::task::block_in_place(|| {
-                redis.kill();
-                std::thread::sleep(Duration::from_millis(rng.below(1000)));
-                redis.restart();
-            });
+            tokio::task::block_in_place(|| redis.upset(&mut rng));
             redis_kills += 1;
             next_redis_kill += Duration::from_secs(60);
         }
@@ -281,7 +387,7 @@ async fn chaos_loses_nothing_and_promotes_nothing_twice() {
 
     // Drain: every job reaches its end (gone, or dead by design) within a generous bound.
     let mut conn = redis.conn().await;
-    let keys = |part: &str| format!("punctual:{{{QUEUE}}}:{part}");
+    let keys_of = |tag: &str, part: &str| format!("punctual:{{{tag}}}:{part}");
     let doomed = accepted
         .values()
         .filter(|e| e.behaviour == Behaviour::Doomed)
@@ -290,14 +396,21 @@ async fn chaos_loses_nothing_and_promotes_nothing_twice() {
     let drain_start = Instant::now();
     loop {
         workers.reap();
-        let (scheduled, ready, running, dead): (usize, usize, usize, usize) = redis::pipe()
-            .zcard(keys("scheduled"))
-            .llen(keys("ready"))
-            .zcard(keys("running"))
-            .zcard(keys("dead"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let (mut scheduled, mut ready, mut running, mut dead) = (0, 0, 0, 0);
+        for tag in &tags {
+            let counts: (usize, usize, usize, usize) = redis::pipe()
+                .zcard(keys_of(tag, "scheduled"))
+                .llen(keys_of(tag, "ready"))
+                .zcard(keys_of(tag, "running"))
+                .zcard(keys_of(tag, "dead"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            scheduled += counts.0;
+            ready += counts.1;
+            running += counts.2;
+            dead += counts.3;
+        }
         if scheduled + ready + running == 0 && dead >= doomed {
             break;
         }
@@ -314,13 +427,20 @@ async fn chaos_loses_nothing_and_promotes_nothing_twice() {
         promoter.await.unwrap().unwrap();
     }
 
-    let dead: HashSet<String> = conn
-        .zrange::<_, Vec<String>>(keys("dead"), 0, -1)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
-    let errors: HashMap<String, String> = conn.hgetall(keys("errors")).await.unwrap();
+    let mut dead: HashSet<String> = HashSet::new();
+    let mut errors: HashMap<String, String> = HashMap::new();
+    let mut stats: HashMap<String, u64> = HashMap::new();
+    for tag in &tags {
+        let ids: Vec<String> = conn.zrange(keys_of(tag, "dead"), 0, -1).await.unwrap();
+        dead.extend(ids);
+        let part_errors: HashMap<String, String> =
+            conn.hgetall(keys_of(tag, "errors")).await.unwrap();
+        errors.extend(part_errors);
+        let part_stats: HashMap<String, u64> = conn.hgetall(keys_of(tag, "stats")).await.unwrap();
+        for (name, n) in part_stats {
+            *stats.entry(name).or_default() += n;
+        }
+    }
     let report = check(
         &dir.join("records"),
         &accepted,
@@ -329,7 +449,6 @@ async fn chaos_loses_nothing_and_promotes_nothing_twice() {
         &workers.killed,
     );
 
-    let stats: HashMap<String, u64> = conn.hgetall(keys("stats")).await.unwrap();
     let stat = |name: &str| stats.get(name).copied().unwrap_or(0);
     let counted_twice =
         stat("promoted") as i64 - (stat("scheduled") + stat("retried") + stat("revived")) as i64;
@@ -366,34 +485,41 @@ async fn chaos_loses_nothing_and_promotes_nothing_twice() {
     assert!(redis_kills >= 1 && workers.killed.len() >= 3);
 
     // No leaks: what is left is the dead jobs' data, the ids finished within the dedup window
-    // (a key that expires by itself), and nothing else.
-    let remaining: Vec<String> = redis::cmd("KEYS")
-        .arg("punctual:*")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let mut remaining: Vec<&str> = remaining.iter().map(String::as_str).collect();
-    remaining.sort_unstable();
-    let expected = [
-        "punctual:queues",
-        "punctual:{chaos}:attempts",
-        "punctual:{chaos}:dead",
-        "punctual:{chaos}:done",
-        "punctual:{chaos}:errors",
-        "punctual:{chaos}:jobs",
-        "punctual:{chaos}:meta",
-        "punctual:{chaos}:seq",
-        "punctual:{chaos}:stats",
-    ];
-    assert_eq!(remaining, expected);
-    let ttl: i64 = conn.pttl(keys("done")).await.unwrap();
-    assert!(ttl > 0 && ttl <= 60_000, "done expires by itself: {ttl}");
-    let finished: Vec<String> = conn.zrange(keys("done"), 0, -1).await.unwrap();
-    assert!(finished
-        .iter()
-        .all(|id| accepted.contains_key(id) && !dead.contains(id)));
-    for hash in ["jobs", "attempts", "errors"] {
-        let fields: HashSet<String> = conn.hkeys(keys(hash)).await.unwrap();
+    // (a key that expires by itself), the queue's record, and nothing else.
+    let remaining = redis.keys();
+    let mut allowed: HashSet<String> = HashSet::from(["punctual:queues".to_owned()]);
+    if tags.len() > 1 {
+        allowed.insert(format!("punctual:{{{QUEUE}}}:meta"));
+        // The promoters' heartbeat set expires by itself, too.
+        allowed.insert(format!("punctual:{{{QUEUE}}}:promoters"));
+    }
+    for tag in &tags {
+        for part in [
+            "attempts", "dead", "done", "errors", "jobs", "meta", "seq", "stats",
+        ] {
+            allowed.insert(keys_of(tag, part));
+        }
+    }
+    let unexpected: Vec<&String> = remaining.iter().filter(|k| !allowed.contains(*k)).collect();
+    assert!(unexpected.is_empty(), "keys left over: {unexpected:?}");
+    let mut hashes: HashMap<&str, HashSet<String>> = HashMap::new();
+    for tag in &tags {
+        let done = keys_of(tag, "done");
+        let ttl: i64 = conn.pttl(&done).await.unwrap();
+        assert!(
+            ttl == -2 || (ttl > 0 && ttl <= 60_000),
+            "done expires by itself: {ttl}"
+        );
+        let finished: Vec<String> = conn.zrange(&done, 0, -1).await.unwrap();
+        assert!(finished
+            .iter()
+            .all(|id| accepted.contains_key(id) && !dead.contains(id)));
+        for hash in ["jobs", "attempts", "errors"] {
+            let fields: HashSet<String> = conn.hkeys(keys_of(tag, hash)).await.unwrap();
+            hashes.entry(hash).or_default().extend(fields);
+        }
+    }
+    for (hash, fields) in hashes {
         assert_eq!(fields, dead, "{hash} holds more than the dead jobs");
     }
     drop(redis);

@@ -177,3 +177,337 @@ fn run_url_args(args: &[&str]) -> String {
     assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     stdout(&out)
 }
+
+/// A cluster node as `CLUSTER NODES` lists it.
+#[derive(Debug, Clone)]
+struct NodeEntry {
+    id: String,
+    port: u16,
+    master: bool,
+    /// Slot ranges it owns (masters).
+    slots: Vec<(u16, u16)>,
+}
+
+fn cluster_nodes(cluster: &RedisCluster) -> Vec<NodeEntry> {
+    let mut conn = cluster.nodes[0].client().get_connection().unwrap();
+    let text: String = redis::cmd("CLUSTER").arg("NODES").query(&mut conn).unwrap();
+    text.lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let port = f[1]
+                .split('@')
+                .next()
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+                .unwrap();
+            let slots = f[8..]
+                .iter()
+                .filter(|s| !s.starts_with('['))
+                .map(|s| match s.split_once('-') {
+                    Some((a, b)) => (a.parse().unwrap(), b.parse().unwrap()),
+                    None => (s.parse().unwrap(), s.parse().unwrap()),
+                })
+                .collect();
+            NodeEntry {
+                id: f[0].to_owned(),
+                port,
+                master: f[2].contains("master"),
+                slots,
+            }
+        })
+        .collect()
+}
+
+/// The slot of a key, as the cluster computes it.
+fn keyslot(cluster: &RedisCluster, key: &str) -> u16 {
+    let mut conn = cluster.nodes[0].client().get_connection().unwrap();
+    redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query(&mut conn)
+        .unwrap()
+}
+
+fn node_by_port(cluster: &RedisCluster, port: u16) -> &RedisServer {
+    cluster.nodes.iter().find(|n| n.port() == port).unwrap()
+}
+
+/// Moves `slot` with its keys to another master, the way `redis-cli --cluster reshard` does
+/// (IMPORTING/MIGRATING, MIGRATE key by key, SETSLOT NODE everywhere), one key every
+/// `pace` so that clients meet the slot half-moved (ASK, TRYAGAIN). Returns (from, to) ports.
+fn migrate_slot(cluster: &RedisCluster, slot: u16, pace: Duration) -> (u16, u16) {
+    let nodes = cluster_nodes(cluster);
+    let owner = nodes
+        .iter()
+        .find(|n| n.master && n.slots.iter().any(|&(a, b)| (a..=b).contains(&slot)))
+        .unwrap()
+        .clone();
+    let target = nodes
+        .iter()
+        .find(|n| n.master && n.id != owner.id)
+        .unwrap()
+        .clone();
+    let mut src = node_by_port(cluster, owner.port)
+        .client()
+        .get_connection()
+        .unwrap();
+    let mut dst = node_by_port(cluster, target.port)
+        .client()
+        .get_connection()
+        .unwrap();
+    let setslot = |conn: &mut redis::Connection, how: &str, id: &str| {
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg(how)
+            .arg(id)
+            .query(conn)
+            .unwrap();
+    };
+    setslot(&mut dst, "IMPORTING", &owner.id);
+    setslot(&mut src, "MIGRATING", &target.id);
+    loop {
+        let keys: Vec<String> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(slot)
+            .arg(1)
+            .query(&mut src)
+            .unwrap();
+        let Some(key) = keys.first() else { break };
+        let _: () = redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(target.port)
+            .arg(key)
+            .arg(0)
+            .arg(10_000)
+            .query(&mut src)
+            .unwrap();
+        std::thread::sleep(pace);
+    }
+    for node in nodes.iter().filter(|n| n.master) {
+        let mut conn = node_by_port(cluster, node.port)
+            .client()
+            .get_connection()
+            .unwrap();
+        setslot(&mut conn, "NODE", &target.id);
+    }
+    (owner.port, target.port)
+}
+
+/// What ran, for exactly-once checks: job data → runs.
+type Runs = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, u32>>>;
+
+/// Starts `promoters` promoters and `workers` workers (concurrency 64) on `queue`, each on a
+/// connection of its own (as separate processes would be), counting runs in the result.
+async fn run_queue(
+    url: &str,
+    name: &str,
+    promoters: usize,
+    workers: usize,
+    stop: &CancellationToken,
+) -> (Runs, Vec<tokio::task::JoinHandle<punctual::Result<()>>>) {
+    let runs: Runs = Default::default();
+    let mut tasks = Vec::new();
+    for _ in 0..promoters {
+        let queue = punctual::Queue::connect(url, name).await.unwrap();
+        let promoter = Promoter::new(
+            [queue],
+            PromoterConfig::default().set_heartbeat(Duration::from_millis(500)),
+        )
+        .unwrap();
+        tasks.push(tokio::spawn(promoter.run(stop.clone().cancelled_owned())));
+    }
+    for _ in 0..workers {
+        let queue = punctual::Queue::connect(url, name).await.unwrap();
+        let runs = runs.clone();
+        tasks.push(support::spawn_worker(
+            &queue,
+            punctual::WorkerConfig::default().set_concurrency(64),
+            stop,
+            move |job: punctual::Job<u32>, _| {
+                *runs.lock().unwrap().entry(job.data).or_default() += 1;
+                async { punctual::Outcome::Done }
+            },
+        ));
+    }
+    (runs, tasks)
+}
+
+/// Each job data in `0..n` ran exactly once; returns how many ran more than once.
+fn ran_once(runs: &Runs, n: u32) -> usize {
+    let runs = runs.lock().unwrap();
+    let missing: Vec<u32> = (0..n).filter(|i| !runs.contains_key(i)).take(10).collect();
+    assert!(missing.is_empty(), "jobs never ran, e.g. {missing:?}");
+    assert_eq!(runs.len(), n as usize, "unknown jobs ran");
+    runs.values().filter(|&&r| r > 1).count()
+}
+
+/// A queue of 8 partitions over 3 masters: its jobs land on every master, about evenly over
+/// the partitions, and 50,000 of them drain exactly once with 2 promoters and 2 workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_of_8_partitions_over_3_masters_drains_50000_jobs_exactly_once() {
+    const N: u32 = 50_000;
+    let cluster = RedisCluster::start(3);
+    let url = cluster.seeds();
+    let ns = Namespace::connect(&url, QueueConfig::default())
+        .await
+        .unwrap();
+    let queue = ns.create_queue("bulk", 8).await.unwrap();
+    // Due over the next 3 s, so promotion and work overlap scheduling.
+    queue
+        .schedule_many(
+            (0..N).map(|i| NewJob::new(&i).delay(Duration::from_millis(u64::from(i % 3000)))),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .for_each(|r| assert!(r.is_ok()));
+    let mut conn = cluster_conn(&cluster).await;
+    let mut per_part = Vec::new();
+    for p in 0..8 {
+        let n: u64 = redis::cmd("HLEN")
+            .arg(format!("punctual:{{bulk#{p}}}:jobs"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        per_part.push(n);
+    }
+    let (min, max) = (
+        per_part.iter().min().unwrap(),
+        per_part.iter().max().unwrap(),
+    );
+    println!(
+        "jobs per partition {per_part:?}, max/min {:.3}",
+        *max as f64 / *min as f64
+    );
+    let ratio = *max as f64 / *min as f64;
+    assert!(ratio < 1.15, "unbalanced: {per_part:?}");
+    for node in &cluster.nodes {
+        let mut c = node.client().get_connection().unwrap();
+        let keys: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+        assert!(keys > 0, "master {} holds no key of the queue", node.port());
+    }
+
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let (runs, tasks) = run_queue(&url, "bulk", 2, 2, &stop).await;
+    eventually(
+        Duration::from_secs(180),
+        "50,000 jobs completed",
+        || async { support::total(&queue, punctual::Event::Completed).await >= u64::from(N) },
+    )
+    .await;
+    println!("drained in {:?}", started.elapsed());
+    stop.cancel();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(ran_once(&runs, N), 0, "jobs ran twice");
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(stats.totals.get(punctual::Event::Promoted), u64::from(N));
+    assert_eq!(stats.counts, punctual::Counts::default());
+}
+
+/// The slots of two partitions move to another master, key by key, while jobs are scheduled,
+/// promoted and run: nothing is lost and nothing runs twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_migrated_while_jobs_flow_loses_and_duplicates_nothing() {
+    const N: u32 = 6_000;
+    let cluster = RedisCluster::start(3);
+    let url = cluster.seeds();
+    let ns = Namespace::connect(&url, QueueConfig::default())
+        .await
+        .unwrap();
+    let queue = ns.create_queue("moving", 4).await.unwrap();
+    let stop = CancellationToken::new();
+    let (runs, tasks) = run_queue(&url, "moving", 1, 2, &stop).await;
+    // Producers: 6,000 jobs over ~3 s, due within a second of scheduling.
+    let producer = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            for chunk in 0..60u32 {
+                let jobs = (chunk * 100..(chunk + 1) * 100)
+                    .map(|i| NewJob::new(&i).delay(Duration::from_millis(u64::from(i % 1000))));
+                for r in queue.schedule_many(jobs).await.unwrap() {
+                    r.unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for p in [0, 1] {
+        let slot = keyslot(&cluster, &format!("{{moving#{p}}}"));
+        let moved =
+            tokio::task::block_in_place(|| migrate_slot(&cluster, slot, Duration::from_millis(30)));
+        println!(
+            "partition {p}: slot {slot} moved from {} to {}",
+            moved.0, moved.1
+        );
+    }
+    producer.await.unwrap();
+    eventually(Duration::from_secs(120), "every job completed", || async {
+        support::total(&queue, punctual::Event::Completed).await >= u64::from(N)
+    })
+    .await;
+    stop.cancel();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(ran_once(&runs, N), 0, "jobs ran twice");
+    let totals = queue.stats().await.unwrap().totals;
+    assert_eq!(totals.get(punctual::Event::Promoted), u64::from(N));
+    assert_eq!(totals.get(punctual::Event::Expired), 0);
+}
+
+/// 3 masters with a replica each: a master fails over to its replica (`CLUSTER FAILOVER`, in
+/// sync) while jobs flow. The promoter and workers carry on; no acknowledged job is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_failed_over_while_jobs_flow_loses_nothing() {
+    const N: u32 = 4_000;
+    let cluster = RedisCluster::start_with(3, 1, true);
+    let url = cluster.seeds();
+    let ns = Namespace::connect(&url, QueueConfig::default())
+        .await
+        .unwrap();
+    let queue = ns.create_queue("failover", 6).await.unwrap();
+    let stop = CancellationToken::new();
+    let (runs, tasks) = run_queue(&url, "failover", 1, 2, &stop).await;
+    let producer = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            for chunk in 0..40u32 {
+                let jobs = (chunk * 100..(chunk + 1) * 100)
+                    .map(|i| NewJob::new(&i).delay(Duration::from_millis(u64::from(i % 500))));
+                // Acknowledged means: this call returned Ok for the job.
+                for r in queue.schedule_many(jobs).await.unwrap() {
+                    r.unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let replica = (0..cluster.nodes.len())
+        .find(|&i| cluster.replication(i).contains("role:slave"))
+        .unwrap();
+    tokio::task::block_in_place(|| cluster.failover(replica));
+    println!("node {} is master now", cluster.nodes[replica].port());
+    producer.await.unwrap();
+    eventually(Duration::from_secs(120), "every job completed", || async {
+        support::total(&queue, punctual::Event::Completed).await >= u64::from(N)
+    })
+    .await;
+    stop.cancel();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let twice = ran_once(&runs, N);
+    let totals = queue.stats().await.unwrap().totals;
+    println!("ran twice {twice}, totals {totals:?}");
+    // Promotion stays exactly once: every entry into `scheduled` was promoted once.
+    assert_eq!(
+        totals.get(punctual::Event::Promoted),
+        totals.get(punctual::Event::Scheduled) + totals.get(punctual::Event::Retried)
+    );
+}

@@ -107,6 +107,12 @@ impl RedisServer {
         Self::start_inner_with(false, None, true)
     }
 
+    /// A cluster node that keeps every acknowledged write on disk (`appendfsync always`)
+    /// when `persistent`.
+    pub fn start_cluster_node_with(persistent: bool) -> Self {
+        Self::start_inner_with(persistent, None, true)
+    }
+
     fn start_inner(persistent: bool, certs: Option<&std::path::Path>) -> Self {
         Self::start_inner_with(persistent, certs, false)
     }
@@ -526,8 +532,14 @@ impl RedisCluster {
     /// Starts `masters` nodes and makes them one cluster; waits until every node reports
     /// `cluster_state:ok`. Fails loudly if `redis-cli` is missing.
     pub fn start(masters: usize) -> Self {
-        let nodes: Vec<RedisServer> = (0..masters)
-            .map(|_| RedisServer::start_cluster_node())
+        Self::start_with(masters, 0, false)
+    }
+
+    /// `masters` masters with `replicas` replicas each (`--cluster-replicas`), persistent
+    /// (`appendfsync always`) when `persistent`. Waits until every replica is in sync.
+    pub fn start_with(masters: usize, replicas: usize, persistent: bool) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
+            .map(|_| RedisServer::start_cluster_node_with(persistent))
             .collect();
         let addrs: Vec<String> = nodes
             .iter()
@@ -537,7 +549,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
         {
             Ok(out) => out,
@@ -573,7 +585,71 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        RedisCluster { nodes }
+        let cluster = RedisCluster { nodes };
+        if replicas > 0 {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while cluster.replicas_in_sync() < masters * replicas {
+                assert!(Instant::now() < deadline, "replicas did not sync");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        cluster
+    }
+
+    /// `INFO replication` of node `i`, as `field:value` lines.
+    pub fn replication(&self, i: usize) -> String {
+        let mut conn = self.nodes[i]
+            .client()
+            .get_connection()
+            .expect("connect to a node");
+        redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut conn)
+            .unwrap_or_default()
+    }
+
+    /// How many replicas report their link to their master up.
+    pub fn replicas_in_sync(&self) -> usize {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                let info = self.replication(i);
+                info.contains("role:slave") && info.contains("master_link_status:up")
+            })
+            .count()
+    }
+
+    /// Indexes of the nodes that are masters now.
+    pub fn masters(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.replication(i).contains("role:master"))
+            .collect()
+    }
+
+    /// Fails over the master of replica `i` to it with `CLUSTER FAILOVER` (the replica
+    /// catches up first: nothing acknowledged is lost) and waits until it is a master.
+    pub fn failover(&self, i: usize) {
+        let mut conn = self.nodes[i]
+            .client()
+            .get_connection()
+            .expect("connect to a node");
+        let _: () = redis::cmd("CLUSTER")
+            .arg("FAILOVER")
+            .query(&mut conn)
+            .expect("CLUSTER FAILOVER");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.replication(i).contains("role:master") {
+            assert!(Instant::now() < deadline, "node {i} did not become master");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every node's URL, comma-separated: a seed list.
+    pub fn seeds(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.url())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// The URL of the first node (any node answers for the cluster).
