@@ -31,6 +31,17 @@ pub struct QueueConfig {
     connect_timeout: Duration,
     dedup_window: Duration,
     tls: Option<TlsConfig>,
+    durability: Option<Durability>,
+}
+
+/// Opt-in durability: a write is acknowledged only once `WAIT` confirms that this many
+/// replicas have it ([`QueueConfig::set_durability`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durability {
+    /// Replicas that must confirm each write (at least 1).
+    pub replicas: u32,
+    /// How long to wait for them before the write is reported as not replicated.
+    pub timeout: Duration,
 }
 
 /// Certificates for `rediss://` URLs beyond the system's trust store: a private CA, and a
@@ -88,6 +99,7 @@ impl Default for QueueConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             dedup_window: DEFAULT_DEDUP_WINDOW,
             tls: None,
+            durability: None,
         }
     }
 }
@@ -142,6 +154,23 @@ impl QueueConfig {
     pub fn set_tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
         self
+    }
+
+    /// Acknowledge a schedule, an ack and a move to the dead set only after `WAIT` confirms
+    /// that `replicas` replicas have it, waiting at most `timeout` (default: off; Redis
+    /// acknowledges once the primary has it). With it on, a job whose scheduling was
+    /// acknowledged survives a failover to any confirming replica. When fewer replicas confirm
+    /// in time the call fails with [`Error::NotReplicated`]: the write is on the primary but
+    /// may be lost in a failover (schedule again with the same id: it is idempotent). Costs one
+    /// replication round trip per script call (see BENCHMARKS.md). `None` turns it off.
+    pub fn set_durability(mut self, durability: Option<Durability>) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The durability setting in force.
+    pub fn durability(&self) -> Option<Durability> {
+        self.durability
     }
 
     /// The TLS certificates in force, if any were set.
@@ -207,6 +236,20 @@ impl QueueConfig {
         }
         if self.max_payload_bytes == 0 {
             return invalid("queue max payload bytes", "must be at least 1");
+        }
+        if let Some(d) = self.durability {
+            if d.replicas == 0 {
+                return invalid(
+                    "queue durability",
+                    "needs at least 1 replica (or None: off)",
+                );
+            }
+            if d.timeout.is_zero() || d.timeout > hour {
+                return invalid(
+                    "queue durability timeout",
+                    "must be between 1 ms and 1 hour",
+                );
+            }
         }
         Ok(())
     }

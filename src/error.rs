@@ -69,6 +69,26 @@ pub enum Error {
         asked: u16,
     },
 
+    /// Durability is on ([`crate::QueueConfig::set_durability`]) and fewer replicas than
+    /// asked confirmed a write in time. The write is on the primary (it happened) but may be
+    /// lost if the primary fails before its replicas catch up.
+    #[error(
+        "queue {queue:?}: {op} was written on the primary but only {confirmed} of {wanted} \
+         replica(s) confirmed it within {timeout:?}; it may be lost in a failover"
+    )]
+    NotReplicated {
+        /// The queue.
+        queue: String,
+        /// The operation.
+        op: &'static str,
+        /// Replicas that confirmed.
+        confirmed: u32,
+        /// Replicas asked for.
+        wanted: u32,
+        /// How long was waited.
+        timeout: Duration,
+    },
+
     /// A configuration value outside its allowed range.
     #[error("invalid configuration: {what} {reason}")]
     InvalidConfig {
@@ -287,6 +307,19 @@ impl Error {
                 queue: queue.clone(),
                 op,
                 source: source.clone(),
+            },
+            Error::NotReplicated {
+                queue,
+                op,
+                confirmed,
+                wanted,
+                timeout,
+            } => Error::NotReplicated {
+                queue: queue.clone(),
+                op,
+                confirmed: *confirmed,
+                wanted: *wanted,
+                timeout: *timeout,
             },
             other => Error::UnexpectedReply {
                 queue: String::new(),

@@ -133,7 +133,7 @@ mod worker;
 
 pub use backoff::{Backoff, BackoffSpec, Exponential, Fixed, Rng, DEFAULT_BASE, DEFAULT_CAP};
 pub use config::{
-    QueueConfig, TlsConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DEDUP_WINDOW,
+    Durability, QueueConfig, TlsConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DEDUP_WINDOW,
     DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PAST_TOLERANCE, DEFAULT_RESPONSE_TIMEOUT, STORAGE_FORMAT,
 };
 pub use dead::Purge;

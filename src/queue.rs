@@ -391,6 +391,7 @@ impl Queue {
     ) -> Result<Vec<Result<Scheduled>>> {
         let keys = part.keys();
         let tolerance = self.config().tolerance_ms();
+        let wait = self.config().durability();
         let mut results = Vec::with_capacity(prepared.len());
         // Rounds are made from their index, not from a borrowed chunk: a closure over a
         // reference argument would make `schedule`'s future one that `tokio::spawn` refuses.
@@ -414,7 +415,11 @@ impl Queue {
                 let calls = &calls;
                 let (result, sent) = send_again("schedule", SEND_TRIES, is_transient, || {
                     let mut conn = conn.clone();
-                    async move { ops::schedule::BINDING.pipeline(&mut conn, calls).await }
+                    async move {
+                        ops::schedule::BINDING
+                            .pipeline(&mut conn, calls, wait)
+                            .await
+                    }
                 })
                 .await;
                 (result, sent > 1)
@@ -426,7 +431,7 @@ impl Queue {
             let Some(round) = sent.next() else {
                 return Err(self.unexpected("schedule", "more replies than rounds"));
             };
-            let replies = match replies {
+            let (replies, confirmed) = match replies {
                 Ok(replies) => replies,
                 Err(e) => {
                     // Every try failed: whether these jobs were written is unknown.
@@ -435,6 +440,12 @@ impl Queue {
                     continue;
                 }
             };
+            // Durability on and too few replicas confirmed: the round is written on the
+            // primary but not acknowledged.
+            if let Err(e) = ops::check_replicated(&part, "schedule", wait, confirmed) {
+                results.extend(round.iter().map(|_| Err(e.clone_for_job())));
+                continue;
+            }
             for (batch, reply) in round.chunks(SCHEDULE_BATCH).zip(replies) {
                 if let Value::ServerError(refused) = reply {
                     // This call wrote nothing (a script writes all or nothing): `OOM`, ...

@@ -19,15 +19,17 @@ pub(crate) async fn call(
     window_ms: u64,
     acks: &[(&str, &str)],
 ) -> Result<Vec<bool>> {
-    let mut call = BINDING.invoke(queue.keys());
+    let mut call = BINDING.evalsha(queue.keys());
     call.arg(window_ms);
     for (id, token) in acks {
         call.arg(id).arg(token);
     }
-    let codes: Vec<i64> = call
-        .invoke_async(&mut queue.conn())
+    let wait = queue.queue().config().durability();
+    let (codes, confirmed): (Vec<i64>, _) = BINDING
+        .call_waiting(&mut queue.conn(), call, wait)
         .await
         .map_err(|e| queue.redis_error("ack", e))?;
+    super::check_replicated(queue, "ack", wait, confirmed)?;
     if codes.len() != acks.len() {
         return Err(queue.unexpected("ack", "one code per acknowledged job expected"));
     }

@@ -21,14 +21,13 @@ pub(crate) async fn call(
     reason: Reason,
     message: &str,
 ) -> Result<bool> {
-    let died: i64 = BINDING
-        .invoke(queue.keys())
-        .arg(id)
-        .arg(token)
-        .arg(reason.as_str())
-        .arg(message)
-        .invoke_async(&mut queue.conn())
+    let mut call = BINDING.evalsha(queue.keys());
+    call.arg(id).arg(token).arg(reason.as_str()).arg(message);
+    let wait = queue.queue().config().durability();
+    let (died, confirmed): (i64, _) = BINDING
+        .call_waiting(&mut queue.conn(), call, wait)
         .await
         .map_err(|e| queue.redis_error("bury", e))?;
+    super::check_replicated(queue, "bury", wait, confirmed)?;
     Ok(died != 0)
 }

@@ -37,6 +37,7 @@ use std::sync::OnceLock;
 use redis::aio::ConnectionLike;
 use redis::{RedisResult, ServerErrorKind, Value};
 
+use crate::config::Durability;
 use crate::keys::{Keys, Part};
 
 /// One embedded script and its calling contract.
@@ -100,13 +101,17 @@ impl Binding {
     /// reply per call, in order. Calls answered `NOSCRIPT` are sent again after `SCRIPT LOAD`.
     /// A call that failed otherwise (`OOM`, ...) has its `Value::ServerError` as its reply, so
     /// that the caller knows exactly which calls ran; `Err` is for the pipeline as a whole
-    /// (the connection failed: which calls ran is unknown).
+    /// (the connection failed: which calls ran is unknown). With `wait` (durability on), the
+    /// pipeline ends with `WAIT replicas timeout`, so on the same connection and node as the
+    /// calls; the second value is how many replicas confirmed every write before it (`None`
+    /// without `wait`).
     pub(crate) async fn pipeline<C: ConnectionLike>(
         &self,
         con: &mut C,
         calls: &[redis::Cmd],
-    ) -> RedisResult<Vec<Value>> {
-        let mut replies = send_all(con, calls).await?;
+        wait: Option<Durability>,
+    ) -> RedisResult<(Vec<Value>, Option<u32>)> {
+        let (mut replies, mut confirmed) = send_all(con, calls, wait).await?;
         let missing: Vec<usize> = replies
             .iter()
             .enumerate()
@@ -116,22 +121,82 @@ impl Binding {
         if !missing.is_empty() {
             self.script().load_async(con).await?;
             let again: Vec<redis::Cmd> = missing.iter().map(|&i| calls[i].clone()).collect();
-            let retried = send_all(con, &again).await?;
+            let (retried, waited) = send_all(con, &again, wait).await?;
             for (i, reply) in missing.into_iter().zip(retried) {
                 replies[i] = reply;
             }
+            // The later WAIT covers every write of the connection so far.
+            confirmed = waited;
         }
-        Ok(replies)
+        Ok((replies, confirmed))
+    }
+
+    /// One call with its `ARGV` (made by [`Binding::evalsha`]), followed by `WAIT` when
+    /// `wait` is given; its reply (an error reply is an `Err`) and the replicas confirmed.
+    pub(crate) async fn call_waiting<C: ConnectionLike, T: redis::FromRedisValue>(
+        &self,
+        con: &mut C,
+        call: redis::Cmd,
+        wait: Option<Durability>,
+    ) -> RedisResult<(T, Option<u32>)> {
+        let (mut replies, confirmed) = self.pipeline(con, &[call], wait).await?;
+        let reply = replies.pop().unwrap_or(Value::Nil);
+        if let Value::ServerError(e) = reply {
+            return Err(e.into());
+        }
+        Ok((redis::from_redis_value(reply)?, confirmed))
     }
 }
 
-async fn send_all<C: ConnectionLike>(con: &mut C, calls: &[redis::Cmd]) -> RedisResult<Vec<Value>> {
+/// Sends `calls` in one pipeline, then `WAIT` if asked: the calls' replies, and the WAIT's.
+async fn send_all<C: ConnectionLike>(
+    con: &mut C,
+    calls: &[redis::Cmd],
+    wait: Option<Durability>,
+) -> RedisResult<(Vec<Value>, Option<u32>)> {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     for call in calls {
         pipe.add_command(call.clone());
     }
-    pipe.query_async(con).await
+    if let Some(d) = wait {
+        pipe.cmd("WAIT")
+            .arg(d.replicas)
+            .arg(d.timeout.as_millis() as u64);
+    }
+    let mut replies: Vec<Value> = pipe.query_async(con).await?;
+    if wait.is_none() {
+        return Ok((replies, None));
+    }
+    match replies.pop() {
+        Some(Value::Int(n)) => Ok((replies, Some(n.max(0) as u32))),
+        Some(Value::ServerError(e)) => Err(e.into()),
+        other => Err(redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "WAIT did not answer with a count",
+            format!("{other:?}"),
+        ))),
+    }
+}
+
+/// The error for a write that `wait` asked replicas to confirm and `confirmed` did, if too
+/// few.
+pub(crate) fn check_replicated(
+    queue: &crate::queue::Partition<'_>,
+    op: &'static str,
+    wait: Option<Durability>,
+    confirmed: Option<u32>,
+) -> crate::error::Result<()> {
+    match (wait, confirmed) {
+        (Some(d), Some(n)) if n < d.replicas => Err(crate::error::Error::NotReplicated {
+            queue: queue.queue().name().to_owned(),
+            op,
+            confirmed: n,
+            wanted: d.replicas,
+            timeout: d.timeout,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn is_noscript(reply: &Value) -> bool {

@@ -109,6 +109,11 @@ async fn deliver(queue: &Queue, part: u16, batch: &[Ack], tries: u32) {
             }
             debug!(jobs = batch.len(), "acknowledged");
         }
+        Err(e @ crate::Error::NotReplicated { .. }) => warn!(
+            error = %e,
+            jobs = batch.len(),
+            "acks applied but not confirmed by enough replicas: a failover now may run those jobs again"
+        ),
         Err(e) => error!(
             error = %e,
             jobs = batch.len(),

@@ -33,6 +33,8 @@ pub struct RedisServer {
     /// Set when this stands for a whole cluster ([`RedisServer::start`] under
     /// `PUNCTUAL_TEST_CLUSTER=1`): its nodes. `port` is then the first node's.
     nodes: Vec<RedisServer>,
+    /// A replica of the server on this port (`--replicaof`).
+    replica_of: Option<u16>,
 }
 
 /// Whether the suite runs against Redis Clusters: `PUNCTUAL_TEST_CLUSTER=1` makes
@@ -66,6 +68,34 @@ impl RedisServer {
             tls: None,
             cluster: None,
             nodes: std::mem::take(&mut nodes),
+            replica_of: None,
+        }
+    }
+
+    /// A replica of `master` (`--replicaof`), persistence off; waits until its link is up.
+    pub fn start_replica_of(master: &RedisServer) -> Self {
+        let mut replica = Self::start_with(false);
+        replica.replica_of = Some(master.port);
+        replica.kill();
+        assert!(replica.spawn(), "the replica did not start");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut conn = replica
+                .client()
+                .get_connection()
+                .expect("connect to the replica");
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut conn)
+                .unwrap_or_default();
+            if info.contains("master_link_status:up") {
+                return replica;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica did not sync: {info}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -136,6 +166,7 @@ impl RedisServer {
                 tls: certs.map(|c| (c.to_owned(), free_port())),
                 cluster,
                 nodes: Vec::new(),
+                replica_of: None,
             };
             if server.spawn() {
                 return server;
@@ -182,6 +213,11 @@ impl RedisServer {
             ])
             .arg("--cluster-port")
             .arg(bus.to_string());
+        }
+        if let Some(master) = self.replica_of {
+            cmd.arg("--replicaof")
+                .arg("127.0.0.1")
+                .arg(master.to_string());
         }
         if self.persistent {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);

@@ -51,6 +51,22 @@ pub(crate) struct Cli {
     )]
     pub(crate) tls_key: Option<PathBuf>,
 
+    /// Durability: acknowledge a schedule, an ack and a move to the dead set only once this
+    /// many replicas confirm it (Redis WAIT), so that an acknowledged job survives a
+    /// failover. Off (0) by default.
+    #[arg(
+        long,
+        global = true,
+        env = "PUNCTUAL_WAIT_REPLICAS",
+        default_value_t = 0
+    )]
+    pub(crate) wait_replicas: u32,
+
+    /// With --wait-replicas: how long to wait for the replicas before the write is reported
+    /// as not replicated (it is on the primary, but may be lost in a failover).
+    #[arg(long, global = true, env = "PUNCTUAL_WAIT_TIMEOUT", value_parser = parse_duration, default_value = "1s")]
+    pub(crate) wait_timeout: std::time::Duration,
+
     /// Key namespace: keys are PREFIX:{queue}:...
     #[arg(long, global = true, env = "PUNCTUAL_PREFIX", default_value = punctual::keys::DEFAULT_PREFIX)]
     pub(crate) prefix: String,

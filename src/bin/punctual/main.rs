@@ -183,6 +183,12 @@ fn main() -> ExitCode {
         }
     };
     let mut config = QueueConfig::default().set_prefix(cli.prefix.clone());
+    if cli.wait_replicas > 0 {
+        config = config.set_durability(Some(punctual::Durability {
+            replicas: cli.wait_replicas,
+            timeout: cli.wait_timeout,
+        }));
+    }
     match tls_config(&cli) {
         Ok(Some(tls)) => config = config.set_tls(tls),
         Ok(None) => {}
