@@ -5,12 +5,18 @@
 //! credentials). One URL that points at a node of a cluster is detected (`INFO cluster`) and
 //! used as the cluster's seed, so any node of a cluster works.
 //!
+//! `redis+sentinel://[user:password@]host:26379,host2:26379/NAME` reaches the primary of the
+//! service NAME through Redis Sentinel: the sentinels are asked for the primary, and asked
+//! again whenever a command finds the primary gone or read-only (a failover), so the next
+//! command goes to the new one. The credentials are the data nodes'.
+//!
 //! On a cluster every command, pipeline and script call is routed by its key's hash slot by the
 //! redis crate's cluster connection, which follows `MOVED` and `ASK` (resharding) and refreshes
 //! its slot map; none of it reaches the caller. Every key of one queue partition shares one
 //! hash tag, so every script call and pipeline here touches one slot. The registry
 //! (`p:queues`) lives in its own slot and is only ever read or written on its own.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
@@ -30,6 +36,8 @@ pub(crate) enum Conn {
     Own(MultiplexedConnection),
     /// A cluster connection: routes by slot, follows `MOVED`/`ASK`.
     Cluster(ClusterConnection),
+    /// The primary found through Sentinel, found again after a failover.
+    Sentinel(SentinelConn),
 }
 
 impl ConnectionLike for Conn {
@@ -38,6 +46,12 @@ impl ConnectionLike for Conn {
             Conn::Manager(c) => c.req_packed_command(cmd),
             Conn::Own(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(c) => Box::pin(async move {
+                let mut conn = c.primary().await?;
+                let result = conn.req_packed_command(cmd).await;
+                c.check(&result);
+                result
+            }),
         }
     }
 
@@ -51,6 +65,12 @@ impl ConnectionLike for Conn {
             Conn::Manager(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Own(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(c) => Box::pin(async move {
+                let mut conn = c.primary().await?;
+                let result = conn.req_packed_commands(pipeline, offset, count).await;
+                c.check(&result);
+                result
+            }),
         }
     }
 
@@ -59,7 +79,61 @@ impl ConnectionLike for Conn {
             Conn::Manager(c) => c.get_db(),
             Conn::Own(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::Sentinel(_) => 0,
         }
+    }
+}
+
+/// The connection to the primary of a Sentinel-monitored service, shared by every clone; it
+/// is dropped (and the primary looked up again) when a command shows the primary is gone.
+#[derive(Clone)]
+pub(crate) struct SentinelConn {
+    sentinel: Arc<tokio::sync::Mutex<redis::sentinel::SentinelClient>>,
+    current: Arc<std::sync::Mutex<Option<(redis::Client, MultiplexedConnection)>>>,
+    /// Incremented each time a new primary connection is made: a promoter sweeps its queues
+    /// when it changes (jobs may have come due while the old primary was going).
+    generation: Arc<std::sync::atomic::AtomicU64>,
+    config: redis::AsyncConnectionConfig,
+}
+
+impl SentinelConn {
+    /// The current primary's client and connection, asking the sentinels when there is none.
+    async fn current(&self) -> redis::RedisResult<(redis::Client, MultiplexedConnection)> {
+        if let Some(found) = self.lock().clone() {
+            return Ok(found);
+        }
+        let mut sentinel = self.sentinel.lock().await;
+        // Another task may have looked it up while this one waited.
+        if let Some(found) = self.lock().clone() {
+            return Ok(found);
+        }
+        let client = sentinel.async_get_client().await?;
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        *self.lock() = Some((client.clone(), conn.clone()));
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(primary = ?client.get_connection_info().addr(), "connected to the primary named by sentinel");
+        Ok((client, conn))
+    }
+
+    async fn primary(&self) -> redis::RedisResult<MultiplexedConnection> {
+        Ok(self.current().await?.1)
+    }
+
+    /// Forgets the primary when `result` shows it is gone or demoted.
+    fn check<T>(&self, result: &redis::RedisResult<T>) {
+        if let Err(e) = result {
+            let demoted = e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
+            if demoted || e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                *self.lock() = None;
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(redis::Client, MultiplexedConnection)>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -71,6 +145,8 @@ pub(crate) enum Backend {
         client: redis::Client,
         conn: ConnectionManager,
     },
+    /// The primary of a Sentinel-monitored service.
+    Sentinel(SentinelConn),
     /// A Redis Cluster, reached through its seed nodes.
     Cluster {
         seeds: Vec<String>,
@@ -108,6 +184,9 @@ pub(crate) fn seeds(url: &str) -> Vec<String> {
 impl Backend {
     /// Connects to `url` (see the module docs); `queue` names the queue in an error.
     pub(crate) async fn connect(url: &str, config: &QueueConfig, queue: &str) -> Result<Backend> {
+        if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+            return Backend::sentinel(url, rest, config, queue).await;
+        }
         let seeds = seeds(url);
         if seeds.len() > 1 {
             return Backend::cluster(seeds, config, queue).await;
@@ -164,6 +243,76 @@ impl Backend {
         Ok(Backend::Single { client, conn })
     }
 
+    /// Through the sentinels of `rest` (`[user:password@]h1:p1,h2:p2/NAME`).
+    async fn sentinel(url: &str, rest: &str, config: &QueueConfig, queue: &str) -> Result<Backend> {
+        let invalid = |detail: &str| {
+            Error::InvalidUrl {
+            url: redact_url(url),
+            source: redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "bad sentinel url",
+                format!("{detail}; expected redis+sentinel://[user:password@]host:port[,host:port...]/NAME"),
+            )),
+        }
+        };
+        let (userinfo, hosts) = match rest.rsplit_once('@') {
+            Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None => (None, rest),
+        };
+        let (hosts, name) = hosts
+            .split_once('/')
+            .ok_or_else(|| invalid("no service name"))?;
+        let name = name.trim_end_matches('/');
+        if name.is_empty() {
+            return Err(invalid("no service name"));
+        }
+        let mut addrs = Vec::new();
+        for host in hosts.split(',').filter(|h| !h.is_empty()) {
+            let (h, p) = host
+                .rsplit_once(':')
+                .ok_or_else(|| invalid("a sentinel without a port"))?;
+            let port = p
+                .parse()
+                .map_err(|_| invalid("a sentinel port that is not a number"))?;
+            addrs.push(redis::ConnectionAddr::Tcp(h.to_owned(), port));
+        }
+        if addrs.is_empty() {
+            return Err(invalid("no sentinel"));
+        }
+        let mut builder = redis::sentinel::SentinelClientBuilder::new(
+            addrs,
+            name,
+            redis::sentinel::SentinelServerType::Master,
+        )
+        .map_err(|e| Error::from_redis(queue, "connect", e))?;
+        if let Some(userinfo) = userinfo {
+            match userinfo.split_once(':') {
+                Some((user, password)) => {
+                    if !user.is_empty() {
+                        builder = builder.set_client_to_redis_username(user);
+                    }
+                    builder = builder.set_client_to_redis_password(password);
+                }
+                None => builder = builder.set_client_to_redis_password(userinfo),
+            }
+        }
+        let sentinel = builder
+            .build()
+            .map_err(|e| Error::from_redis(queue, "connect", e))?;
+        let conn = SentinelConn {
+            sentinel: Arc::new(tokio::sync::Mutex::new(sentinel)),
+            current: Arc::new(std::sync::Mutex::new(None)),
+            generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            config: redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout()))
+                .set_response_timeout(Some(config.response_timeout())),
+        };
+        conn.current()
+            .await
+            .map_err(|e| Error::from_redis(queue, "connect", e))?;
+        Ok(Backend::Sentinel(conn))
+    }
+
     async fn cluster(seeds: Vec<String>, config: &QueueConfig, queue: &str) -> Result<Backend> {
         let client =
             cluster_builder(&seeds, config)
@@ -188,6 +337,16 @@ impl Backend {
         match self {
             Backend::Single { conn, .. } => Conn::Manager(conn.clone()),
             Backend::Cluster { conn, .. } => Conn::Cluster(conn.clone()),
+            Backend::Sentinel(conn) => Conn::Sentinel(conn.clone()),
+        }
+    }
+
+    /// How many primaries a Sentinel backend has connected to so far (0 otherwise): a change
+    /// means a failover was followed.
+    pub(crate) fn generation(&self) -> u64 {
+        match self {
+            Backend::Sentinel(conn) => conn.generation.load(std::sync::atomic::Ordering::Relaxed),
+            _ => 0,
         }
     }
 
@@ -215,6 +374,17 @@ impl Backend {
                     .build()?;
                 Ok(Conn::Cluster(client.get_async_connection().await?))
             }
+            Backend::Sentinel(sentinel) => {
+                let (client, _) = sentinel.current().await?;
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(response_timeout));
+                Ok(Conn::Own(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                ))
+            }
         }
     }
 
@@ -238,10 +408,12 @@ impl Backend {
         Some(connect.await)
     }
 
-    /// The client of a single server, for classic pub/sub.
-    pub(crate) fn single_client(&self) -> Option<&redis::Client> {
+    /// The client of the one server (the current primary, through Sentinel), for classic
+    /// pub/sub; `None` on a cluster.
+    pub(crate) async fn single_client(&self) -> Option<redis::RedisResult<redis::Client>> {
         match self {
-            Backend::Single { client, .. } => Some(client),
+            Backend::Single { client, .. } => Some(Ok(client.clone())),
+            Backend::Sentinel(sentinel) => Some(sentinel.current().await.map(|(client, _)| client)),
             Backend::Cluster { .. } => None,
         }
     }

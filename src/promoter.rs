@@ -219,10 +219,19 @@ impl Promoter {
         let mut wake: Option<Listener> = None;
         let mut resubscribe_at = Instant::now();
         let mut pubsub_outage = ReconnectBackoff::new();
+        // Through Sentinel: which primary connection the promoter last saw.
+        let mut primary = backend.generation();
         tokio::pin!(shutdown);
         info!(batch = config.batch, heartbeat = ?config.heartbeat, "promoter started");
 
         loop {
+            if backend.generation() != primary {
+                // A failover was followed: jobs came due while the old primary went; sweep
+                // now rather than at each queue's next deadline.
+                primary = backend.generation();
+                info!("a new primary (sentinel failover): sweeping every queue");
+                set.sweep_all();
+            }
             if let Some(ns) = &namespace {
                 if Instant::now() >= registry_at {
                     registry_at = Instant::now() + config.heartbeat;

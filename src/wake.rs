@@ -64,12 +64,13 @@ impl Listener {
                 }
                 return Ok(Listener::Cluster { conn, pushes });
             }
-            let Some(client) = backend.single_client() else {
+            let Some(client) = backend.single_client().await else {
                 return Err(redis::RedisError::from((
                     redis::ErrorKind::Client,
                     "no connection to subscribe with",
                 )));
             };
+            let client = client?;
             let mut pubsub = client.get_async_pubsub().await?;
             match pattern {
                 // The pattern covers every queue, so channels are not subscribed one by one.

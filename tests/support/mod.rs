@@ -733,3 +733,109 @@ impl redis::aio::ConnectionLike for TestConn {
         0
     }
 }
+
+/// A primary, a replica and three Redis Sentinels (`redis-server --sentinel`) watching it as
+/// service `punctual` (quorum 2, down after 1 s). Everything is killed on drop.
+pub struct SentinelSetup {
+    pub primary: RedisServer,
+    pub replica: RedisServer,
+    pub sentinels: Vec<(Child, u16, PathBuf)>,
+}
+
+impl SentinelSetup {
+    pub const SERVICE: &'static str = "punctual";
+
+    pub fn start() -> Self {
+        let primary = RedisServer::start_standalone();
+        let replica = RedisServer::start_replica_of(&primary);
+        let mut sentinels = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let dir = std::env::temp_dir().join(format!(
+                "punctual-sentinel-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).expect("a sentinel dir");
+            let conf = dir.join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\n\
+                     sentinel monitor {} 127.0.0.1 {} 2\n\
+                     sentinel down-after-milliseconds {} 1000\n\
+                     sentinel failover-timeout {} 5000\n",
+                    dir.display(),
+                    Self::SERVICE,
+                    primary.port(),
+                    Self::SERVICE,
+                    Self::SERVICE
+                ),
+            )
+            .expect("write sentinel.conf");
+            let child = match Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                Ok(child) => child,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                    "redis-server was not found on PATH (it also runs the sentinels): \
+                     `sudo apt-get install -y redis-server`"
+                ),
+                Err(e) => panic!("cannot start a sentinel: {e}"),
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !ping(port) {
+                assert!(
+                    Instant::now() < deadline,
+                    "sentinel on {port} did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            sentinels.push((child, port, dir));
+        }
+        SentinelSetup {
+            primary,
+            replica,
+            sentinels,
+        }
+    }
+
+    /// `redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/punctual`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|(_, port, _)| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("redis+sentinel://{}/{}", hosts.join(","), Self::SERVICE)
+    }
+
+    /// The port of the primary the sentinels name now.
+    pub fn primary_port(&self) -> Option<u16> {
+        let (_, port, _) = self.sentinels.first()?;
+        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .ok()?
+            .get_connection()
+            .ok()?;
+        let addr: Vec<String> = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(Self::SERVICE)
+            .query(&mut conn)
+            .ok()?;
+        addr.get(1)?.parse().ok()
+    }
+}
+
+impl Drop for SentinelSetup {
+    fn drop(&mut self) {
+        for (child, _, dir) in &mut self.sentinels {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Redis Sentinel: punctual reaches the primary through three sentinels, follows a failover
+//! (the primary SIGKILLed while jobs flow, its replica promoted), sweeps overdue jobs at once
+//! after it, and with durability on loses no acknowledged job. Real servers: a primary, a
+//! replica and three `redis-server --sentinel`.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use punctual::{
+    Durability, Error, Job, Namespace, NewJob, Outcome, Promoter, PromoterConfig, QueueConfig,
+    WorkerConfig,
+};
+use support::{eventually, spawn_worker, SentinelSetup};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_through_sentinel_is_followed_and_loses_no_acknowledged_job() {
+    let mut setup = SentinelSetup::start();
+    let first = setup.primary.port();
+    let config = QueueConfig::default().set_durability(Some(Durability {
+        replicas: 1,
+        timeout: Duration::from_millis(500),
+    }));
+    let ns = Namespace::connect(&setup.url(), config).await.unwrap();
+    let info = ns.server_info().await.unwrap();
+    assert_eq!(info.role, "master");
+    let queue = ns.queue("sentinel").await.unwrap();
+
+    let stop = CancellationToken::new();
+    let promoter = Promoter::new(
+        [queue.clone()],
+        PromoterConfig::default().set_heartbeat(Duration::from_millis(500)),
+    )
+    .unwrap();
+    let promoter = tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
+    let runs = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
+    let worker = {
+        let runs = runs.clone();
+        spawn_worker(
+            &queue,
+            WorkerConfig::default().set_lease(Duration::from_secs(3)),
+            &stop,
+            move |job: Job<u32>, _| {
+                *runs.lock().unwrap().entry(job.id).or_default() += 1;
+                async { Outcome::Done }
+            },
+        )
+    };
+
+    // The producer: one job per call, sent again under the same id until acknowledged, for 8 s.
+    let producer = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut refused = 0u32;
+            let started = Instant::now();
+            let mut n = 0u32;
+            while started.elapsed() < Duration::from_secs(8) {
+                let id = format!("s-{n}");
+                let job = NewJob::new(&n)
+                    .id(&id)
+                    .delay(Duration::from_millis(u64::from(n % 300)));
+                match queue.schedule(job).await {
+                    Ok(_) => {
+                        acked.push(id);
+                        n += 1;
+                    }
+                    Err(Error::NotReplicated { .. }) | Err(Error::Redis { .. }) => {
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("unexpected: {e}"),
+                }
+            }
+            (acked, refused)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    setup.primary.kill();
+    let killed = Instant::now();
+    // The sentinels promote the replica; the old primary comes back (empty) and they make it
+    // a replica of the new one, so writes can be confirmed again.
+    eventually(
+        Duration::from_secs(30),
+        "the sentinels name a new primary",
+        || async { setup.primary_port().is_some_and(|p| p != first) },
+    )
+    .await;
+    println!("failover after {:?}", killed.elapsed());
+    tokio::task::block_in_place(|| setup.primary.restart());
+
+    let (acked, refused) = producer.await.unwrap();
+    println!(
+        "acknowledged {}, refused while failing over {refused}",
+        acked.len()
+    );
+    assert!(acked.len() >= 100, "too few jobs: {}", acked.len());
+    assert!(refused > 0, "no call met the failover");
+    eventually(
+        Duration::from_secs(60),
+        "every acknowledged job ran",
+        || async {
+            let runs = runs.lock().unwrap();
+            acked.iter().all(|id| runs.contains_key(id))
+        },
+    )
+    .await;
+    stop.cancel();
+    promoter.await.unwrap().unwrap();
+    worker.await.unwrap().unwrap();
+    println!(
+        "first {first}, replica {}, named now {:?}",
+        setup.replica.port(),
+        setup.primary_port()
+    );
+    let twice = runs.lock().unwrap().values().filter(|&&n| n > 1).count();
+    println!("ran more than once: {twice}");
+}
+
+/// A malformed sentinel URL is a typed input error naming the expected form; nothing connects.
+#[tokio::test]
+async fn a_bad_sentinel_url_is_an_input_error() {
+    for url in [
+        "redis+sentinel://127.0.0.1:1",
+        "redis+sentinel://127.0.0.1/name",
+        "redis+sentinel:///name",
+    ] {
+        let err = Namespace::connect(url, QueueConfig::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidUrl { .. }), "{url}: {err:?}");
+        assert!(err.to_string().contains("redis+sentinel://"), "{err}");
+    }
+}
