@@ -74,12 +74,20 @@ impl Keys {
         Ok(Keys::with_tag(prefix, queue))
     }
 
-    /// The layout of partition `index` of a partitioned queue: hash tag `{queue#index}`. `#`
-    /// is not allowed in names, so no queue's keys can collide with a partition's.
-    pub(crate) fn partition(prefix: &str, queue: &str, index: u16) -> Result<Self> {
+    /// The layout of partition `index` of `partitions`: hash tag [`partition_tag`]. `#` is
+    /// not allowed in names, so no queue's keys can collide with a partition's.
+    pub(crate) fn partition(
+        prefix: &str,
+        queue: &str,
+        index: u16,
+        partitions: u16,
+    ) -> Result<Self> {
         validate_name(prefix)?;
         validate_name(queue)?;
-        Ok(Keys::with_tag(prefix, &format!("{queue}#{index}")))
+        Ok(Keys::with_tag(
+            prefix,
+            &partition_tag(queue, index, partitions),
+        ))
     }
 
     fn with_tag(prefix: &str, tag: &str) -> Self {
@@ -180,14 +188,19 @@ impl Keys {
     }
 
     /// The queue whose wake channel under `prefix` is `channel`, if it is one (for a
-    /// partition's channel, `p:{q#i}:wake`, the queue `q`).
+    /// partition's channel, `p:{q#i.n}:wake`, the queue `q`).
     pub(crate) fn queue_of_wake_channel<'a>(prefix: &str, channel: &'a str) -> Option<&'a str> {
         let tag = channel
             .strip_prefix(prefix)?
             .strip_prefix(":{")?
             .strip_suffix("}:wake")?;
         let name = match tag.split_once('#') {
-            Some((name, index)) => index.parse::<u16>().ok().map(|_| name)?,
+            Some((name, suffix)) => {
+                let (index, n) = suffix.split_once('.')?;
+                index.parse::<u16>().ok()?;
+                n.parse::<u32>().ok()?;
+                name
+            }
             None => tag,
         };
         validate_name(name).ok().map(|()| name)
@@ -211,6 +224,29 @@ pub fn partition_of(id: &str, partitions: u16) -> u16 {
     });
     let slot = crc16(tagged.unwrap_or(bytes)) % 16384;
     slot % partitions
+}
+
+/// The hash tag of partition `index` of a queue with `partitions` partitions:
+/// `queue#index.n`, with the smallest `n` (0, 1, …) for which the tag's key slot lies in the
+/// `index`-th of `partitions` equal slot ranges, `[index·16384/partitions,
+/// (index+1)·16384/partitions)`. So the partitions are spread evenly over the slot space, and
+/// over the masters of a cluster whose masters own equal ranges (as `redis-cli --cluster
+/// create` assigns them), instead of landing where a hash puts them. About `partitions` tries
+/// per partition; computed once when a queue is opened.
+pub fn partition_tag(queue: &str, index: u16, partitions: u16) -> String {
+    let k = u32::from(partitions.max(1));
+    let lo = u32::from(index) * 16384 / k;
+    let hi = (u32::from(index) + 1) * 16384 / k;
+    // Each try lands in the range with probability 1/k (at least 1/1024): 10^6 tries cannot
+    // all miss in practice; the bound only keeps the loop finite.
+    for n in 0..1_000_000u32 {
+        let tag = format!("{queue}#{index}.{n}");
+        let slot = u32::from(crc16(tag.as_bytes()) % 16384);
+        if (lo..hi).contains(&slot) {
+            return tag;
+        }
+    }
+    format!("{queue}#{index}.0")
 }
 
 /// CRC16-CCITT (XMODEM), the checksum of Redis Cluster's key slots.
@@ -307,10 +343,25 @@ mod tests {
             "ids sharing a tag share a partition"
         );
         assert_eq!(partition_of("anything", 1), 0);
-        let p = Keys::partition("p", "mail", 3).unwrap();
-        assert_eq!(p.jobs, "p:{mail#3}:jobs");
+        let p = Keys::partition("p", "mail", 3, 8).unwrap();
+        let tag = partition_tag("mail", 3, 8);
+        assert!(tag.starts_with("mail#3."), "{tag}");
+        assert_eq!(p.jobs, format!("p:{{{tag}}}:jobs"));
         assert_eq!(Keys::queue_of_wake_channel("p", &p.wake), Some("mail"));
         assert_eq!(Keys::queue_of_wake_channel("p", "p:{mail#x}:wake"), None);
+        assert_eq!(Keys::queue_of_wake_channel("p", "p:{mail#3}:wake"), None);
+    }
+
+    #[test]
+    fn partition_tags_spread_over_the_slot_space() {
+        for k in [2u16, 12, 100, 1024] {
+            for i in 0..k {
+                let slot = u32::from(crc16(partition_tag("emails", i, k).as_bytes()) % 16384);
+                let range =
+                    u32::from(i) * 16384 / u32::from(k)..(u32::from(i) + 1) * 16384 / u32::from(k);
+                assert!(range.contains(&slot), "partition {i} of {k}: slot {slot}");
+            }
+        }
     }
 
     #[test]

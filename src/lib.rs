@@ -73,6 +73,13 @@
 //! - **On time.** The promoter sleeps exactly until the next due time (the script returns it)
 //!   and is woken by a PUBLISH when an earlier job is scheduled; it does not poll.
 //!
+//! ## Scaling out
+//!
+//! [`Namespace::connect`] takes one server, any node of a Redis Cluster (detected), a seed list
+//! (`redis://h1:7000,h2:7001`) or `redis+sentinel://h1:26379,h2:26379/NAME`. A queue created
+//! with [`Namespace::create_queue`] and K partitions spreads its jobs over K hash slots;
+//! [`QueueConfig::set_durability`] acknowledges writes only once replicas have them.
+//!
 //! ## Layout of the crate
 //!
 //! Every public type has one path: the crate root. The modules, one concern each:
@@ -81,14 +88,16 @@
 //! - `conn`: how a namespace reaches Redis: one server or a Redis Cluster (seed lists,
 //!   detection, routing by slot), and connections of their own for blocking waits.
 //! - `namespace`: one Redis and prefix holding many queues; the registry of queue names.
-//! - `queue`: the [`Queue`] handle: scheduling, cancelling, rescheduling (producer side), and
-//!   opening, finding and removing queues ([`Namespace::queue`], [`Namespace::existing_queue`],
-//!   [`Namespace::remove_queue`]).
+//! - `open`: creating, opening, finding and removing queues (the queue's record, partitions).
+//! - `queue`: the [`Queue`] handle and its partitions: scheduling, cancelling, rescheduling
+//!   (producer side).
 //! - `new_job`: what a producer sends ([`NewJob`], [`When`]) and how it is checked and encoded.
 //! - `inspect`: reading without changing: one job, a page of a state, counts, stats.
 //! - `dead`: the dead set: retry (`revive.lua`) and purge (`purge.lua`).
 //! - `promoter`: the scheduler loop (scheduled → ready, expired leases → ready), for a list
-//!   of queues or every queue of a namespace.
+//!   of queues or every queue of a namespace, one unit per partition; `share`: how promoters
+//!   split a partitioned queue's partitions; `wake`: where wake-ups are heard (pub/sub, or
+//!   sharded pub/sub on a cluster).
 //! - [`metrics`]: what a promoter measures (promotion lag histogram, per-queue counts).
 //! - `worker`: claiming, running handlers, heartbeats, reporting, shutdown; `worker/policy.rs`
 //!   is "where does a failed job go" as one pure function, `worker/acks.rs` batches acks,

@@ -3,7 +3,7 @@
 //! A queue's record is its `meta` hash under its own hash tag (`p:{q}:meta`): `format` (the
 //! storage format) and `partitions` (how many partitions it has; absent means 1, as written
 //! before partitions existed). A queue of one partition keeps every key under `{q}`; a queue
-//! of K partitions keeps its jobs under `{q#0}` … `{q#K-1}`, each partition a full set of keys
+//! of K partitions keeps its jobs under K tags `{q#i.n}` (`keys::partition_tag`), each partition a full set of keys
 //! with its own `meta` (format, and the data-loss check of `promote.lua`). The registry
 //! (`p:queues`) is written apart from the record: on a cluster it lives in another slot.
 

@@ -162,7 +162,7 @@ impl Queue {
             vec![root.clone()]
         } else {
             (0..partitions)
-                .map(|i| Keys::partition(ns.prefix(), name, i))
+                .map(|i| Keys::partition(ns.prefix(), name, i, partitions))
                 .collect::<Result<_>>()?
         };
         Ok(Queue {

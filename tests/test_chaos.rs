@@ -128,7 +128,7 @@ impl Store {
         match self {
             Store::One(_) => vec![QUEUE.to_owned()],
             Store::Cluster(_) => (0..CLUSTER_PARTITIONS)
-                .map(|p| format!("{QUEUE}#{p}"))
+                .map(|p| punctual::keys::partition_tag(QUEUE, p, CLUSTER_PARTITIONS))
                 .collect(),
         }
     }

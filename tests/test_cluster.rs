@@ -366,7 +366,10 @@ async fn a_queue_of_8_partitions_over_3_masters_drains_50000_jobs_exactly_once()
     let mut per_part = Vec::new();
     for p in 0..8 {
         let n: u64 = redis::cmd("HLEN")
-            .arg(format!("punctual:{{bulk#{p}}}:jobs"))
+            .arg(format!(
+                "punctual:{{{}}}:jobs",
+                punctual::keys::partition_tag("bulk", p, 8)
+            ))
             .query_async(&mut conn)
             .await
             .unwrap();
@@ -437,7 +440,10 @@ async fn a_slot_migrated_while_jobs_flow_loses_and_duplicates_nothing() {
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     for p in [0, 1] {
-        let slot = keyslot(&cluster, &format!("{{moving#{p}}}"));
+        let slot = keyslot(
+            &cluster,
+            &format!("{{{}}}", punctual::keys::partition_tag("moving", p, 4)),
+        );
         let moved =
             tokio::task::block_in_place(|| migrate_slot(&cluster, slot, Duration::from_millis(30)));
         println!(

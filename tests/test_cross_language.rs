@@ -221,3 +221,62 @@ async fn the_layout_docs_evalsha_line_schedules_a_job() {
     );
     jobs.stop().await;
 }
+
+/// docs/layout.md's Python `partition_tag` (with redis-py's `key_slot`) names the same
+/// partitions as the library, and `key_slot(id) % K` puts a job in the same partition, so a
+/// producer in Python finds a partitioned queue's keys.
+#[test]
+fn the_documented_python_partition_tag_matches_the_library() {
+    let layout = std::fs::read_to_string(repo().join("docs/layout.md")).expect("read layout.md");
+    let block = layout
+        .split("```python\n")
+        .find(|b| b.contains("def partition_tag"))
+        .and_then(|b| b.split("```").next())
+        .expect("docs/layout.md has the python partition_tag");
+    // The block is indented inside a list item: dedent it.
+    let indent = block
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .map_or(0, |l| l.len() - l.trim_start().len());
+    let code: String = block
+        .lines()
+        .map(|l| l.get(indent..).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cases = [
+        ("emails", 3u16, 8u16),
+        ("reminders", 0, 24),
+        ("a:b.c", 1023, 1024),
+        ("q", 1, 2),
+    ];
+    let mut calls: Vec<String> = cases
+        .iter()
+        .map(|(q, i, k)| format!("print(partition_tag({q:?}, {i}, {k}))"))
+        .collect();
+    // A job's partition, as docs/layout.md says to compute it: key_slot(id) % K.
+    let ids = ["01JD5", "order-17{customer-4}", "x{}{y}", "{a}b"];
+    calls.extend(
+        ids.iter()
+            .map(|id| format!("print(key_slot({id:?}.encode()) % 12)")),
+    );
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(format!("{code}\n{}\n", calls.join("\n")))
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let mut expected: Vec<String> = cases
+        .iter()
+        .map(|(q, i, k)| punctual::keys::partition_tag(q, *i, *k))
+        .collect();
+    expected.extend(
+        ids.iter()
+            .map(|id| punctual::keys::partition_of(id, 12).to_string()),
+    );
+    assert_eq!(printed.lines().collect::<Vec<_>>(), expected);
+}

@@ -119,7 +119,10 @@ async fn a_partitioned_queue_looks_like_one_queue() {
     let mut per_part = Vec::new();
     for p in 0..4 {
         let n: u64 = redis::cmd("ZCARD")
-            .arg(format!("punctual:{{spread#{p}}}:scheduled"))
+            .arg(format!(
+                "punctual:{{{}}}:scheduled",
+                punctual::keys::partition_tag("spread", p, 4)
+            ))
             .query_async(&mut conn)
             .await
             .unwrap();
@@ -195,7 +198,10 @@ async fn a_partitioned_queue_looks_like_one_queue() {
     assert!(matches!(bad, Error::InvalidJobId { .. }), "{bad:?}");
     let part = punctual::keys::partition_of(&a.id, 4);
     let together: u64 = redis::cmd("HLEN")
-        .arg(format!("punctual:{{spread#{part}}}:jobs"))
+        .arg(format!(
+            "punctual:{{{}}}:jobs",
+            punctual::keys::partition_tag("spread", part, 4)
+        ))
         .query_async(&mut conn)
         .await
         .unwrap();

@@ -581,25 +581,30 @@ impl RedisCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port()))
             .collect();
-        let out = match Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&addrs)
-            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
-            .output()
-        {
-            Ok(out) => out,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "redis-cli was not found on PATH; it comes with redis-server \
-                 (`sudo apt-get install -y redis-server`) and makes the test clusters"
-            ),
-            Err(e) => panic!("cannot run redis-cli: {e}"),
-        };
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        if masters < 3 && replicas == 0 {
+            // `redis-cli --cluster create` wants 3 masters: join smaller clusters by hand.
+            Self::join_by_hand(&nodes);
+        } else {
+            let out = match Command::new("redis-cli")
+                .arg("--cluster")
+                .arg("create")
+                .args(&addrs)
+                .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+                .output()
+            {
+                Ok(out) => out,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                    "redis-cli was not found on PATH; it comes with redis-server \
+                     (`sudo apt-get install -y redis-server`) and makes the test clusters"
+                ),
+                Err(e) => panic!("cannot run redis-cli: {e}"),
+            };
+            assert!(
+                out.status.success(),
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         for node in &nodes {
             loop {
@@ -630,6 +635,37 @@ impl RedisCluster {
             }
         }
         cluster
+    }
+
+    /// Splits the slots evenly over `nodes` (`CLUSTER ADDSLOTSRANGE`) and has them meet.
+    fn join_by_hand(nodes: &[RedisServer]) {
+        let share = 16384 / nodes.len();
+        for (i, node) in nodes.iter().enumerate() {
+            let mut conn = node.client().get_connection().expect("connect to a node");
+            let first = i * share;
+            let last = if i + 1 == nodes.len() {
+                16383
+            } else {
+                first + share - 1
+            };
+            let () = redis::cmd("CLUSTER")
+                .arg("ADDSLOTSRANGE")
+                .arg(first)
+                .arg(last)
+                .query(&mut conn)
+                .expect("CLUSTER ADDSLOTSRANGE");
+            if i > 0 {
+                let bus = node.cluster.expect("a cluster node");
+                let mut first_conn = nodes[0].client().get_connection().expect("connect");
+                let () = redis::cmd("CLUSTER")
+                    .arg("MEET")
+                    .arg("127.0.0.1")
+                    .arg(node.port())
+                    .arg(bus)
+                    .query(&mut first_conn)
+                    .expect("CLUSTER MEET");
+            }
+        }
     }
 
     /// `INFO replication` of node `i`, as `field:value` lines.
