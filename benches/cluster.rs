@@ -26,6 +26,12 @@
 #[allow(missing_docs)]
 mod support;
 
+#[path = "load/stats.rs"]
+#[allow(dead_code)]
+mod stats;
+
+use stats::median;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -296,20 +302,11 @@ async fn support_conn(setup: &Setup) -> support::TestConn {
     support::TestConn::Cluster(client.get_async_connection().await.expect("connect"))
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    }
-}
-
 /// "median (min–max)".
 fn summary(values: &[f64], digits: usize) -> String {
+    let m = median(values);
     let mut v = values.to_vec();
-    let m = median(&mut v);
+    v.sort_by(f64::total_cmp);
     format!(
         "{m:.digits$} ({:.digits$}–{:.digits$})",
         v.first().copied().unwrap_or(0.0),
@@ -463,7 +460,7 @@ fn balance_by_k() {
     for k in [12u16, 24, 48, 96, 192] {
         let mut row = format!("| {k} |");
         for masters in [3usize, 10, 30] {
-            let mut ratios: Vec<f64> = (0..100)
+            let ratios: Vec<f64> = (0..100)
                 .map(|q| {
                     let mut per = vec![0u64; masters];
                     for i in 0..k {
@@ -482,7 +479,7 @@ fn balance_by_k() {
                     }
                 })
                 .collect();
-            let m = median(&mut ratios);
+            let m = median(&ratios);
             if m.is_finite() {
                 row.push_str(&format!(" {m:.2} |"));
             } else {

@@ -358,16 +358,7 @@ impl Backend {
     /// blocking commands, which must not hold up the shared connection.
     pub(crate) async fn own_conn(&self, response_timeout: Duration) -> redis::RedisResult<Conn> {
         match self {
-            Backend::Single { client, .. } => {
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(response_timeout));
-                Ok(Conn::Own(
-                    client
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await?,
-                ))
-            }
+            Backend::Single { client, .. } => own(client, response_timeout).await,
             Backend::Cluster { seeds, config, .. } => {
                 let client = cluster_builder(seeds, config)
                     .response_timeout(response_timeout)
@@ -375,15 +366,7 @@ impl Backend {
                 Ok(Conn::Cluster(client.get_async_connection().await?))
             }
             Backend::Sentinel(sentinel) => {
-                let (client, _) = sentinel.current().await?;
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(response_timeout));
-                Ok(Conn::Own(
-                    client
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await?,
-                ))
+                own(&sentinel.current().await?.0, response_timeout).await
             }
         }
     }
@@ -417,6 +400,18 @@ impl Backend {
             Backend::Cluster { .. } => None,
         }
     }
+}
+
+/// A connection of its own to `client`'s server, replies within `response_timeout`.
+async fn own(client: &redis::Client, response_timeout: Duration) -> redis::RedisResult<Conn> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(response_timeout));
+    Ok(Conn::Own(
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?,
+    ))
 }
 
 fn single_client(url: &str, config: &QueueConfig) -> Result<redis::Client> {

@@ -333,6 +333,19 @@ async fn run_queue(
     (runs, tasks)
 }
 
+/// Schedules `chunks` × 100 jobs (data 0, 1, …), 100 per call every 50 ms, each due within
+/// `spread_ms` of its call; every job acknowledged (the call returned Ok for it).
+async fn produce(queue: punctual::Queue, chunks: u32, spread_ms: u32) {
+    for chunk in 0..chunks {
+        let jobs = (chunk * 100..(chunk + 1) * 100)
+            .map(|i| NewJob::new(&i).delay(Duration::from_millis(u64::from(i % spread_ms))));
+        for r in queue.schedule_many(jobs).await.unwrap() {
+            r.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Each job data in `0..n` ran exactly once; returns how many ran more than once.
 fn ran_once(runs: &Runs, n: u32) -> usize {
     let runs = runs.lock().unwrap();
@@ -425,19 +438,7 @@ async fn a_slot_migrated_while_jobs_flow_loses_and_duplicates_nothing() {
     let stop = CancellationToken::new();
     let (runs, tasks) = run_queue(&url, "moving", 1, 2, &stop).await;
     // Producers: 6,000 jobs over ~3 s, due within a second of scheduling.
-    let producer = {
-        let queue = queue.clone();
-        tokio::spawn(async move {
-            for chunk in 0..60u32 {
-                let jobs = (chunk * 100..(chunk + 1) * 100)
-                    .map(|i| NewJob::new(&i).delay(Duration::from_millis(u64::from(i % 1000))));
-                for r in queue.schedule_many(jobs).await.unwrap() {
-                    r.unwrap();
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let producer = tokio::spawn(produce(queue.clone(), 60, 1000));
     tokio::time::sleep(Duration::from_millis(500)).await;
     for p in [0, 1] {
         let slot = keyslot(
@@ -479,20 +480,7 @@ async fn a_master_failed_over_while_jobs_flow_loses_nothing() {
     let queue = ns.create_queue("failover", 6).await.unwrap();
     let stop = CancellationToken::new();
     let (runs, tasks) = run_queue(&url, "failover", 1, 2, &stop).await;
-    let producer = {
-        let queue = queue.clone();
-        tokio::spawn(async move {
-            for chunk in 0..40u32 {
-                let jobs = (chunk * 100..(chunk + 1) * 100)
-                    .map(|i| NewJob::new(&i).delay(Duration::from_millis(u64::from(i % 500))));
-                // Acknowledged means: this call returned Ok for the job.
-                for r in queue.schedule_many(jobs).await.unwrap() {
-                    r.unwrap();
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let producer = tokio::spawn(produce(queue.clone(), 40, 500));
     tokio::time::sleep(Duration::from_millis(700)).await;
     let replica = (0..cluster.nodes.len())
         .find(|&i| cluster.replication(i).contains("role:slave"))
