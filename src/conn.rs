@@ -69,6 +69,12 @@ impl ConnectionLike for Conn {
                 let mut conn = c.primary().await?;
                 let result = conn.req_packed_commands(pipeline, offset, count).await;
                 c.check(&result);
+                // A pipeline that ignores errors answers READONLY per command, not as an Err.
+                if let Ok(replies) = &result {
+                    if replies.iter().any(is_readonly) {
+                        c.forget();
+                    }
+                }
                 result
             }),
         }
@@ -127,9 +133,14 @@ impl SentinelConn {
         if let Err(e) = result {
             let demoted = e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
             if demoted || e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
-                *self.lock() = None;
+                self.forget();
             }
         }
+    }
+
+    /// The next command asks the sentinels for the primary again.
+    fn forget(&self) {
+        *self.lock() = None;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(redis::Client, MultiplexedConnection)>> {
@@ -400,6 +411,11 @@ impl Backend {
             Backend::Cluster { .. } => None,
         }
     }
+}
+
+/// A reply that says the server is a read-only replica (a demoted primary).
+fn is_readonly(reply: &Value) -> bool {
+    matches!(reply, Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::ReadOnly))
 }
 
 /// A connection of its own to `client`'s server, replies within `response_timeout`.

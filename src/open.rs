@@ -131,6 +131,7 @@ impl Namespace {
         if queue.partitions() > 1 {
             redis::cmd("DEL")
                 .arg(&queue.root_keys().meta)
+                .arg(&queue.root_keys().promoters)
                 .query_async::<()>(&mut conn)
                 .await
                 .map_err(|e| queue.redis_error("remove queue", e))?;

@@ -135,3 +135,82 @@ async fn a_bad_sentinel_url_is_an_input_error() {
         assert!(err.to_string().contains("redis+sentinel://"), "{err}");
     }
 }
+
+/// A graceful failover (`SENTINEL FAILOVER`) leaves the old primary up, as a read-only
+/// replica. The client's open connection to it is dropped by the sentinels (`CLIENT KILL`) or
+/// answered READONLY (per command, inside a schedule pipeline); either way the client asks the
+/// sentinels again and the next write lands on the new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demoted_primary_that_stays_up_is_left_for_the_new_one() {
+    let setup = SentinelSetup::start();
+    let first = setup.primary.port();
+    let queue = punctual::Queue::connect(&setup.url(), "graceful")
+        .await
+        .unwrap();
+    queue.schedule(NewJob::new(&0).id("before")).await.unwrap();
+    let (_, sentinel_port, _) = &setup.sentinels[0];
+    let conn = redis::Client::open(format!("redis://127.0.0.1:{sentinel_port}/"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // Sentinels need to have seen the replica before they can fail over to it.
+    eventually(Duration::from_secs(30), "the failover starts", || {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("SENTINEL")
+                .arg("FAILOVER")
+                .arg(SentinelSetup::SERVICE)
+                .query_async::<()>(&mut conn)
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the sentinels name the replica",
+        || async { setup.primary_port().is_some_and(|p| p != first) },
+    )
+    .await;
+    // Until the sentinels have demoted it, the old primary still takes writes (which the
+    // resync then drops: Sentinel's own window, which durability closes, see above).
+    eventually(
+        Duration::from_secs(30),
+        "the old primary is a replica",
+        || async {
+            setup
+                .primary
+                .info("replication")
+                .await
+                .contains("role:slave")
+        },
+    )
+    .await;
+    let started = Instant::now();
+    let mut refused = 0;
+    loop {
+        match queue.schedule(NewJob::new(&1).id("after")).await {
+            Ok(_) => break,
+            Err(e) => {
+                refused += 1;
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "still refused after 30 s: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    println!("refused {refused} time(s) before reaching the new primary");
+    assert!(queue.get("before").await.unwrap().is_some());
+    assert!(queue.get("after").await.unwrap().is_some());
+    let mut direct = setup.replica.conn().await;
+    let on_new: bool = redis::cmd("HEXISTS")
+        .arg("punctual:{graceful}:jobs")
+        .arg("after")
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    assert!(on_new, "the job was not written on the new primary");
+}
