@@ -333,3 +333,35 @@ async fn tls_with_a_private_ca() {
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A Redis Cluster over TLS (clients and the cluster bus): given any node's `rediss://` URL and
+/// the CA, punctual finds the cluster, checks every master, and schedules, promotes and works
+/// a partitioned queue, wake-ups included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_a_cluster() {
+    let dir = std::env::temp_dir().join(format!("punctual-tls-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certificates(&dir);
+    let cluster = support::RedisCluster::start_tls(3, &dir);
+    let url = format!("rediss://127.0.0.1:{}/", cluster.nodes[1].port());
+    let ca = std::fs::read(dir.join("ca.crt")).unwrap();
+    let config = QueueConfig::default().set_tls(TlsConfig::default().set_root_certificate(ca));
+    let ns = Namespace::connect(&url, config).await.unwrap();
+    assert!(ns.is_cluster());
+    assert_eq!(ns.servers().await.unwrap().len(), 3);
+    let queue = ns.create_queue("tls", 3).await.unwrap();
+    let mut running = run_jobs::<u32>(&queue, WorkerConfig::default());
+    for i in 0..30u32 {
+        queue
+            .schedule(NewJob::new(&i).delay(Duration::from_millis(20)))
+            .await
+            .unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..30 {
+        seen.insert(running.next().await.data);
+    }
+    assert_eq!(seen.len(), 30);
+    running.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -213,6 +213,10 @@ impl RedisServer {
             ])
             .arg("--cluster-port")
             .arg(bus.to_string());
+            if self.tls.is_some() {
+                // The bus and the ports nodes announce to TLS clients are TLS too.
+                cmd.args(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+            }
         }
         if let Some(master) = self.replica_of {
             cmd.arg("--replicaof")
@@ -577,6 +581,24 @@ impl RedisCluster {
         let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| RedisServer::start_cluster_node_with(persistent))
             .collect();
+        Self::create(nodes, masters, replicas, None)
+    }
+
+    /// `masters` masters (at least 3) speaking TLS to clients and to each other, with the
+    /// certificates in `certs` (see `test_access.rs`); node ports are their TLS ports.
+    pub fn start_tls(masters: usize, certs: &std::path::Path) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| RedisServer::start_inner_with(false, Some(certs), true))
+            .collect();
+        Self::create(nodes, masters, 0, Some(certs))
+    }
+
+    fn create(
+        nodes: Vec<RedisServer>,
+        masters: usize,
+        replicas: usize,
+        tls: Option<&std::path::Path>,
+    ) -> Self {
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port()))
@@ -585,7 +607,14 @@ impl RedisCluster {
             // `redis-cli --cluster create` wants 3 masters: join smaller clusters by hand.
             Self::join_by_hand(&nodes);
         } else {
-            let out = match Command::new("redis-cli")
+            let mut create = Command::new("redis-cli");
+            if let Some(certs) = tls {
+                create
+                    .arg("--tls")
+                    .arg("--cacert")
+                    .arg(certs.join("ca.crt"));
+            }
+            let out = match create
                 .arg("--cluster")
                 .arg("create")
                 .args(&addrs)
