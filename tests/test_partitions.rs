@@ -303,3 +303,135 @@ async fn every_partition_is_promoted_and_worked() {
     assert_eq!(seen.len(), 2000);
     assert!(seen.values().all(|&n| n == 1), "a job ran twice");
 }
+
+/// Two promoters split a queue's 4 partitions between them (each promotes jobs, neither all
+/// of them); when one stops (as a killed one would: it says nothing), the other takes its
+/// partitions within one heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoters_split_the_partitions_and_take_over_a_dead_ones_within_a_heartbeat() {
+    const HEARTBEAT: Duration = Duration::from_secs(1);
+    let redis = RedisServer::start();
+    let ns = Namespace::connect(&redis.url(), QueueConfig::default())
+        .await
+        .unwrap();
+    let queue = ns.create_queue("shared", 4).await.unwrap();
+    let config = punctual::PromoterConfig::default().set_heartbeat(HEARTBEAT);
+    let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
+    let a = punctual::Promoter::new([ns.queue("shared").await.unwrap()], config.clone()).unwrap();
+    let b = punctual::Promoter::new([ns.queue("shared").await.unwrap()], config).unwrap();
+    let (metrics_a, metrics_b) = (a.metrics(), b.metrics());
+    let a = tokio::spawn(a.run(stop_a.clone().cancelled_owned()));
+    let b = tokio::spawn(b.run(stop_b.clone().cancelled_owned()));
+    // Both alive in the shared set, and a view refresh (a third of a heartbeat) after that.
+    let mut conn = redis.conn().await;
+    eventually(LIMIT, "two promoters alive", || {
+        let mut conn = conn.clone();
+        async move {
+            let n: u64 = redis::cmd("ZCARD")
+                .arg("punctual:{shared}:promoters")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            n == 2
+        }
+    })
+    .await;
+    tokio::time::sleep(HEARTBEAT / 2).await;
+    let promoted = |m: &punctual::metrics::PromoterMetrics| {
+        m.snapshot().get("shared").map_or(0, |a| a.promoted)
+    };
+    queue
+        .schedule_many((0..400u32).map(|i| NewJob::new(&i).delay(Duration::from_millis(50))))
+        .await
+        .unwrap();
+    eventually(LIMIT, "400 promoted", || async {
+        queue.counts().await.unwrap().ready == 400
+    })
+    .await;
+    let (by_a, by_b) = (promoted(&metrics_a), promoted(&metrics_b));
+    println!("split: a promoted {by_a}, b {by_b}");
+    assert_eq!(by_a + by_b, 400);
+    assert!(
+        by_a > 0 && by_b > 0,
+        "one promoter did everything: {by_a} / {by_b}"
+    );
+
+    // A stops without a word; jobs due 100 ms later in every partition are promoted by b
+    // within a heartbeat of their due time.
+    stop_a.cancel();
+    a.await.unwrap().unwrap();
+    let due = support::server_ms(&mut conn).await + 100;
+    queue
+        .schedule_many(
+            (0..400u32)
+                .map(|i| NewJob::new(&i).at(std::time::UNIX_EPOCH + Duration::from_millis(due))),
+        )
+        .await
+        .unwrap();
+    eventually(LIMIT, "800 ready", || async {
+        queue.counts().await.unwrap().ready == 800
+    })
+    .await;
+    let late = support::server_ms(&mut conn).await.saturating_sub(due);
+    println!("after the stop: every job promoted within {late} ms of its due time");
+    assert!(
+        late <= HEARTBEAT.as_millis() as u64 + 300,
+        "partitions unserved for {late} ms"
+    );
+    assert_eq!(promoted(&metrics_b), by_b + 400);
+    stop_b.cancel();
+    b.await.unwrap().unwrap();
+}
+
+/// An idle partitioned queue costs no polling: with nothing due for an hour, a promoter and a
+/// worker on 4 partitions send what their heartbeats and idle waits call for (commands inside
+/// scripts included), not a busy loop: under 50 commands in 3 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_partitioned_queue_is_not_polled() {
+    let redis = RedisServer::start();
+    let ns = Namespace::connect(&redis.url(), QueueConfig::default())
+        .await
+        .unwrap();
+    let queue = ns.create_queue("quiet", 4).await.unwrap();
+    queue
+        .schedule_many((0..100u32).map(|i| NewJob::new(&i).delay(Duration::from_secs(3600))))
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let promoter =
+        punctual::Promoter::new([queue.clone()], punctual::PromoterConfig::default()).unwrap();
+    tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
+    let worker = spawn_worker(
+        &queue,
+        WorkerConfig::default(),
+        &stop,
+        |_job: punctual::Job<u32>, _| async { Outcome::Done },
+    );
+    // On a cluster the blocked connections are spread over the nodes: add them up.
+    eventually(LIMIT, "the worker blocked on every partition", || async {
+        let info = redis.info("clients").await;
+        let blocked: u64 = info
+            .lines()
+            .filter_map(|l| l.trim_end().strip_prefix("blocked_clients:"))
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum();
+        blocked == 4
+    })
+    .await;
+    let calls = |info: String| -> u64 {
+        info.lines()
+            .filter(|l| l.starts_with("cmdstat_"))
+            .filter(|l| !l.starts_with("cmdstat_info") && !l.starts_with("cmdstat_blmove"))
+            .filter_map(|l| l.split("calls=").nth(1))
+            .filter_map(|rest| rest.split(',').next())
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum()
+    };
+    let before = calls(redis.info("commandstats").await);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent = calls(redis.info("commandstats").await) - before;
+    println!("idle, 4 partitions: {sent} commands in 3 s");
+    assert!(sent < 50, "{sent} commands in 3 s while idle");
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+}
