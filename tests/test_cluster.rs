@@ -107,19 +107,10 @@ async fn a_namespace_promoter_finds_new_queues_at_once_and_is_woken_by_spublish(
         .query_async(&mut conn)
         .await
         .unwrap();
-    let first = Instant::now();
-    queue
-        .schedule(NewJob::new(&1).delay(Duration::from_millis(200)))
-        .await
-        .unwrap();
-    eventually(LIMIT, "the first job promoted", || async {
-        queue.counts().await.unwrap().ready == 1
-    })
-    .await;
+    let took = promoted_after(&queue, 1, 1).await;
     assert!(
-        first.elapsed() < Duration::from_millis(1500),
-        "first job promoted after {:?}",
-        first.elapsed()
+        took < Duration::from_millis(1500),
+        "first job promoted after {took:?}"
     );
     // Now a later head, then an earlier job: the SPUBLISH wakes the sleeping promoter.
     queue
@@ -127,23 +118,25 @@ async fn a_namespace_promoter_finds_new_queues_at_once_and_is_woken_by_spublish(
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = Instant::now();
-    queue
-        .schedule(NewJob::new(&3).delay(Duration::from_millis(200)))
-        .await
-        .unwrap();
-    eventually(LIMIT, "the earlier job promoted", || async {
-        queue.counts().await.unwrap().ready == 2
-    })
-    .await;
-    assert!(
-        second.elapsed() < Duration::from_millis(1500),
-        "woken after {:?}",
-        second.elapsed()
-    );
+    let took = promoted_after(&queue, 3, 2).await;
+    assert!(took < Duration::from_millis(1500), "woken after {took:?}");
     assert!(metrics.snapshot().contains_key("fresh"));
     stop.cancel();
     running.await.unwrap().unwrap();
+}
+
+/// Schedules job `data` due in 200 ms and returns how long until `ready` holds `ready` jobs.
+async fn promoted_after(queue: &punctual::Queue, data: u32, ready: u64) -> Duration {
+    let started = Instant::now();
+    queue
+        .schedule(NewJob::new(&data).delay(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    eventually(LIMIT, "the job promoted", || async {
+        queue.counts().await.unwrap().ready == ready
+    })
+    .await;
+    started.elapsed()
 }
 
 /// A cluster connection for looking at keys directly.

@@ -407,29 +407,11 @@ async fn an_idle_partitioned_queue_is_not_polled() {
         &stop,
         |_job: punctual::Job<u32>, _| async { Outcome::Done },
     );
-    // On a cluster the blocked connections are spread over the nodes: add them up.
     eventually(LIMIT, "the worker blocked on every partition", || async {
-        let info = redis.info("clients").await;
-        let blocked: u64 = info
-            .lines()
-            .filter_map(|l| l.trim_end().strip_prefix("blocked_clients:"))
-            .filter_map(|n| n.parse::<u64>().ok())
-            .sum();
-        blocked == 4
+        redis.blocked_clients().await == 4
     })
     .await;
-    let calls = |info: String| -> u64 {
-        info.lines()
-            .filter(|l| l.starts_with("cmdstat_"))
-            .filter(|l| !l.starts_with("cmdstat_info") && !l.starts_with("cmdstat_blmove"))
-            .filter_map(|l| l.split("calls=").nth(1))
-            .filter_map(|rest| rest.split(',').next())
-            .filter_map(|n| n.parse::<u64>().ok())
-            .sum()
-    };
-    let before = calls(redis.info("commandstats").await);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let sent = calls(redis.info("commandstats").await) - before;
+    let sent = redis.commands_during(Duration::from_secs(3)).await;
     println!("idle, 4 partitions: {sent} commands in 3 s");
     assert!(sent < 50, "{sent} commands in 3 s while idle");
     stop.cancel();

@@ -316,6 +316,34 @@ impl RedisServer {
         text
     }
 
+    /// Clients blocked (`BLMOVE` …), summed over the nodes of a cluster.
+    pub async fn blocked_clients(&self) -> u64 {
+        self.info("clients")
+            .await
+            .lines()
+            .filter_map(|l| l.trim_end().strip_prefix("blocked_clients:"))
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Commands the server ran during the next `window` (from `INFO commandstats`, every
+    /// node of a cluster; commands inside scripts count too), apart from `INFO` (this
+    /// measurement) and `BLMOVE` (idle waits, which block rather than poll).
+    pub async fn commands_during(&self, window: Duration) -> u64 {
+        let calls = |info: String| -> u64 {
+            info.lines()
+                .filter(|l| l.starts_with("cmdstat_"))
+                .filter(|l| !l.starts_with("cmdstat_info") && !l.starts_with("cmdstat_blmove"))
+                .filter_map(|l| l.split("calls=").nth(1))
+                .filter_map(|rest| rest.split(',').next())
+                .filter_map(|n| n.parse::<u64>().ok())
+                .sum()
+        };
+        let before = calls(self.info("commandstats").await);
+        tokio::time::sleep(window).await;
+        calls(self.info("commandstats").await).saturating_sub(before)
+    }
+
     /// SIGKILLs the server.
     pub fn kill(&mut self) {
         assert!(
