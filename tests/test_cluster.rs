@@ -339,6 +339,27 @@ async fn produce(queue: punctual::Queue, chunks: u32, spread_ms: u32) {
     }
 }
 
+/// Waits (up to 2 minutes) until `n` jobs completed, stops the promoters and workers, checks
+/// that every job in `0..n` ran, and returns how many ran more than once, and the totals.
+async fn drain(
+    queue: &punctual::Queue,
+    n: u32,
+    stop: &CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<punctual::Result<()>>>,
+    runs: &Runs,
+) -> (usize, punctual::Totals) {
+    eventually(Duration::from_secs(120), "every job completed", || async {
+        support::total(queue, punctual::Event::Completed).await >= u64::from(n)
+    })
+    .await;
+    stop.cancel();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let twice = ran_once(runs, n);
+    (twice, queue.stats().await.unwrap().totals)
+}
+
 /// Each job data in `0..n` ran exactly once; returns how many ran more than once.
 fn ran_once(runs: &Runs, n: u32) -> usize {
     let runs = runs.lock().unwrap();
@@ -446,16 +467,8 @@ async fn a_slot_migrated_while_jobs_flow_loses_and_duplicates_nothing() {
         );
     }
     producer.await.unwrap();
-    eventually(Duration::from_secs(120), "every job completed", || async {
-        support::total(&queue, punctual::Event::Completed).await >= u64::from(N)
-    })
-    .await;
-    stop.cancel();
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
-    assert_eq!(ran_once(&runs, N), 0, "jobs ran twice");
-    let totals = queue.stats().await.unwrap().totals;
+    let (twice, totals) = drain(&queue, N, &stop, tasks, &runs).await;
+    assert_eq!(twice, 0, "jobs ran twice");
     assert_eq!(totals.get(punctual::Event::Promoted), u64::from(N));
     assert_eq!(totals.get(punctual::Event::Expired), 0);
 }
@@ -481,16 +494,7 @@ async fn a_master_failed_over_while_jobs_flow_loses_nothing() {
     tokio::task::block_in_place(|| cluster.failover(replica));
     println!("node {} is master now", cluster.nodes[replica].port());
     producer.await.unwrap();
-    eventually(Duration::from_secs(120), "every job completed", || async {
-        support::total(&queue, punctual::Event::Completed).await >= u64::from(N)
-    })
-    .await;
-    stop.cancel();
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
-    let twice = ran_once(&runs, N);
-    let totals = queue.stats().await.unwrap().totals;
+    let (twice, totals) = drain(&queue, N, &stop, tasks, &runs).await;
     println!("ran twice {twice}, totals {totals:?}");
     // Promotion stays exactly once: every entry into `scheduled` was promoted once.
     assert_eq!(
