@@ -7,14 +7,15 @@
 -- KEYS[5]  leases    HASH  job id -> fencing token of the current holder
 -- KEYS[6]  seq       STRING counter that mints fencing tokens
 -- KEYS[7]  due       HASH  job id -> when it became due (ms), written by promote.lua
--- KEYS[8]  meta      HASH  `due` = 1: promote.lua records due times (set here on request)
+-- KEYS[8]  meta      HASH  `due` = 1: promote.lua records due times (set here on request);
+--                           `paused` = 1: the queue is paused (pause.lua), nothing is claimed
 --
 -- ARGV[1]  the most jobs to claim (at most a few thousand: ids are unpacked onto Lua's stack)
 -- ARGV[2]  lease length in ms
 -- ARGV[3]  "1": this worker wants due times (recorded from now on); "0": it does not ask
 --
 -- Returns {deadline, id_1, token_1, attempt_1, envelope_1, due_1, id_2, ...}; just {deadline}
--- when nothing was ready. attempt counts this claim (the first run is attempt 1); due is when
+-- when nothing was ready; {0} when the queue is paused (nothing claimed). attempt counts this claim (the first run is attempt 1); due is when
 -- the job became due (ms, as a string), or nil when due times are not recorded (no worker of
 -- the queue asked for them) or the id was put in ready by other means.
 --
@@ -26,7 +27,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
 local deadline = now + tonumber(ARGV[2])
 
-local record_due = redis.call('HGET', KEYS[8], 'due')
+local flags = redis.call('HMGET', KEYS[8], 'due', 'paused')
+if flags[2] then return {0} end
+local record_due = flags[1]
 if not record_due and ARGV[3] == '1' then
   redis.call('HSET', KEYS[8], 'due', '1')
   record_due = '1'

@@ -15,6 +15,7 @@
 -- KEYS[11]  seq        STRING
 -- KEYS[12]  meta       HASH
 -- KEYS[13]  stats      HASH
+-- KEYS[14]  gate       LIST  (pause.lua)
 --
 -- ARGV[1]  "1": delete the jobs too; "0": refuse when there are any
 --

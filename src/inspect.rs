@@ -164,6 +164,8 @@ pub struct QueueStats {
     pub server_time: SystemTime,
     /// How many partitions the queue has (1: not partitioned).
     pub partitions: u16,
+    /// Whether the queue is paused ([`Queue::pause`]): workers claim nothing from it.
+    pub paused: bool,
 }
 
 /// The six replies that describe one job, in the order [`job_commands`] asks for them.
@@ -374,6 +376,7 @@ impl Queue {
             Vec<(String, f64)>,
             Vec<(String, u64)>,
             (u64, u64),
+            Option<String>,
         );
         let reads = self.each_partition().map(|part| async move {
             let k = part.keys();
@@ -386,6 +389,7 @@ impl Queue {
                 .zrange_withscores(&k.scheduled, 0, 0)
                 .hgetall(&k.stats)
                 .cmd("TIME")
+                .hget(&k.meta, "paused")
                 .query_async(&mut part.conn())
                 .await
                 .map_err(|e| self.redis_error("stats", e))?;
@@ -395,8 +399,10 @@ impl Queue {
         let mut totals = Totals::default();
         let mut next_due_ms: Option<u64> = None;
         let mut now_ms = 0;
+        let mut paused = false;
         for reply in futures_util::future::join_all(reads).await {
-            let (scheduled, ready, running, dead, head, fields, (secs, micros)) = reply?;
+            let (scheduled, ready, running, dead, head, fields, (secs, micros), pause) = reply?;
+            paused |= pause.is_some();
             counts.scheduled += scheduled;
             counts.ready += ready;
             counts.running += running;
@@ -418,6 +424,7 @@ impl Queue {
             totals,
             server_time: from_unix_ms(now_ms),
             partitions: self.partitions(),
+            paused,
         })
     }
 

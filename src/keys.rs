@@ -20,6 +20,7 @@
 //! | `p:{q}:meta` | HASH | `format` → storage format version |
 //! | `p:{q}:stats` | HASH | event → count since the queue was created (see below) |
 //! | `p:{q}:promoters` | ZSET | partitioned queues: promoter id → alive until (ms), `share.lua` |
+//! | `p:{q}:gate` | LIST | one element for a minute after a resume (`pause.lua`): wakes workers |
 //!
 //! The wake channel `p:{q}:wake` is a pub/sub channel, not a key. The registry `p:queues` (a
 //! SET of queue names, outside every hash tag) lets tools find every queue of a namespace; no
@@ -60,6 +61,8 @@ pub(crate) struct Keys {
     pub(crate) stats: String,
     /// The live promoters of a partitioned queue (`share.lua`); in the queue's own tag.
     pub(crate) promoters: String,
+    /// Wakes workers waiting out a pause when the queue resumes (`pause.lua`).
+    pub(crate) gate: String,
     /// Pub/sub channel the scripts PUBLISH to when a job becomes the earliest due.
     pub(crate) wake: String,
 }
@@ -107,6 +110,7 @@ impl Keys {
             meta: k("meta"),
             stats: k("stats"),
             promoters: k("promoters"),
+            gate: k("gate"),
             wake: k("wake"),
         }
     }
@@ -130,6 +134,7 @@ pub(crate) enum Part {
     Meta,
     Stats,
     Promoters,
+    Gate,
 }
 
 impl Part {
@@ -151,6 +156,7 @@ impl Part {
             Part::Meta => "meta",
             Part::Stats => "stats",
             Part::Promoters => "promoters",
+            Part::Gate => "gate",
         }
     }
 }
@@ -173,6 +179,7 @@ impl Keys {
             Part::Meta => &self.meta,
             Part::Stats => &self.stats,
             Part::Promoters => &self.promoters,
+            Part::Gate => &self.gate,
         }
     }
 

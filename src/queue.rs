@@ -491,6 +491,51 @@ impl Queue {
         Ok(outcome)
     }
 
+    /// Pauses the queue (every partition): from the moment this returns, workers claim
+    /// nothing from it; jobs already running finish, and promotion goes on, so nothing is
+    /// late to promote when the queue resumes. Workers waiting out a pause send no commands:
+    /// they block until [`Queue::resume`] wakes them. Returns false when it was already paused.
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn pause(&self) -> Result<bool> {
+        self.set_paused(true).await
+    }
+
+    /// Resumes a paused queue: workers waiting out the pause wake at once. Returns false when
+    /// it was not paused.
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn resume(&self) -> Result<bool> {
+        self.set_paused(false).await
+    }
+
+    /// Whether the queue is paused (read from its first partition: [`Queue::pause`] sets
+    /// every partition).
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn is_paused(&self) -> Result<bool> {
+        let part = self.partition(0);
+        let paused: Option<String> = redis::cmd("HGET")
+            .arg(&part.keys().meta)
+            .arg("paused")
+            .query_async(&mut part.conn())
+            .await
+            .map_err(|e| self.redis_error("look up", e))?;
+        Ok(paused.is_some())
+    }
+
+    async fn set_paused(&self, pause: bool) -> Result<bool> {
+        let mut changed = false;
+        for part in self.each_partition() {
+            changed |= ops::pause::call(&part, pause).await?;
+        }
+        tracing::info!(queue = %self.inner.name, paused = pause, changed, "pause state set");
+        Ok(changed)
+    }
+
     /// Moves job `id` to `when`: a scheduled job gets a new due time, a ready job goes back to
     /// waiting, a dead job comes back with its attempts reset. A running job is left alone.
     ///

@@ -34,6 +34,8 @@ pub(crate) struct Claim {
     /// The server's time of the claim (ms).
     pub(crate) now_ms: u64,
     pub(crate) jobs: Vec<ClaimedJob>,
+    /// The partition is paused: nothing was claimed.
+    pub(crate) paused: bool,
 }
 
 /// Claims up to `n` ready jobs, each under a lease of `lease_ms`. `want_due` asks the queue
@@ -53,6 +55,13 @@ pub(crate) async fn call(queue: &Partition<'_>, n: usize, lease_ms: u64, want_du
         Some(v) => redis::from_redis_value(v).map_err(|e| bad(e.to_string()))?,
         None => return Err(bad("empty reply".into())),
     };
+    if deadline == 0 {
+        return Ok(Claim {
+            now_ms: 0,
+            jobs: Vec::new(),
+            paused: true,
+        });
+    }
     let mut jobs = Vec::new();
     while let Some(id) = fields.next() {
         let (Some(token), Some(attempt), Some(envelope), Some(due)) =
@@ -73,5 +82,6 @@ pub(crate) async fn call(queue: &Partition<'_>, n: usize, lease_ms: u64, want_du
     Ok(Claim {
         now_ms: deadline.saturating_sub(lease_ms),
         jobs,
+        paused: false,
     })
 }

@@ -28,8 +28,8 @@ macro_rules! bindings {
 }
 
 bindings!(
-    ack, bury, cancel, claim, extend, promote, purge, remove, reschedule, retry, revive, schedule,
-    share,
+    ack, bury, cancel, claim, extend, pause, promote, purge, remove, reschedule, retry, revive,
+    schedule, share,
 );
 
 use std::sync::OnceLock;

@@ -2,7 +2,9 @@
 //! LEFT`, which puts the element straight back) on a connection of its own per partition, so
 //! that no command is sent while nothing is ready, apart from one wake every idle wait. A
 //! partitioned queue is waited on in every partition at once: the first that has a job ends
-//! the wait. On a cluster each connection follows its partition's slot.
+//! the wait. On a cluster each connection follows its partition's slot. A paused partition is
+//! waited on at its `gate` instead (`BLMOVE gate gate`), which a resume fills: a paused queue
+//! costs no polling, and its jobs in `ready` do not wake the worker.
 
 use std::time::Duration;
 
@@ -16,8 +18,8 @@ use crate::reconnect::ReconnectBackoff;
 /// Waits, on connections of its own, until some partition's `ready` has an element.
 pub(super) struct ReadyWaiter {
     backend: Backend,
-    /// Each partition's `ready` key and its connection, once made.
-    parts: Vec<(String, Option<Conn>)>,
+    /// Each partition's `ready` and `gate` keys and its connection, once made.
+    parts: Vec<(String, String, Option<Conn>)>,
     idle_wait: Duration,
     outage: ReconnectBackoff,
 }
@@ -28,21 +30,30 @@ impl ReadyWaiter {
             backend: queue.namespace().backend().clone(),
             parts: queue
                 .each_partition()
-                .map(|part| (part.keys().ready.clone(), None))
+                .map(|part| (part.keys().ready.clone(), part.keys().gate.clone(), None))
                 .collect(),
             idle_wait,
             outage: ReconnectBackoff::new(),
         }
     }
 
-    /// Returns when a `ready` list has an element, after `idle_wait`, or after a connection
-    /// error (having waited out the backoff).
-    pub(super) async fn wait(&mut self) {
+    /// Returns when a `ready` list (a `gate`, for the partitions `paused` marks) has an
+    /// element, after `idle_wait`, or after a connection error (having waited out the
+    /// backoff).
+    pub(super) async fn wait(&mut self, paused: &[bool]) {
         let (backend, idle_wait) = (&self.backend, self.idle_wait);
         let waits = self
             .parts
             .iter_mut()
-            .map(|(key, conn)| Box::pin(wait_one(backend, key, conn, idle_wait)));
+            .enumerate()
+            .map(|(i, (ready, gate, conn))| {
+                let key = if paused.get(i).copied().unwrap_or(false) {
+                    gate
+                } else {
+                    ready
+                };
+                Box::pin(wait_one(backend, key, conn, idle_wait))
+            });
         let (result, ..) = select_all(waits).await;
         if let Err(e) = result {
             let delay = self.outage.next_delay();

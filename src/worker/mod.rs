@@ -151,6 +151,9 @@ impl Worker {
         let mut outage = ReconnectBackoff::new();
         // The partition a claim starts from, moved on by one every claim: fair to each.
         let mut cursor: u16 = 0;
+        // Which partitions the last claims found paused: the idle wait blocks on their gate,
+        // not on their ready list (which may hold jobs it must not take).
+        let mut paused = vec![false; usize::from(shared.queue.partitions())];
         tokio::pin!(shutdown);
         info!(
             concurrency,
@@ -172,13 +175,21 @@ impl Worker {
                 },
             };
             let want = (1 + slots.available_permits()).min(MAX_CLAIM_BATCH);
-            match claim(&shared.queue, want, &shared.config, &mut cursor).await {
+            match claim(
+                &shared.queue,
+                want,
+                &shared.config,
+                &mut cursor,
+                &mut paused,
+            )
+            .await
+            {
                 Ok(jobs) if jobs.is_empty() => {
                     drop(permit);
                     outage.reset();
                     tokio::select! {
                         () = &mut shutdown => break,
-                        () = waiter.wait() => {}
+                        () = waiter.wait(&paused) => {}
                     }
                 }
                 Ok(jobs) => {
@@ -266,12 +277,14 @@ fn log_task_end(done: std::result::Result<(), tokio::task::JoinError>) {
 
 /// Claims up to `n` ready jobs: one `claim.lua` call per partition, starting at partition
 /// `cursor` (moved on by one for the next claim) and going on while fewer than `n` came back.
-/// A partition that fails is left for the next claim when others gave jobs.
+/// A partition that fails is left for the next claim when others gave jobs. `paused` records,
+/// per partition, whether its last claim found it paused.
 async fn claim(
     queue: &Queue,
     n: usize,
     config: &WorkerConfig,
     cursor: &mut u16,
+    paused: &mut [bool],
 ) -> Result<Vec<Claimed>> {
     let lease_ms = delay_ms(config.lease).unwrap_or(u64::MAX);
     let k = queue.partitions();
@@ -291,6 +304,17 @@ async fn claim(
                     continue;
                 }
             };
+        let index = usize::from(part.index());
+        if paused.get(index).is_some_and(|&was| was != claim.paused) {
+            info!(
+                partition = part.index(),
+                paused = claim.paused,
+                "queue pause state seen"
+            );
+        }
+        if let Some(slot) = paused.get_mut(index) {
+            *slot = claim.paused;
+        }
         let claimed_at = tokio::time::Instant::now();
         claimed.extend(claim.jobs.into_iter().map(|job| {
             Claimed {

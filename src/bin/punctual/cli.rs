@@ -134,6 +134,11 @@ pub(crate) enum Command {
     Ls(LsArgs),
     /// Per queue: jobs in each state, next due time, oldest overdue age.
     Stats(StatsArgs),
+    /// Pause a queue: workers claim nothing from it until `resume` (running jobs finish;
+    /// promotion goes on). Workers waiting out a pause send no commands.
+    Pause(QueueArgs),
+    /// Resume a paused queue: workers waiting out the pause take jobs again at once.
+    Resume(QueueArgs),
     /// Retry or purge dead jobs.
     #[command(subcommand)]
     Dead(DeadCommand),
@@ -344,6 +349,12 @@ pub(crate) enum QueueCommand {
     /// Remove a queue: every key of it and its registry entry, so sidecars stop serving it.
     /// Refused while it holds jobs, unless --force. Stop its workers first.
     Rm(QueueRmArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QueueArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::cli::{
-    DeadCommand, ImportArgs, JobArgs, LsArgs, QueueCommand, RescheduleArgs, ScheduleArgs, StatsArgs,
+    DeadCommand, ImportArgs, JobArgs, LsArgs, QueueArgs, QueueCommand, RescheduleArgs,
+    ScheduleArgs, StatsArgs,
 };
 use crate::input::{format_time, json_to_msgpack, parse_at, parse_when};
 use crate::output;
@@ -213,10 +214,16 @@ pub(crate) async fn show(ctx: &Ctx, args: JobArgs) -> CmdResult {
     let Some(job) = queue.get(&args.id).await.map_err(|e| ctx.fail(e))? else {
         return Err(not_found(&args.queue, &args.id));
     };
+    let paused = queue.is_paused().await.map_err(|e| ctx.fail(e))?;
     if args.json {
-        println!("{}", output::job_json(&job));
+        let mut json = output::job_json(&job);
+        json["queue_paused"] = serde_json::Value::Bool(paused);
+        println!("{json}");
     } else {
         print!("{}", output::job_text(&job));
+        if paused {
+            println!("queue:      paused (workers take no jobs until `punctual resume`)");
+        }
     }
     Ok(())
 }
@@ -333,6 +340,28 @@ pub(crate) async fn stats(ctx: &Ctx, args: StatsArgs) -> CmdResult {
     } else {
         let rows: Vec<_> = all.iter().map(output::stats_row).collect();
         print!("{}", output::table(output::STATS_HEADER, &rows));
+    }
+    Ok(())
+}
+
+/// `pause` (`pause` true) and `resume`.
+pub(crate) async fn pause(ctx: &Ctx, args: QueueArgs, pause: bool) -> CmdResult {
+    let queue = ctx.existing_queue(&args.queue).await?;
+    let changed = if pause {
+        queue.pause().await
+    } else {
+        queue.resume().await
+    }
+    .map_err(|e| ctx.fail(e))?;
+    let (done, state) = if pause {
+        ("paused", "paused")
+    } else {
+        ("resumed", "running")
+    };
+    if changed {
+        println!("{done} queue {:?}", args.queue);
+    } else {
+        println!("queue {:?} was already {state}", args.queue);
     }
     Ok(())
 }

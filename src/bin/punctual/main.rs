@@ -248,6 +248,8 @@ async fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Reschedule(args) => commands::reschedule(ctx, args).await,
         Command::Ls(args) => commands::ls(ctx, args).await,
         Command::Stats(args) => commands::stats(ctx, args).await,
+        Command::Pause(args) => commands::pause(ctx, args, true).await,
+        Command::Resume(args) => commands::pause(ctx, args, false).await,
         Command::Dead(command) => commands::dead(ctx, command).await,
         Command::Queue(command) => commands::queue(ctx, command).await,
     }

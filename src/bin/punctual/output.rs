@@ -134,6 +134,7 @@ pub(crate) fn stats_json(s: &QueueStats) -> Value {
     json!({
         "queue": s.queue,
         "partitions": s.partitions,
+        "paused": s.paused,
         "scheduled": s.counts.scheduled,
         "ready": s.counts.ready,
         "running": s.counts.running,
@@ -158,7 +159,11 @@ pub(crate) fn stats_row(s: &QueueStats) -> [String; 7] {
         },
     );
     [
-        s.queue.clone(),
+        if s.paused {
+            format!("{} (paused)", s.queue)
+        } else {
+            s.queue.clone()
+        },
         s.counts.scheduled.to_string(),
         s.counts.ready.to_string(),
         s.counts.running.to_string(),

@@ -153,6 +153,21 @@ async fn render(endpoint: &Endpoint) -> String {
 
     family(
         &mut out,
+        "punctual_paused",
+        "gauge",
+        "1 while the queue is paused (workers claim nothing from it).",
+    );
+    for s in &stats {
+        let _ = writeln!(
+            out,
+            "punctual_paused{{queue=\"{}\"}} {}",
+            s.queue,
+            u8::from(s.paused)
+        );
+    }
+
+    family(
+        &mut out,
         "punctual_oldest_overdue_seconds",
         "gauge",
         "How long the earliest due job has waited in scheduled without being promoted.",
