@@ -6,17 +6,33 @@
 -- KEYS[3]  dead      ZSET  job id -> time it died (ms)
 -- KEYS[4]  attempts  HASH  job id -> attempts started
 -- KEYS[5]  errors    HASH  job id -> last error record (JSON)
--- KEYS[6]  stats     HASH  event counters: `dead` += 1
+-- KEYS[6]  stats     HASH  event counters: `dead` += 1; `cancelled` += 1 for reason `cancelled`
+-- KEYS[7]  opts      HASH  job id -> how it is steered: an entry with `cancel` goes, and the
+--                           job's end is told on the `ended` channel
 --
 -- ARGV[1]  job id
 -- ARGV[2]  fencing token the caller holds
 -- ARGV[3]  reason (e.g. "attempts_exhausted", "permanent", "undecodable")
 -- ARGV[4]  error message
+-- ARGV[5]  the queue's `ended` channel (see the `tell` snippet)
 --
 -- Returns the time of death (ms), or 0 when the caller no longer holds the lease.
 local id, token, reason, message = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 -- snippet: lease check
 if redis.call('HGET', KEYS[2], id) ~= token then return 0 end
+-- end snippet
+-- snippet: tell
+-- Tells whoever waits on the queue's `ended` channel (`channel`; a `Queue::cancel` caller
+-- waiting for a running job) how jobs whose cancellation was asked ended: `message` is
+-- "stopped" or "finished", then each id, one per line (ids hold no control characters). A
+-- sharded SPUBLISH on a cluster, a classic PUBLISH on one server.
+local function tell(channel, message)
+  if string.find(redis.call('INFO', 'cluster'), 'cluster_enabled:1', 1, true) then
+    redis.call('SPUBLISH', channel, message)
+  else
+    redis.call('PUBLISH', channel, message)
+  end
+end
 -- end snippet
 -- snippet: now
 local t = redis.call('TIME')
@@ -27,6 +43,16 @@ redis.call('ZREM', KEYS[1], id)
 redis.call('HDEL', KEYS[2], id)
 redis.call('ZADD', KEYS[3], now, id)
 redis.call('HINCRBY', KEYS[6], 'dead', 1)
+if reason == 'cancelled' then redis.call('HINCRBY', KEYS[6], 'cancelled', 1) end
+local entry = redis.call('HGET', KEYS[7], id)
+if entry and cjson.decode(entry).cancel then
+  redis.call('HDEL', KEYS[7], id)
+  if reason == 'cancelled' then
+    tell(ARGV[5], 'stopped\n' .. id)
+  else
+    tell(ARGV[5], 'finished\n' .. id)
+  end
+end
 -- snippet: error record
 redis.call('HSET', KEYS[5], id, cjson.encode({
   reason = reason,

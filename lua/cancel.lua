@@ -1,5 +1,8 @@
--- cancel.lua: scheduled | ready | dead -> gone. A running job is never cancelled: its worker
--- holds it, and it ends through ack, retry or bury.
+-- cancel.lua: scheduled | ready | dead -> gone. A running job is not removed (its worker holds
+-- it): its cancellation is asked instead, in its opts entry (`cancel` = when); its worker sees
+-- it at its next lease extension (extend.lua), stops the handler and moves the job to dead
+-- with reason `cancelled` (retry.lua and promote.lua do the same for a job of a worker that
+-- did not).
 --
 -- KEYS[1]  scheduled  ZSET  job id -> due time (ms)
 -- KEYS[2]  ready      LIST  job ids
@@ -8,18 +11,35 @@
 -- KEYS[5]  jobs       HASH  job id -> envelope
 -- KEYS[6]  attempts   HASH  job id -> attempts started
 -- KEYS[7]  errors     HASH  job id -> last error record
--- KEYS[8]  stats      HASH  event counters: `cancelled` += 1
+-- KEYS[8]  stats      HASH  event counters: `cancelled` += 1 (for a running job: when it ends
+--                            cancelled, in bury.lua, retry.lua or promote.lua)
 -- KEYS[9]  due        HASH  job id -> when it became due (ms), while ready
+-- KEYS[10] opts       HASH  job id -> how it is steered (JSON)
+-- KEYS[11] meta       HASH  `opts` = 1 once a job has an opts entry
 --
 -- ARGV[1]  job id
 --
 -- Returns the state the job was in: "scheduled", "ready" or "dead" (it is now gone),
--- "running" (refused, nothing changed) or "unknown" (no such job).
+-- "running" (its cancellation is asked; `cancelled` is counted when it ends) or "unknown"
+-- (no such job).
 -- Cost: O(log N) for scheduled and dead jobs; a ready job is found with LREM, O(length of ready),
 -- which stays short while workers keep up.
 local id = ARGV[1]
 if redis.call('HEXISTS', KEYS[5], id) == 0 then return 'unknown' end
-if redis.call('ZSCORE', KEYS[3], id) then return 'running' end
+if redis.call('ZSCORE', KEYS[3], id) then
+  local entry = redis.call('HGET', KEYS[10], id)
+  entry = entry and cjson.decode(entry) or {}
+  if not entry.cancel then
+    -- snippet: now
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    -- end snippet
+    entry.cancel = now
+    redis.call('HSET', KEYS[10], id, cjson.encode(entry))
+    redis.call('HSET', KEYS[11], 'opts', '1')
+  end
+  return 'running'
+end
 
 local state = 'unknown'
 if redis.call('ZREM', KEYS[1], id) == 1 then
@@ -30,11 +50,12 @@ elseif redis.call('LREM', KEYS[2], 1, id) == 1 then
   state = 'ready'
   redis.call('HDEL', KEYS[9], id)
 end
-local jobs, attempts, errors, gone = KEYS[5], KEYS[6], KEYS[7], {id}
+local jobs, attempts, errors, opts, gone = KEYS[5], KEYS[6], KEYS[7], KEYS[10], {id}
 -- snippet: forget
 redis.call('HDEL', jobs, unpack(gone))
 redis.call('HDEL', attempts, unpack(gone))
 redis.call('HDEL', errors, unpack(gone))
+local steered = redis.call('HDEL', opts, unpack(gone))
 -- end snippet
 redis.call('HINCRBY', KEYS[8], 'cancelled', 1)
 return state

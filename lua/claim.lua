@@ -1,4 +1,5 @@
--- claim.lua: ready -> running, under a lease with a fresh fencing token.
+-- claim.lua: ready -> running, under a lease with a fresh fencing token; a job whose time ran
+-- out while it waited in ready goes to dead instead (or is deleted).
 --
 -- KEYS[1]  ready     LIST  job ids, oldest first
 -- KEYS[2]  running   ZSET  job id -> lease deadline (ms)
@@ -8,7 +9,12 @@
 -- KEYS[6]  seq       STRING counter that mints fencing tokens
 -- KEYS[7]  due       HASH  job id -> when it became due (ms), written by promote.lua
 -- KEYS[8]  meta      HASH  `due` = 1: promote.lua records due times (set here on request);
---                           `paused` = 1: the queue is paused (pause.lua), nothing is claimed
+--                           `paused` = 1: the queue is paused (pause.lua), nothing is claimed;
+--                           `opts` = 1: some job has an opts entry (schedule.lua)
+-- KEYS[9]  dead      ZSET  job id -> time it died (ms)
+-- KEYS[10] errors    HASH  job id -> last error record
+-- KEYS[11] opts      HASH  job id -> how it is steered (JSON); read only when meta says `opts`
+-- KEYS[12] stats     HASH  event counters: `expired`, `dead` (see the `expire` snippet)
 --
 -- ARGV[1]  the most jobs to claim (at most a few thousand: ids are unpacked onto Lua's stack)
 -- ARGV[2]  lease length in ms
@@ -26,8 +32,61 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
 local deadline = now + tonumber(ARGV[2])
+-- snippet: tell
+-- Tells whoever waits on the queue's `ended` channel (`channel`; a `Queue::cancel` caller
+-- waiting for a running job) how jobs whose cancellation was asked ended: `message` is
+-- "stopped" or "finished", then each id, one per line (ids hold no control characters). A
+-- sharded SPUBLISH on a cluster, a classic PUBLISH on one server.
+local function tell(channel, message)
+  if string.find(redis.call('INFO', 'cluster'), 'cluster_enabled:1', 1, true) then
+    redis.call('SPUBLISH', channel, message)
+  else
+    redis.call('PUBLISH', channel, message)
+  end
+end
+-- end snippet
+-- snippet: expire
+-- Ends jobs that must not run: `gone` lists ids already taken out of the state they were in,
+-- `entries` their decoded opts entries, `reasons` 'expired' or 'cancelled' for each. An
+-- expired job whose options say drop is deleted; every other goes to the dead set with its
+-- reason. Counts `expired` or `cancelled` for each, and `dead` for those kept; a cancelled
+-- job's end is told (see the `tell` snippet) on `k.ended`. `k` names the keys and channel.
+local function expire(k, gone, entries, reasons, now)
+  local kept, expired = {}, 0
+  for i, id in ipairs(gone) do
+    local entry, reason = entries[i], reasons[i]
+    if reason == 'expired' then expired = expired + 1 end
+    if reason == 'expired' and entry.drop then
+      redis.call('HDEL', k.jobs, id)
+      redis.call('HDEL', k.attempts, id)
+      redis.call('HDEL', k.errors, id)
+    else
+      local message = 'cancelled while it ran'
+      if reason == 'expired' then
+        message = 'not run: its time ran out at ' .. tostring(entry.deadline) .. ' (unix ms)'
+      end
+      kept[#kept + 1] = now
+      kept[#kept + 1] = id
+      redis.call('HSET', k.errors, id, cjson.encode({
+        reason = reason,
+        message = message,
+        at = now,
+        attempt = tonumber(redis.call('HGET', k.attempts, id) or '0'),
+      }))
+    end
+    redis.call('HDEL', k.opts, id)
+    if reason == 'cancelled' then tell(k.ended, 'stopped\n' .. id) end
+  end
+  if #kept > 0 then
+    redis.call('ZADD', k.dead, unpack(kept))
+    redis.call('HINCRBY', k.stats, 'dead', #kept / 2)
+  end
+  if expired > 0 then redis.call('HINCRBY', k.stats, 'expired', expired) end
+  if expired < #gone then redis.call('HINCRBY', k.stats, 'cancelled', #gone - expired) end
+end
+-- end snippet
 
-local flags = redis.call('HMGET', KEYS[8], 'due', 'paused')
+local flags = redis.call('HMGET', KEYS[8], 'due', 'paused', 'opts')
 if flags[2] then return {0} end
 local record_due = flags[1]
 if not record_due and ARGV[3] == '1' then
@@ -46,13 +105,25 @@ if record_due then
 end
 -- Every id in ready has its envelope (cancel.lua removes both together); the check keeps a
 -- hand-edited or foreign entry from becoming a running job with no data.
+local entries = {}
+if flags[3] then entries = redis.call('HMGET', KEYS[11], unpack(popped)) end
+local gone, gone_entries, reasons = {}, {}, {}
 local ids, data, due = {}, {}, {}
 for i, id in ipairs(popped) do
-  if envelopes[i] then
+  local entry = entries[i] and cjson.decode(entries[i])
+  if entry and entry.deadline and entry.deadline < now then
+    gone[#gone + 1] = id
+    gone_entries[#gone_entries + 1] = entry
+    reasons[#reasons + 1] = 'expired'
+  elseif envelopes[i] then
     ids[#ids + 1] = id
     data[#data + 1] = envelopes[i]
     due[#due + 1] = dues[i] or false
   end
+end
+if #gone > 0 then
+  expire({dead = KEYS[9], jobs = KEYS[3], attempts = KEYS[4], errors = KEYS[10], opts = KEYS[11],
+    stats = KEYS[12]}, gone, gone_entries, reasons, now)
 end
 if #ids == 0 then return out end
 

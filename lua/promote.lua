@@ -1,4 +1,6 @@
--- promote.lua: scheduled -> ready for due jobs, and running -> ready for expired leases.
+-- promote.lua: scheduled -> ready for due jobs, and running -> ready for expired leases; a due
+-- job whose time ran out goes to dead instead (or is deleted), and so does a job whose lease
+-- ran out after its cancellation was asked.
 --
 -- KEYS[1]  scheduled  ZSET  job id -> due time (ms)
 -- KEYS[2]  ready      LIST  job ids, oldest first (RPUSH here, LPOP in claim.lua)
@@ -6,22 +8,30 @@
 -- KEYS[4]  leases     HASH  job id -> fencing token of the current holder
 -- KEYS[5]  attempts   HASH  job id -> attempts started
 -- KEYS[6]  errors     HASH  job id -> last error record (JSON)
--- KEYS[7]  stats      HASH  event counters: `promoted`, `expired` += jobs moved
+-- KEYS[7]  stats      HASH  event counters: `promoted`, `lease_expired` += jobs moved;
+--                           `expired`, `dead` (see the `expire` snippet)
 -- KEYS[8]  meta       HASH  `format` -> storage format, written when the queue is opened;
---                           `due` = 1 once a worker asked for due times (claim.lua)
+--                           `due` = 1 once a worker asked for due times (claim.lua);
+--                           `opts` = 1 once a job has an opts entry (schedule.lua, cancel.lua)
 -- KEYS[9]  due        HASH  job id -> when it became due (ms), while it waits in ready: the
 --                           due time of a promoted job, the lease deadline of an expired one;
 --                           written only when meta says `due` (nothing is spent otherwise)
+-- KEYS[10] dead       ZSET  job id -> time it died (ms)
+-- KEYS[11] jobs       HASH  job id -> envelope
+-- KEYS[12] opts       HASH  job id -> how it is steered (JSON: `deadline`, `drop`, `cancel`);
+--                           read only when meta says `opts`
 --
 -- ARGV[1]  batch: at most this many due jobs and at most this many expired leases per call
 -- ARGV[2]  storage format, written back to meta when meta is missing
--- ARGV[3 .. 2 + b]  upper bounds (ms, inclusive, ascending) of b promotion-lag buckets
+-- ARGV[3]  the queue's `ended` channel (see the `tell` snippet)
+-- ARGV[4 .. 3 + b]  upper bounds (ms, inclusive, ascending) of b promotion-lag buckets
 --
--- Returns {now, promoted, expired, next_due, next_lease, max_lag, sum_lag, lost, n_1, ...,
---          n_(b+1)}
+-- Returns {now, promoted, expired, next_due, next_lease, max_lag, sum_lag, lost, timed_out,
+--          n_1, ..., n_(b+1)}
 --   now         server time (ms) this call used
---   promoted    jobs moved scheduled -> ready (== batch means: call again)
---   expired     leases that ended: those jobs moved running -> ready (== batch: call again)
+--   promoted    due jobs moved scheduled -> ready (with timed_out == batch: call again)
+--   expired     leases that ended: those jobs moved running -> ready, or to dead when their
+--               cancellation was asked (== batch: call again)
 --   next_due    due time of the new head of scheduled, or -1 when it is empty
 --   next_lease  earliest lease deadline in running, or -1 when it is empty
 --   max_lag     largest promotion lag (now - due, ms) among the promoted jobs, 0 when none
@@ -29,18 +39,75 @@
 --   lost        1 when meta was missing: Redis lost the queue's data since it was opened
 --               (restarted without persistence, flushed, or failed over to a stale replica);
 --               meta is written again so that this is reported once
+--   timed_out   due jobs whose time ran out: dead or deleted instead of promoted
 --   n_i         promoted jobs whose lag is at most bound i (and above bound i - 1); n_(b+1)
 --               counts those above the last bound
 -- Counting here keeps the reply a few integers however many jobs move.
 -- A job is never promoted before its due time: only scores <= now are taken.
+-- snippet: tell
+-- Tells whoever waits on the queue's `ended` channel (`channel`; a `Queue::cancel` caller
+-- waiting for a running job) how jobs whose cancellation was asked ended: `message` is
+-- "stopped" or "finished", then each id, one per line (ids hold no control characters). A
+-- sharded SPUBLISH on a cluster, a classic PUBLISH on one server.
+local function tell(channel, message)
+  if string.find(redis.call('INFO', 'cluster'), 'cluster_enabled:1', 1, true) then
+    redis.call('SPUBLISH', channel, message)
+  else
+    redis.call('PUBLISH', channel, message)
+  end
+end
+-- end snippet
+-- snippet: expire
+-- Ends jobs that must not run: `gone` lists ids already taken out of the state they were in,
+-- `entries` their decoded opts entries, `reasons` 'expired' or 'cancelled' for each. An
+-- expired job whose options say drop is deleted; every other goes to the dead set with its
+-- reason. Counts `expired` or `cancelled` for each, and `dead` for those kept; a cancelled
+-- job's end is told (see the `tell` snippet) on `k.ended`. `k` names the keys and channel.
+local function expire(k, gone, entries, reasons, now)
+  local kept, expired = {}, 0
+  for i, id in ipairs(gone) do
+    local entry, reason = entries[i], reasons[i]
+    if reason == 'expired' then expired = expired + 1 end
+    if reason == 'expired' and entry.drop then
+      redis.call('HDEL', k.jobs, id)
+      redis.call('HDEL', k.attempts, id)
+      redis.call('HDEL', k.errors, id)
+    else
+      local message = 'cancelled while it ran'
+      if reason == 'expired' then
+        message = 'not run: its time ran out at ' .. tostring(entry.deadline) .. ' (unix ms)'
+      end
+      kept[#kept + 1] = now
+      kept[#kept + 1] = id
+      redis.call('HSET', k.errors, id, cjson.encode({
+        reason = reason,
+        message = message,
+        at = now,
+        attempt = tonumber(redis.call('HGET', k.attempts, id) or '0'),
+      }))
+    end
+    redis.call('HDEL', k.opts, id)
+    if reason == 'cancelled' then tell(k.ended, 'stopped\n' .. id) end
+  end
+  if #kept > 0 then
+    redis.call('ZADD', k.dead, unpack(kept))
+    redis.call('HINCRBY', k.stats, 'dead', #kept / 2)
+  end
+  if expired > 0 then redis.call('HINCRBY', k.stats, 'expired', expired) end
+  if expired < #gone then redis.call('HINCRBY', k.stats, 'cancelled', #gone - expired) end
+end
+-- end snippet
 -- snippet: now
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
 local batch = tonumber(ARGV[1])
 
-local meta = redis.call('HMGET', KEYS[8], 'format', 'due')
+local meta = redis.call('HMGET', KEYS[8], 'format', 'due', 'opts')
 local record_due = meta[2]
+local steered = meta[3]
+local k = {dead = KEYS[10], jobs = KEYS[11], attempts = KEYS[5], errors = KEYS[6], opts = KEYS[12],
+  stats = KEYS[7], ended = ARGV[3]}
 local lost = 0
 if not meta[1] then
   redis.call('HSET', KEYS[8], 'format', ARGV[2])
@@ -48,11 +115,35 @@ if not meta[1] then
 end
 
 local bounds = {}
-for i = 3, #ARGV do bounds[#bounds + 1] = tonumber(ARGV[i]) end
+for i = 4, #ARGV do bounds[#bounds + 1] = tonumber(ARGV[i]) end
 local counts = {}
 for i = 1, #bounds + 1 do counts[i] = 0 end
 
 local due = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, batch, 'WITHSCORES')
+-- Jobs whose time ran out are taken out of `due` (only when some job has options).
+local taken = #due / 2
+if steered and #due > 0 then
+  local all = {}
+  for i = 1, #due, 2 do all[#all + 1] = due[i] end
+  local entries = redis.call('HMGET', KEYS[12], unpack(all))
+  local keep, gone, gone_entries, reasons = {}, {}, {}, {}
+  for i, id in ipairs(all) do
+    local entry = entries[i] and cjson.decode(entries[i])
+    if entry and entry.deadline and entry.deadline < now then
+      gone[#gone + 1] = id
+      gone_entries[#gone_entries + 1] = entry
+      reasons[#reasons + 1] = 'expired'
+    else
+      keep[#keep + 1] = id
+      keep[#keep + 1] = due[2 * i]
+    end
+  end
+  if #gone > 0 then
+    redis.call('ZREM', KEYS[1], unpack(gone))
+    expire(k, gone, gone_entries, reasons, now)
+    due = keep
+  end
+end
 -- `due` alternates id, score: exactly the field/value pairs HSET wants for KEYS[9].
 local ids = {}
 local max_lag, sum_lag = 0, 0
@@ -74,8 +165,32 @@ if #ids > 0 then
 end
 
 local leases = redis.call('ZRANGE', KEYS[3], '-inf', now, 'BYSCORE', 'LIMIT', 0, batch, 'WITHSCORES')
+local ended = #leases / 2
 local expired = {}
 for i = 1, #leases, 2 do expired[#expired + 1] = leases[i] end
+if steered and #expired > 0 then
+  -- A job whose cancellation was asked does not run again: dead, reason `cancelled`.
+  local entries = redis.call('HMGET', KEYS[12], unpack(expired))
+  local keep, back, gone, gone_entries, reasons = {}, {}, {}, {}, {}
+  for i, id in ipairs(expired) do
+    local entry = entries[i] and cjson.decode(entries[i])
+    if entry and entry.cancel then
+      gone[#gone + 1] = id
+      gone_entries[#gone_entries + 1] = entry
+      reasons[#reasons + 1] = 'cancelled'
+    else
+      keep[#keep + 1] = id
+      back[#back + 1] = id
+      back[#back + 1] = leases[2 * i]
+    end
+  end
+  if #gone > 0 then
+    redis.call('ZREM', KEYS[3], unpack(gone))
+    redis.call('HDEL', KEYS[4], unpack(gone))
+    expire(k, gone, gone_entries, reasons, now)
+    expired, leases = keep, back
+  end
+end
 if #expired > 0 then
   redis.call('ZREM', KEYS[3], unpack(expired))
   redis.call('HDEL', KEYS[4], unpack(expired))
@@ -90,7 +205,7 @@ if #expired > 0 then
   end
   redis.call('RPUSH', KEYS[2], unpack(expired))
   if record_due then redis.call('HSET', KEYS[9], unpack(leases)) end
-  redis.call('HINCRBY', KEYS[7], 'expired', #expired)
+  redis.call('HINCRBY', KEYS[7], 'lease_expired', #expired)
 end
 
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -98,12 +213,13 @@ local lease = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 local out = {
   now,
   #ids,
-  #expired,
+  ended,
   head[2] and tonumber(head[2]) or -1,
   lease[2] and tonumber(lease[2]) or -1,
   max_lag,
   sum_lag,
   lost,
+  taken - #ids,
 }
-for i = 1, #counts do out[8 + i] = counts[i] end
+for i = 1, #counts do out[9 + i] = counts[i] end
 return out

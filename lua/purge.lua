@@ -6,6 +6,7 @@
 -- KEYS[3]  attempts  HASH  job id -> attempts started
 -- KEYS[4]  errors    HASH  job id -> last error record
 -- KEYS[5]  stats     HASH  event counters: `purged` += jobs deleted
+-- KEYS[6]  opts      HASH  job id -> how it is steered
 --
 -- ARGV[1]  n > 0: purge at most n jobs, those that died first, selected by ARGV[2];
 --          0: purge the ids that follow
@@ -37,11 +38,12 @@ for _, id in ipairs(candidates) do
   end
 end
 if #gone > 0 then
-  local jobs, attempts, errors = KEYS[2], KEYS[3], KEYS[4]
+  local jobs, attempts, errors, opts = KEYS[2], KEYS[3], KEYS[4], KEYS[6]
   -- snippet: forget
   redis.call('HDEL', jobs, unpack(gone))
   redis.call('HDEL', attempts, unpack(gone))
   redis.call('HDEL', errors, unpack(gone))
+  local steered = redis.call('HDEL', opts, unpack(gone))
   -- end snippet
   redis.call('HINCRBY', KEYS[5], 'purged', #gone)
 end

@@ -1,5 +1,6 @@
 -- reschedule.lua: scheduled | ready | dead -> scheduled at a new time. A dead job comes back
--- with its attempts reset (its last error is kept for the record). A running job is refused.
+-- with its attempts reset (its last error is kept for the record) and its opts entry dropped. A
+-- running job is refused. A `max_lateness` moves with the due time.
 --
 -- KEYS[1]  scheduled  ZSET  job id -> due time (ms)
 -- KEYS[2]  ready      LIST  job ids
@@ -8,6 +9,8 @@
 -- KEYS[5]  jobs       HASH  job id -> envelope
 -- KEYS[6]  attempts   HASH  job id -> attempts started
 -- KEYS[7]  due        HASH  job id -> when it became due (ms), while ready
+-- KEYS[8]  opts       HASH  job id -> how it is steered (JSON: `deadline`, `expires_at`,
+--                            `max_lateness`, ...)
 --
 -- ARGV[1]  wake channel, woken (see the `wake` snippet) when the job becomes the head of scheduled
 -- ARGV[2]  job id
@@ -55,9 +58,20 @@ if redis.call('ZSCORE', KEYS[1], id) then
 elseif redis.call('ZREM', KEYS[4], id) == 1 then
   state = 'dead'
   redis.call('HDEL', KEYS[6], id)
+  redis.call('HDEL', KEYS[8], id)
 else
   redis.call('LREM', KEYS[2], 1, id)
   redis.call('HDEL', KEYS[7], id)
+end
+
+if state ~= 'dead' then
+  local entry = redis.call('HGET', KEYS[8], id)
+  entry = entry and cjson.decode(entry)
+  if entry and entry.max_lateness then
+    entry.deadline = due + entry.max_lateness
+    if entry.expires_at and entry.expires_at < entry.deadline then entry.deadline = entry.expires_at end
+    redis.call('HSET', KEYS[8], id, cjson.encode(entry))
+  end
 end
 
 local scheduled = KEYS[1]

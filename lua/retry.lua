@@ -6,7 +6,11 @@
 -- KEYS[3]  scheduled  ZSET  job id -> due time (ms)
 -- KEYS[4]  attempts   HASH  job id -> attempts started
 -- KEYS[5]  errors     HASH  job id -> last error record (JSON)
--- KEYS[6]  stats      HASH  event counters: `retried` += 1 when the attempt counts
+-- KEYS[6]  stats      HASH  event counters: `retried` += 1 when the attempt counts; `expired`,
+--                            `dead` (see the `expire` snippet)
+-- KEYS[7]  dead       ZSET  job id -> time it died (ms)
+-- KEYS[8]  jobs       HASH  job id -> envelope
+-- KEYS[9]  opts       HASH  job id -> how it is steered (JSON: `deadline`, `drop`, `cancel`)
 --
 -- ARGV[1]  wake channel, woken (see the `wake` snippet) when the job becomes the head of scheduled
 -- ARGV[2]  job id
@@ -15,8 +19,11 @@
 -- ARGV[5]  "1": the attempt counts (a failure); "0": it does not (snooze, hand-back)
 -- ARGV[6]  error reason ("" for none: the last error record is left as it is)
 -- ARGV[7]  error message
+-- ARGV[8]  the queue's `ended` channel (see the `tell` snippet)
 --
--- Returns the new due time (ms), or 0 when the caller no longer holds the lease.
+-- Returns the new due time (ms); -1 when the job ended instead: its cancellation was asked
+-- (dead, reason `cancelled`) or the new due time lies past its expiry (dead, reason `expired`,
+-- or deleted); 0 when the caller no longer holds the lease.
 local id, token, reason, message = ARGV[2], ARGV[3], ARGV[6], ARGV[7]
 -- snippet: lease check
 if redis.call('HGET', KEYS[2], id) ~= token then return 0 end
@@ -39,6 +46,78 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
+-- snippet: tell
+-- Tells whoever waits on the queue's `ended` channel (`channel`; a `Queue::cancel` caller
+-- waiting for a running job) how jobs whose cancellation was asked ended: `message` is
+-- "stopped" or "finished", then each id, one per line (ids hold no control characters). A
+-- sharded SPUBLISH on a cluster, a classic PUBLISH on one server.
+local function tell(channel, message)
+  if string.find(redis.call('INFO', 'cluster'), 'cluster_enabled:1', 1, true) then
+    redis.call('SPUBLISH', channel, message)
+  else
+    redis.call('PUBLISH', channel, message)
+  end
+end
+-- end snippet
+-- snippet: expire
+-- Ends jobs that must not run: `gone` lists ids already taken out of the state they were in,
+-- `entries` their decoded opts entries, `reasons` 'expired' or 'cancelled' for each. An
+-- expired job whose options say drop is deleted; every other goes to the dead set with its
+-- reason. Counts `expired` or `cancelled` for each, and `dead` for those kept; a cancelled
+-- job's end is told (see the `tell` snippet) on `k.ended`. `k` names the keys and channel.
+local function expire(k, gone, entries, reasons, now)
+  local kept, expired = {}, 0
+  for i, id in ipairs(gone) do
+    local entry, reason = entries[i], reasons[i]
+    if reason == 'expired' then expired = expired + 1 end
+    if reason == 'expired' and entry.drop then
+      redis.call('HDEL', k.jobs, id)
+      redis.call('HDEL', k.attempts, id)
+      redis.call('HDEL', k.errors, id)
+    else
+      local message = 'cancelled while it ran'
+      if reason == 'expired' then
+        message = 'not run: its time ran out at ' .. tostring(entry.deadline) .. ' (unix ms)'
+      end
+      kept[#kept + 1] = now
+      kept[#kept + 1] = id
+      redis.call('HSET', k.errors, id, cjson.encode({
+        reason = reason,
+        message = message,
+        at = now,
+        attempt = tonumber(redis.call('HGET', k.attempts, id) or '0'),
+      }))
+    end
+    redis.call('HDEL', k.opts, id)
+    if reason == 'cancelled' then tell(k.ended, 'stopped\n' .. id) end
+  end
+  if #kept > 0 then
+    redis.call('ZADD', k.dead, unpack(kept))
+    redis.call('HINCRBY', k.stats, 'dead', #kept / 2)
+  end
+  if expired > 0 then redis.call('HINCRBY', k.stats, 'expired', expired) end
+  if expired < #gone then redis.call('HINCRBY', k.stats, 'cancelled', #gone - expired) end
+end
+-- end snippet
+
+local due = now + tonumber(ARGV[4])
+local entry = redis.call('HGET', KEYS[9], id)
+if entry then
+  entry = cjson.decode(entry)
+  local ended = nil
+  if entry.cancel then
+    ended = 'cancelled'
+  elseif entry.deadline and due > entry.deadline then
+    ended = 'expired'
+  end
+  if ended then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    expire({dead = KEYS[7], jobs = KEYS[8], attempts = KEYS[4], errors = KEYS[5], opts = KEYS[9],
+      stats = KEYS[6], ended = ARGV[8]}, {id}, {entry}, {ended}, now)
+    return -1
+  end
+end
 
 redis.call('ZREM', KEYS[1], id)
 redis.call('HDEL', KEYS[2], id)
@@ -58,7 +137,6 @@ if reason ~= '' then
   -- end snippet
 end
 
-local due = now + tonumber(ARGV[4])
 local scheduled = KEYS[3]
 -- snippet: schedule and wake
 local head = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')

@@ -1,10 +1,11 @@
 -- revive.lua: dead -> scheduled, due now, with attempts reset (the last error is kept for the
--- record). This is `punctual dead retry`.
+-- record) and its opts entry dropped (an expiry no longer applies). This is `punctual dead retry`.
 --
 -- KEYS[1]  dead       ZSET  job id -> time it died (ms)
 -- KEYS[2]  scheduled  ZSET  job id -> due time (ms)
 -- KEYS[3]  attempts   HASH  job id -> attempts started
 -- KEYS[4]  stats      HASH  event counters: `revived` += jobs moved
+-- KEYS[5]  opts       HASH  job id -> how it is steered
 --
 -- ARGV[1]  wake channel, woken (see the `wake` snippet) when a revived job becomes the head of scheduled
 -- ARGV[2]  n > 0: revive the n jobs that died first; 0: revive the ids that follow
@@ -43,6 +44,7 @@ local out = {now}
 for _, id in ipairs(candidates) do
   if redis.call('ZREM', KEYS[1], id) == 1 then
     redis.call('HDEL', KEYS[3], id)
+    redis.call('HDEL', KEYS[5], id)
     redis.call('ZADD', KEYS[2], now, id)
     out[#out + 1] = id
   end

@@ -1,22 +1,50 @@
--- schedule.lua: new -> scheduled (one call may carry many jobs).
+-- schedule.lua: new -> scheduled (one call may carry many jobs), and, when the caller asks, a
+-- waiting job with the same id is replaced, debounced or kept (conflict modes).
 --
--- KEYS[1]  scheduled  ZSET  member = job id, score = due time (ms, server clock)
--- KEYS[2]  jobs       HASH  job id -> envelope (MessagePack, written once)
--- KEYS[3]  stats      HASH  event counters: `scheduled` += jobs created
--- KEYS[4]  done       ZSET  ids acknowledged within the dedup window (see ack.lua)
+-- KEYS[1]   scheduled  ZSET  member = job id, score = due time (ms, server clock)
+-- KEYS[2]   jobs       HASH  job id -> envelope (MessagePack)
+-- KEYS[3]   stats      HASH  event counters: `scheduled` += jobs created
+-- KEYS[4]   done       ZSET  ids acknowledged within the dedup window (see ack.lua)
+-- KEYS[5]   ready      LIST  job ids due and waiting for a worker
+-- KEYS[6]   running    ZSET  job id -> lease deadline (ms)
+-- KEYS[7]   dead       ZSET  job id -> time it died (ms)
+-- KEYS[8]   attempts   HASH  job id -> attempts started
+-- KEYS[9]   errors     HASH  job id -> last error record
+-- KEYS[10]  due        HASH  job id -> when it became due (ms), while ready
+-- KEYS[11]  opts       HASH  job id -> options the scripts act on later (JSON, see below)
+-- KEYS[12]  meta       HASH  `opts` = 1 once any job of the queue has an entry in opts
 --
 -- ARGV[1]  wake channel: woken (see the `wake` snippet) when a job becomes the new head of `scheduled`
 -- ARGV[2]  past tolerance in ms for absolute times; -1 accepts any time in the past
 -- ARGV[3]  n, the number of jobs that follow (a few thousand at most: the created ones are
 --          unpacked onto Lua's stack for one ZADD)
--- ARGV[4 + 4k .. 7 + 4k]  for job k (0-based): id, mode ("in" | "at"), ms, envelope
+-- ARGV[4 + 5k .. 8 + 5k]  for job k (0-based): id, mode ("in" | "at"), ms, envelope, options
 --          mode "in": due = server now + ms; mode "at": due = ms (unix ms)
+--          options: "" for none, or a JSON object with any of
+--            on_conflict   "reject" (default) | "replace" | "debounce" | "keep_earliest" |
+--                          "keep_latest": what happens when a job with this id exists
+--            max_wait      ms (debounce): the due time never moves past first scheduling + this
+--            expires_at    unix ms: the job is not run after this time
+--            max_lateness  ms: the job is not run later than this after its due time
+--            on_expiry     "dead" (default: dead set, reason `expired`) | "drop" (deleted)
 --
--- Returns {now, r_1, ..., r_n} where r_k is
+-- Returns {now, r_1, due_1, ..., r_n, due_n} where r_k is
 --    1  created
---    0  a job with this id already exists, or finished within the dedup window (nothing
---       written for it)
+--    0  rejected: a job with this id exists (or, in mode reject, finished within the dedup
+--       window); nothing written
+--    2  replaced: the waiting job got the new data and due time (replace, keep_*)
+--    3  debounced: the waiting job got the new data and the new due time, capped by max_wait
+--    4  kept: the waiting job is left as it is (keep_*: its due time won)
+--    5  running: the job is running; never touched, nothing written
 --   -1  "at" lies further in the past than the tolerance (nothing written for it)
+-- and due_k is the job's due time now (ms), or -1 when it is not waiting in `scheduled` (ready,
+-- running, dead, finished).
+--
+-- A conflict mode other than reject treats a job that finished (dead, or acknowledged within
+-- the dedup window) as absent: a new job is created (a dead one is deleted first). A waiting
+-- job that is replaced or debounced starts afresh: new envelope and options, attempts and
+-- last error cleared. A malformed options object fails the whole call before anything is
+-- written.
 -- snippet: wake
 -- Wakes the queue's promoters (src/wake.rs) with the due time `due`: a sharded SPUBLISH on a
 -- cluster (the channel's hash tag keeps it on this shard), a classic PUBLISH on one server.
@@ -37,6 +65,28 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
 local tolerance = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
+local MODES = {reject = true, replace = true, debounce = true, keep_earliest = true, keep_latest = true}
+
+-- Every job's options first: a malformed one fails the call before anything is written.
+local options = {}
+for k = 0, n - 1 do
+  local text = ARGV[8 + 5 * k]
+  if text ~= '' then
+    local ok, o = pcall(cjson.decode, text)
+    local good = ok and type(o) == 'table' and (o.on_conflict == nil or MODES[o.on_conflict])
+      and (o.on_expiry == nil or o.on_expiry == 'dead' or o.on_expiry == 'drop')
+    if good then
+      for _, field in ipairs({'max_wait', 'expires_at', 'max_lateness'}) do
+        if o[field] ~= nil and type(o[field]) ~= 'number' then good = false end
+      end
+    end
+    if not good then
+      return redis.error_reply('ERR punctual: job ' .. (k + 1) .. ' (' .. ARGV[4 + 5 * k] ..
+        ') has malformed options: ' .. text)
+    end
+    options[k] = o
+  end
+end
 
 local recent = redis.call('EXISTS', KEYS[4]) == 1
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -45,11 +95,66 @@ local head_due = head[2] and tonumber(head[2]) or nil
 local out = {now}
 local earliest = nil
 local created = 0
+local with_options = false
 -- score, id pairs of the jobs created, for one ZADD at the end
 local added = {}
+-- id -> index in `added` of the score of a job this call created
+local fresh = {}
+
+local function note(due)
+  if earliest == nil or due < earliest then earliest = due end
+end
+
+-- Writes (or clears) the job's entry in opts: its expiry deadline and debounce cap.
+local function store_options(id, o, due, cap)
+  local deadline = o.expires_at
+  if o.max_lateness then
+    local late = due + o.max_lateness
+    if deadline == nil or late < deadline then deadline = late end
+  end
+  if deadline == nil and cap == nil then
+    redis.call('HDEL', KEYS[11], id)
+    return
+  end
+  redis.call('HSET', KEYS[11], id, cjson.encode({
+    deadline = deadline,
+    expires_at = o.expires_at,
+    max_lateness = o.max_lateness,
+    drop = o.on_expiry == 'drop' or nil,
+    cap = cap,
+  }))
+  with_options = true
+end
+
+local function create(id, due, o)
+  added[#added + 1] = due
+  added[#added + 1] = id
+  fresh[id] = #added - 1
+  created = created + 1
+  note(due)
+  if o then
+    local cap = nil
+    if o.on_conflict == 'debounce' and o.max_wait then cap = now + o.max_wait end
+    store_options(id, o, due, cap)
+  end
+end
+
+-- Where an existing job is, and its due time when known.
+local function state_of(id)
+  if fresh[id] then return 'scheduled', added[fresh[id]] end
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score then return 'scheduled', tonumber(score) end
+  if redis.call('ZSCORE', KEYS[6], id) then return 'running', nil end
+  if redis.call('ZSCORE', KEYS[7], id) then return 'dead', nil end
+  local became = redis.call('HGET', KEYS[10], id)
+  return 'ready', became and tonumber(became) or now
+end
+
 for k = 0, n - 1 do
-  local base = 4 + 4 * k
+  local base = 4 + 5 * k
   local id, mode, ms, envelope = ARGV[base], ARGV[base + 1], tonumber(ARGV[base + 2]), ARGV[base + 3]
+  local o = options[k]
+  local conflict = (o and o.on_conflict) or 'reject'
   local due
   if mode == 'in' then
     due = now + ms
@@ -58,15 +163,76 @@ for k = 0, n - 1 do
   end
   if mode == 'at' and tolerance >= 0 and due < now - tolerance then
     out[#out + 1] = -1
-  elseif (recent and redis.call('ZSCORE', KEYS[4], id)) or
-      redis.call('HSETNX', KEYS[2], id, envelope) == 0 then
-    out[#out + 1] = 0
-  else
-    added[#added + 1] = due
-    added[#added + 1] = id
+    out[#out + 1] = -1
+  elseif conflict == 'reject' then
+    if (recent and redis.call('ZSCORE', KEYS[4], id)) or
+        redis.call('HSETNX', KEYS[2], id, envelope) == 0 then
+      local state, at = state_of(id)
+      out[#out + 1] = 0
+      out[#out + 1] = (state == 'scheduled' and at) or -1
+    else
+      create(id, due, o)
+      out[#out + 1] = 1
+      out[#out + 1] = due
+    end
+  elseif redis.call('HSETNX', KEYS[2], id, envelope) == 1 then
+    create(id, due, o)
     out[#out + 1] = 1
-    created = created + 1
-    if earliest == nil or due < earliest then earliest = due end
+    out[#out + 1] = due
+  else
+    local state, old = state_of(id)
+    if state == 'running' then
+      out[#out + 1] = 5
+      out[#out + 1] = -1
+    elseif state == 'dead' then
+      -- Finished: the id is free for a new job.
+      redis.call('ZREM', KEYS[7], id)
+      redis.call('HDEL', KEYS[8], id)
+      redis.call('HDEL', KEYS[9], id)
+      redis.call('HDEL', KEYS[11], id)
+      redis.call('HSET', KEYS[2], id, envelope)
+      create(id, due, o)
+      out[#out + 1] = 1
+      out[#out + 1] = due
+    else
+      local new, code, cap = due, 2, nil
+      if conflict == 'debounce' then
+        code = 3
+        local entry = redis.call('HGET', KEYS[11], id)
+        if entry then cap = cjson.decode(entry).cap end
+        if cap == nil and o.max_wait then cap = now + o.max_wait end
+        if cap and new > cap then new = cap end
+      elseif conflict == 'keep_earliest' and due >= old then
+        code = 4
+      elseif conflict == 'keep_latest' and due <= old then
+        code = 4
+      end
+      if code == 4 then
+        out[#out + 1] = 4
+        out[#out + 1] = (state == 'scheduled' and old) or -1
+      else
+        redis.call('HSET', KEYS[2], id, envelope)
+        redis.call('HDEL', KEYS[8], id)
+        redis.call('HDEL', KEYS[9], id)
+        store_options(id, o, new, cap)
+        if state == 'scheduled' then
+          if fresh[id] then
+            added[fresh[id]] = new
+          else
+            redis.call('ZADD', KEYS[1], new, id)
+          end
+          note(new)
+        elseif new > now then
+          -- Ready, and now due later: back to waiting.
+          redis.call('LREM', KEYS[5], 1, id)
+          redis.call('HDEL', KEYS[10], id)
+          redis.call('ZADD', KEYS[1], new, id)
+          note(new)
+        end
+        out[#out + 1] = code
+        out[#out + 1] = (state == 'scheduled' or new > now) and new or -1
+      end
+    end
   end
 end
 
@@ -76,6 +242,7 @@ if created > 0 then
   -- The queue's first jobs ever: announce the queue (see the `wake` snippet).
   first = redis.call('HINCRBY', KEYS[3], 'scheduled', created) == created
 end
+if with_options then redis.call('HSET', KEYS[12], 'opts', '1') end
 if earliest ~= nil and (head_due == nil or earliest < head_due) then
   wake(earliest, first)
 end

@@ -3,7 +3,7 @@
 //! The envelope is a MessagePack map with short field names (it is stored once per job, so every
 //! byte counts): `v` format version, `k` kind, `d` the data (itself MessagePack with named
 //! fields, as `bin`), `c` creation time (unix ms, producer clock, informational only), and the
-//! optional per-job `m` max attempts and `b` backoff. Unknown fields are ignored, so a later
+//! optional per-job `m` max attempts, `b` backoff and `t` handler timeout (ms). Unknown fields are ignored, so a later
 //! version can add fields that this one skips.
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,9 @@ pub(crate) struct Envelope {
     pub(crate) max_attempts: Option<u32>,
     #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
     pub(crate) backoff: Option<BackoffSpec>,
+    /// The job's own handler timeout, ms (`NewJob::timeout`).
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) timeout_ms: Option<u64>,
 }
 
 impl Envelope {
@@ -77,6 +80,7 @@ mod tests {
             created_ms: 1_763_740_800_000,
             max_attempts: Some(3),
             backoff: Some(BackoffSpec::Fixed { delay_ms: 250 }),
+            timeout_ms: None,
         }
     }
 

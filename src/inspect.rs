@@ -67,6 +67,12 @@ pub struct JobInfo {
     /// Why the stored envelope could not be read, if it could not (kind, creation time, data
     /// and attempt limit are then empty; a worker sends such a job to the dead set).
     pub decode_error: Option<String>,
+    /// When its time runs out ([`crate::NewJob::expires_at`], [`crate::NewJob::max_lateness`]).
+    pub expires_at: Option<SystemTime>,
+    /// Its cancellation was asked while it runs ([`crate::Queue::cancel`]).
+    pub cancel_requested: bool,
+    /// Its own handler timeout ([`crate::NewJob::timeout`]).
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl JobInfo {
@@ -168,7 +174,7 @@ pub struct QueueStats {
     pub paused: bool,
 }
 
-/// The six replies that describe one job, in the order [`job_commands`] asks for them.
+/// The seven replies that describe one job, in the order [`job_commands`] asks for them.
 type JobReply = (
     Option<Vec<u8>>,
     Option<f64>,
@@ -176,7 +182,18 @@ type JobReply = (
     Option<f64>,
     Option<u32>,
     Option<String>,
+    Option<String>,
 );
+
+/// How many commands [`job_commands`] adds per job.
+const JOB_COMMANDS: usize = 7;
+
+/// What `get` reads of a job's `opts` entry (docs/layout.md, "Job options").
+#[derive(Debug, Default, serde::Deserialize)]
+struct Steering {
+    deadline: Option<f64>,
+    cancel: Option<f64>,
+}
 
 /// Adds the commands that read everything about job `id` to `pipe`.
 fn job_commands(pipe: &mut redis::Pipeline, k: &Keys, id: &str) {
@@ -185,7 +202,8 @@ fn job_commands(pipe: &mut redis::Pipeline, k: &Keys, id: &str) {
         .zscore(&k.running, id)
         .zscore(&k.dead, id)
         .hget(&k.attempts, id)
-        .hget(&k.errors, id);
+        .hget(&k.errors, id)
+        .hget(&k.opts, id);
 }
 
 impl Queue {
@@ -290,10 +308,10 @@ impl Queue {
                 .query_async(&mut part.conn())
                 .await
                 .map_err(|e| self.redis_error("list", e))?;
-            if values.len() != mine.len() * 6 {
+            if values.len() != mine.len() * JOB_COMMANDS {
                 return Err(self.unexpected("list", "reply length does not match"));
             }
-            for (&i, parts) in mine.iter().zip(values.chunks(6)) {
+            for (&i, parts) in mine.iter().zip(values.chunks(JOB_COMMANDS)) {
                 let reply: JobReply = redis::from_redis_value(Value::Array(parts.to_vec()))
                     .map_err(|e| self.unexpected("list", e.to_string()))?;
                 replies[i] = Some(reply);
@@ -310,7 +328,7 @@ impl Queue {
     /// Builds a [`JobInfo`] from the replies of [`job_commands`]; `None` when the job does
     /// not exist (it has no stored envelope).
     fn job_info(&self, id: &str, reply: JobReply) -> Option<JobInfo> {
-        let (body, due, lease, died, attempts, error) = reply;
+        let (body, due, lease, died, attempts, error, steering) = reply;
         let body = body?;
         let at = |score: Option<f64>| score.map(|s| from_unix_ms(s.max(0.0) as u64));
         let state = if due.is_some() {
@@ -336,7 +354,15 @@ impl Queue {
             last_error: None,
             data: None,
             decode_error: None,
+            expires_at: None,
+            cancel_requested: false,
+            timeout: None,
         };
+        let steering: Steering = steering
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default();
+        info.expires_at = at(steering.deadline);
+        info.cancel_requested = steering.cancel.is_some();
         info.due_at = at(due);
         info.lease_until = at(lease);
         info.died_at = at(died);
@@ -345,6 +371,7 @@ impl Queue {
         match Envelope::decode(&body) {
             Ok(envelope) => {
                 info.max_attempts = envelope.max_attempts;
+                info.timeout = envelope.timeout_ms.map(std::time::Duration::from_millis);
                 info.kind = Some(envelope.kind);
                 info.created_at = Some(from_unix_ms(envelope.created_ms));
                 info.data = Some(envelope.data);

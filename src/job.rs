@@ -35,12 +35,30 @@ impl<T> Job<T> {
     }
 }
 
+/// Why an attempt was cancelled ([`Context::cancelled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CancelReason {
+    /// The worker's shutdown grace period ran out: the job is handed back.
+    Shutdown,
+    /// The worker lost the job's lease: another worker may run it now.
+    LeaseLost,
+    /// The attempt's timeout ran out: it fails with reason `timed_out` and is retried.
+    TimedOut,
+    /// The job's cancellation was asked (`Queue::cancel`): it ends dead, reason `cancelled`.
+    Cancelled,
+}
+
 /// The handler's view of the worker running it.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub(crate) queue: String,
     pub(crate) shutdown: CancellationToken,
     pub(crate) cancel: CancellationToken,
+    /// Why `cancel` fired, set just before the worker fires it (unset: the shutdown grace
+    /// ran out, which fires it through its parent token).
+    pub(crate) reason: std::sync::Arc<std::sync::OnceLock<CancelReason>>,
+    pub(crate) deadline: Option<std::time::Instant>,
     pub(crate) start_lag: Option<Duration>,
 }
 
@@ -62,11 +80,13 @@ impl Context {
         self.shutdown.cancelled().await;
     }
 
-    /// Completes when this attempt is cancelled: the shutdown grace period ran out, or the
-    /// worker lost the job's lease (another worker may run it now). The handler then has
-    /// [`crate::WorkerConfig::set_cancel_wait`] to stop what it started and return; its
-    /// outcome is not reported (a hand-back at shutdown, nothing after a lost lease). A handler
-    /// that owns nothing outside its own future can ignore this: it is dropped.
+    /// Completes when this attempt is cancelled ([`Context::cancel_reason`] says why): the
+    /// shutdown grace period ran out, the worker lost the job's lease (another worker may run
+    /// it now), the attempt's timeout ran out, or the job's cancellation was asked. The
+    /// handler then has [`crate::WorkerConfig::set_cancel_wait`] to stop what it started and
+    /// return; its outcome is not reported (a hand-back at shutdown, nothing after a lost
+    /// lease, a `timed_out` failure, a move to the dead set with reason `cancelled`). A
+    /// handler that owns nothing outside its own future can ignore this: it is dropped.
     pub async fn cancelled(&self) {
         self.cancel.cancelled().await;
     }
@@ -74,6 +94,20 @@ impl Context {
     /// True once [`Context::cancelled`] has fired.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    /// Why the attempt was cancelled; `None` while it is not.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        if !self.cancel.is_cancelled() {
+            return None;
+        }
+        Some(self.reason.get().copied().unwrap_or(CancelReason::Shutdown))
+    }
+
+    /// When this attempt's timeout runs out ([`crate::WorkerConfig::set_timeout`],
+    /// [`crate::NewJob::timeout`]); `None` without one.
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.deadline
     }
 
     /// How late the handler started: its start minus [`Job::due_at`], measured on the Redis

@@ -21,13 +21,16 @@
 //! | `p:{q}:stats` | HASH | event → count since the queue was created (see below) |
 //! | `p:{q}:promoters` | ZSET | partitioned queues: promoter id → alive until (ms), `share.lua` |
 //! | `p:{q}:gate` | LIST | one element for a minute after a resume (`pause.lua`): wakes workers |
+//! | `p:{q}:opts` | HASH | id → how the job is steered, JSON: expiry, debounce cap, a cancellation asked while it runs (only jobs that have any) |
 //!
-//! The wake channel `p:{q}:wake` is a pub/sub channel, not a key. The registry `p:queues` (a
+//! The wake channel `p:{q}:wake` and the `p:{q}:ended` channel (how a job whose cancellation
+//! was asked ended) are pub/sub channels, not keys. The registry `p:queues` (a
 //! SET of queue names, outside every hash tag) lets tools find every queue of a namespace; no
 //! script touches it.
 //!
 //! The `stats` fields are incremented by the script that makes the change, so they are exact
-//! and shared by every process: `scheduled`, `promoted`, `expired` (leases that ran out),
+//! and shared by every process: `scheduled`, `promoted`, `lease_expired` (leases that ran out),
+//! `expired` (jobs whose time ran out before they ran),
 //! `retried` (failed attempts sent back with a backoff), `dead`, `completed`, `cancelled`,
 //! `revived` (dead jobs retried), `purged` (dead jobs deleted).
 
@@ -63,8 +66,14 @@ pub(crate) struct Keys {
     pub(crate) promoters: String,
     /// Wakes workers waiting out a pause when the queue resumes (`pause.lua`).
     pub(crate) gate: String,
+    /// What the scripts act on after scheduling, per job that has any: its expiry and
+    /// debounce cap (`schedule.lua`), a cancellation asked while it runs (`cancel.lua`).
+    pub(crate) opts: String,
     /// Pub/sub channel the scripts PUBLISH to when a job becomes the earliest due.
     pub(crate) wake: String,
+    /// Pub/sub channel told how a job whose cancellation was asked ended (the `tell` snippet),
+    /// heard by [`crate::Queue::cancel_and_wait`].
+    pub(crate) ended: String,
 }
 
 impl Keys {
@@ -111,7 +120,9 @@ impl Keys {
             stats: k("stats"),
             promoters: k("promoters"),
             gate: k("gate"),
+            opts: k("opts"),
             wake: k("wake"),
+            ended: k("ended"),
         }
     }
 }
@@ -135,6 +146,7 @@ pub(crate) enum Part {
     Stats,
     Promoters,
     Gate,
+    Opts,
 }
 
 impl Part {
@@ -157,6 +169,7 @@ impl Part {
             Part::Stats => "stats",
             Part::Promoters => "promoters",
             Part::Gate => "gate",
+            Part::Opts => "opts",
         }
     }
 }
@@ -180,6 +193,7 @@ impl Keys {
             Part::Stats => &self.stats,
             Part::Promoters => &self.promoters,
             Part::Gate => &self.gate,
+            Part::Opts => &self.opts,
         }
     }
 

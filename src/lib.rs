@@ -46,11 +46,11 @@
 //!
 //! | state | key (queue `q`) | entered by |
 //! |---|---|---|
-//! | scheduled | `punctual:{q}:scheduled` ZSET, score = due ms | `schedule.lua`, `retry.lua`, `reschedule.lua`, `revive.lua` |
+//! | scheduled | `punctual:{q}:scheduled` ZSET, score = due ms | `schedule.lua` (also replacing or debouncing a waiting job), `retry.lua`, `reschedule.lua`, `revive.lua` |
 //! | ready | `punctual:{q}:ready` LIST | `promote.lua` (due, or lease expired) |
 //! | running | `punctual:{q}:running` ZSET, score = lease deadline | `claim.lua`, `extend.lua` |
-//! | dead | `punctual:{q}:dead` ZSET, score = time of death | `bury.lua` |
-//! | gone | (data deleted) | `ack.lua`, `cancel.lua`, `purge.lua` |
+//! | dead | `punctual:{q}:dead` ZSET, score = time of death | `bury.lua`; a job whose time ran out (`promote.lua`, `claim.lua`, `retry.lua`) or that was cancelled while it ran |
+//! | gone | (data deleted) | `ack.lua`, `cancel.lua`, `purge.lua`; an expired job that asked to be dropped |
 //!
 //! The job itself (a versioned MessagePack envelope) is stored once, in the `jobs` hash under
 //! its id. `docs/layout.md` has the full layout, including the side hashes for attempts,
@@ -89,9 +89,10 @@
 //!   detection, routing by slot), and connections of their own for blocking waits.
 //! - `namespace`: one Redis and prefix holding many queues; the registry of queue names.
 //! - `open`: creating, opening, finding and removing queues (the queue's record, partitions).
-//! - `queue`: the [`Queue`] handle and its partitions: scheduling, cancelling, rescheduling
-//!   (producer side).
-//! - `new_job`: what a producer sends ([`NewJob`], [`When`]) and how it is checked and encoded.
+//! - `queue`: the [`Queue`] handle and its partitions: scheduling, cancelling (a running job
+//!   too), rescheduling, pausing (producer side).
+//! - `new_job`: what a producer sends ([`NewJob`], [`When`], its conflict mode
+//!   [`OnConflict`], expiry [`OnExpiry`] and timeout) and how it is checked and encoded.
 //! - `inspect`: reading without changing: one job, a page of a state, counts, stats.
 //! - `dead`: the dead set: retry (`revive.lua`) and purge (`purge.lua`).
 //! - `promoter`: the scheduler loop (scheduled → ready, expired leases → ready), for a list
@@ -148,9 +149,9 @@ pub use config::{
 pub use dead::Purge;
 pub use error::{redact_url, Error, Result};
 pub use inspect::{Counts, ErrorRecord, JobInfo, QueueStats, Totals, MAX_LIST};
-pub use job::{Context, Job, Outcome};
+pub use job::{CancelReason, Context, Job, Outcome};
 pub use namespace::{Namespace, MAX_REGISTERED_QUEUES};
-pub use new_job::{NewJob, Scheduled, When, MAX_ID_LEN};
+pub use new_job::{NewJob, OnConflict, OnExpiry, Scheduled, When, MAX_ID_LEN};
 pub use open::Removed;
 pub use promoter::{
     PromoteReport, Promoter, PromoterConfig, DEFAULT_BATCH, DEFAULT_HEARTBEAT, MAX_BATCH,
@@ -158,7 +159,7 @@ pub use promoter::{
 pub use queue::{Cancelled, Queue, Rescheduled};
 pub use server::{ServerInfo, ServerProblem, MIN_REDIS_VERSION};
 pub use time::MAX_DELAY;
-pub use vocab::{Event, JobState, Reason};
+pub use vocab::{Event, JobState, Reason, ScheduleOutcome};
 pub use worker::{
     Worker, WorkerConfig, DEFAULT_CANCEL_WAIT, DEFAULT_CONCURRENCY, DEFAULT_IDLE_WAIT,
     DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, DEFAULT_SHUTDOWN_GRACE,
@@ -186,6 +187,7 @@ pub mod bench_support {
             created_ms: 1_763_740_800_000,
             max_attempts: None,
             backoff: None,
+            timeout_ms: None,
         }
         .encode()
         .unwrap_or_default()

@@ -11,6 +11,7 @@ use crate::envelope::{self, Envelope, ENVELOPE_VERSION};
 use crate::error::{clip, Error, Result};
 use crate::queue::Queue;
 use crate::time::{delay_ms, unix_ms};
+use crate::vocab::ScheduleOutcome;
 
 /// Longest caller-chosen job id, in bytes.
 pub const MAX_ID_LEN: usize = 256;
@@ -50,6 +51,74 @@ impl When {
     }
 }
 
+/// What happens when a job is scheduled with an id that already exists: decided atomically
+/// by `schedule.lua`, and reported as a [`ScheduleOutcome`].
+///
+/// The modes other than [`OnConflict::Reject`] act on a job that is still *waiting*
+/// (scheduled, or ready and not yet claimed). A running job is never touched (the outcome is
+/// [`ScheduleOutcome::Running`]; schedule a follow-up under an id of its own if one is
+/// wanted). A job that finished (dead, or acknowledged within the dedup window) counts as
+/// absent in these modes: a new job is created, and a dead one is deleted first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnConflict {
+    /// Nothing changes; the outcome is [`ScheduleOutcome::Rejected`]. The default: it makes
+    /// sending a schedule call again always safe.
+    #[default]
+    Reject,
+    /// The new data and due time replace the waiting job's ([`ScheduleOutcome::Replaced`]).
+    Replace,
+    /// The waiting job gets the new data and the new due time (typically "now + delay"), but
+    /// never a due time later than `max_wait` after the job was first scheduled, so that a
+    /// stream of events cannot postpone it forever ([`ScheduleOutcome::Debounced`]).
+    Debounce {
+        /// The cap, counted from the first scheduling; `None`: no cap.
+        max_wait: Option<Duration>,
+    },
+    /// Whichever due time is earlier wins, with its data ([`ScheduleOutcome::Replaced`] or
+    /// [`ScheduleOutcome::Kept`]).
+    KeepEarliest,
+    /// Whichever due time is later wins, with its data.
+    KeepLatest,
+}
+
+impl OnConflict {
+    /// The mode named `s` (`reject`, `replace`, `debounce` without a cap, `keep_earliest`,
+    /// `keep_latest`; `-` and `_` alike).
+    pub fn parse(s: &str) -> Option<OnConflict> {
+        Some(match s.replace('-', "_").as_str() {
+            "reject" => OnConflict::Reject,
+            "replace" => OnConflict::Replace,
+            "debounce" => OnConflict::Debounce { max_wait: None },
+            "keep_earliest" => OnConflict::KeepEarliest,
+            "keep_latest" => OnConflict::KeepLatest,
+            _ => return None,
+        })
+    }
+
+    /// Its name in `schedule.lua`'s options.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnConflict::Reject => "reject",
+            OnConflict::Replace => "replace",
+            OnConflict::Debounce { .. } => "debounce",
+            OnConflict::KeepEarliest => "keep_earliest",
+            OnConflict::KeepLatest => "keep_latest",
+        }
+    }
+}
+
+/// What becomes of a job whose time ran out ([`NewJob::expires_at`], [`NewJob::max_lateness`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnExpiry {
+    /// The dead set, with reason `expired` (visible, and can be retried by hand).
+    #[default]
+    Dead,
+    /// Deleted.
+    Drop,
+}
+
 /// A job to schedule: its data and options. Build it with [`NewJob::new`] and the setters.
 #[derive(Debug)]
 pub struct NewJob {
@@ -60,6 +129,11 @@ pub struct NewJob {
     when: When,
     max_attempts: Option<u32>,
     backoff: Option<BackoffSpec>,
+    on_conflict: OnConflict,
+    expires_at: Option<SystemTime>,
+    max_lateness: Option<Duration>,
+    on_expiry: OnExpiry,
+    timeout: Option<Duration>,
 }
 
 impl NewJob {
@@ -81,6 +155,11 @@ impl NewJob {
             when: When::NOW,
             max_attempts: None,
             backoff: None,
+            on_conflict: OnConflict::Reject,
+            expires_at: None,
+            max_lateness: None,
+            on_expiry: OnExpiry::Dead,
+            timeout: None,
         }
     }
 
@@ -94,6 +173,11 @@ impl NewJob {
             when: When::NOW,
             max_attempts: None,
             backoff: None,
+            on_conflict: OnConflict::Reject,
+            expires_at: None,
+            max_lateness: None,
+            on_expiry: OnExpiry::Dead,
+            timeout: None,
         }
     }
 
@@ -155,6 +239,41 @@ impl NewJob {
         self.backoff = Some(backoff.into());
         self
     }
+
+    /// What happens when a job with this id exists (default [`OnConflict::Reject`]).
+    pub fn on_conflict(mut self, mode: OnConflict) -> Self {
+        self.on_conflict = mode;
+        self
+    }
+
+    /// Do not run the job after `at`: if it is not claimed by then (its promotion or claim
+    /// comes later, or a retry would land later), it goes to the dead set with reason
+    /// `expired` (or is deleted, see [`NewJob::on_expiry`]). Must be after the due time.
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// Do not run the job more than `lateness` after its due time (as [`NewJob::expires_at`],
+    /// counted from the due time; a reschedule moves it along). With both, the earlier wins.
+    pub fn max_lateness(mut self, lateness: Duration) -> Self {
+        self.max_lateness = Some(lateness);
+        self
+    }
+
+    /// What becomes of the job when its time runs out (default [`OnExpiry::Dead`]).
+    pub fn on_expiry(mut self, what: OnExpiry) -> Self {
+        self.on_expiry = what;
+        self
+    }
+
+    /// Give each attempt of this job at most `timeout` (instead of the worker's
+    /// [`crate::WorkerConfig::set_timeout`]): then the handler is cancelled and the attempt
+    /// fails with reason `timed_out`, retried like any failure.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
 }
 
 /// What scheduling one job did.
@@ -163,14 +282,20 @@ impl NewJob {
 pub struct Scheduled {
     /// The job's id (generated or the caller's).
     pub id: String,
-    /// False when a job with this id already existed: nothing was written.
+    /// True when a new job was written ([`ScheduleOutcome::Created`]).
     pub created: bool,
+    /// What happened, by the call's conflict mode.
+    pub outcome: ScheduleOutcome,
+    /// The job's due time now, when it waits in `scheduled`; `None` when it is ready,
+    /// running, dead or finished.
+    pub due_at: Option<SystemTime>,
 }
 
 impl Queue {
     /// Validates a job and encodes its envelope.
     pub(crate) fn prepare(&self, job: NewJob) -> Result<Prepared> {
         let queue = &self.name().to_owned();
+        let options = options(&job)?;
         let generated = job.id.is_none();
         let id = match (job.id, job.partition_key) {
             (Some(id), key) => {
@@ -219,6 +344,19 @@ impl Queue {
                 reason: "must be at least 1".to_owned(),
             });
         }
+        let timeout_ms = match job.timeout {
+            None => None,
+            Some(t) if t.is_zero() => {
+                return Err(Error::InvalidConfig {
+                    what: "job timeout",
+                    reason: "must be more than zero".to_owned(),
+                })
+            }
+            Some(t) => Some(delay_ms(t).ok_or_else(|| Error::InvalidConfig {
+                what: "job timeout",
+                reason: "must be at most 100 years".to_owned(),
+            })?),
+        };
         let envelope = Envelope {
             version: ENVELOPE_VERSION,
             kind: job.kind,
@@ -226,6 +364,7 @@ impl Queue {
             created_ms: unix_ms(SystemTime::now()).unwrap_or(0),
             max_attempts: job.max_attempts,
             backoff: job.backoff,
+            timeout_ms,
         }
         .encode()
         .map_err(|source| Error::Encode {
@@ -238,8 +377,66 @@ impl Queue {
             mode,
             ms,
             envelope,
+            options,
         })
     }
+}
+
+/// The job's options object for `schedule.lua` (`""` when every option is the default, so a
+/// plain job costs nothing more), checked.
+fn options(job: &NewJob) -> Result<String> {
+    let invalid = |what, reason: &str| Error::InvalidConfig {
+        what,
+        reason: reason.to_owned(),
+    };
+    let mut o = serde_json::Map::new();
+    if job.on_conflict != OnConflict::Reject {
+        o.insert("on_conflict".into(), job.on_conflict.as_str().into());
+    }
+    if let OnConflict::Debounce {
+        max_wait: Some(wait),
+    } = job.on_conflict
+    {
+        let ms = delay_ms(wait)
+            .ok_or_else(|| invalid("debounce max wait", "must be at most 100 years"))?;
+        o.insert("max_wait".into(), ms.into());
+    }
+    if let Some(at) = job.expires_at {
+        let ms = unix_ms(at).ok_or_else(|| invalid("job expiry", "must be a time after 1970"))?;
+        // The due time by this host's clock: a job that would expire before it is due is a
+        // mistake, not a job.
+        let due = match job.when {
+            When::At(t) => t,
+            When::In(d) => SystemTime::now()
+                .checked_add(d)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+        };
+        if at <= due {
+            return Err(invalid(
+                "job expiry",
+                "expires_at must be after the job's due time",
+            ));
+        }
+        o.insert("expires_at".into(), ms.into());
+    }
+    if let Some(lateness) = job.max_lateness {
+        let ms = delay_ms(lateness)
+            .ok_or_else(|| invalid("job max lateness", "must be at most 100 years"))?;
+        o.insert("max_lateness".into(), ms.into());
+    }
+    if job.on_expiry == OnExpiry::Drop {
+        if job.expires_at.is_none() && job.max_lateness.is_none() {
+            return Err(invalid(
+                "job expiry",
+                "on_expiry drop needs expires_at or max_lateness",
+            ));
+        }
+        o.insert("on_expiry".into(), "drop".into());
+    }
+    if o.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(serde_json::Value::Object(o).to_string())
 }
 
 /// A validated job, ready to send.
@@ -251,6 +448,8 @@ pub(crate) struct Prepared {
     pub(crate) mode: &'static str,
     pub(crate) ms: u64,
     pub(crate) envelope: Vec<u8>,
+    /// `schedule.lua`'s options object, `""` for none.
+    pub(crate) options: String,
 }
 
 /// Checks a caller-chosen id: 1 to [`MAX_ID_LEN`] bytes, no control characters. Ids are hash

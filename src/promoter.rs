@@ -275,7 +275,7 @@ impl Promoter {
                 biased;
                 () = &mut shutdown => break,
                 heard = wake::next(&mut wake) => match heard {
-                    Heard::Wake(channel) => match (set.channels.get(&channel), &namespace) {
+                    Heard::Wake(channel, _) => match (set.channels.get(&channel), &namespace) {
                         (Some(&u), _) => {
                             debug!(queue = set.name(u), "woken: an earlier job arrived");
                             set.units[u].deadline = Instant::now();
@@ -334,7 +334,7 @@ async fn promote_partition(part: Partition<'_>, batch: usize) -> Result<PromoteR
         let next = [p.next_due_ms, p.next_lease_ms].into_iter().flatten().min();
         total.next_in =
             next.map(|t| Duration::from_millis(t.saturating_sub(p.now_ms).max(0) as u64));
-        if (p.promoted as usize) < batch && (p.expired as usize) < batch {
+        if ((p.promoted + p.timed_out) as usize) < batch && (p.expired as usize) < batch {
             return Ok(total);
         }
     }

@@ -17,7 +17,7 @@ use crate::new_job::{NewJob, Prepared, Scheduled, When};
 use crate::ops::{self, schedule::Written};
 use crate::reconnect::send_again;
 use crate::time::from_unix_ms;
-use crate::vocab::JobState;
+use crate::vocab::{JobState, ScheduleOutcome};
 
 /// Jobs per `schedule.lua` call in [`Queue::schedule_many`]: keeps each script short (Redis
 /// runs one script at a time) and its `ARGV` far below Lua's limits.
@@ -35,8 +35,15 @@ const SEND_TRIES: u32 = 3;
 pub enum Cancelled {
     /// The job was removed from this state and its data deleted.
     Removed(JobState),
-    /// The job is running; nothing changed. It ends through its worker.
-    Running,
+    /// The job is running and its cancellation is asked; it had not ended when the wait ran
+    /// out (or there was no wait). Its worker stops it at its next lease extension.
+    Requested,
+    /// The job was running and its worker stopped it: it is in the dead set with reason
+    /// `cancelled`.
+    Stopped,
+    /// The job was running and ended on its own (completed, or failed for good) before its
+    /// worker saw the request: nothing was cancelled.
+    Finished,
     /// There is no such job.
     NotFound,
 }
@@ -402,9 +409,15 @@ impl Queue {
             let calls: Vec<redis::Cmd> = round
                 .chunks(SCHEDULE_BATCH)
                 .map(|batch| {
-                    let jobs = batch
-                        .iter()
-                        .map(|j| (j.id.as_str(), j.mode, j.ms, j.envelope.as_slice()));
+                    let jobs = batch.iter().map(|j| {
+                        (
+                            j.id.as_str(),
+                            j.mode,
+                            j.ms,
+                            j.envelope.as_slice(),
+                            j.options.as_str(),
+                        )
+                    });
                     ops::schedule::command(keys, tolerance, jobs)
                 })
                 .collect();
@@ -453,15 +466,27 @@ impl Queue {
                     results.extend(batch.iter().map(|_| Err(e.clone_for_job())));
                     continue;
                 }
-                let (now, created) = ops::schedule::parse(&part, reply, batch.len())?;
-                for (job, created) in batch.iter().zip(created) {
-                    results.push(match created {
-                        Written::New | Written::Exists => Ok(Scheduled {
-                            id: job.id.clone(),
+                let (now, written) = ops::schedule::parse(&part, reply, batch.len())?;
+                for (job, (written, due)) in batch.iter().zip(written) {
+                    results.push(match written {
+                        Written::Outcome(outcome) => {
                             // A generated id is this call's alone: when the call was sent
-                            // again, "exists" means the first sending created it.
-                            created: created == Written::New || (resent && job.generated),
-                        }),
+                            // again, "rejected" means the first sending created it.
+                            let outcome = if resent
+                                && job.generated
+                                && outcome == ScheduleOutcome::Rejected
+                            {
+                                ScheduleOutcome::Created
+                            } else {
+                                outcome
+                            };
+                            Ok(Scheduled {
+                                id: job.id.clone(),
+                                created: outcome == ScheduleOutcome::Created,
+                                outcome,
+                                due_at: due.map(from_unix_ms),
+                            })
+                        }
                         Written::Past => Err(Error::InThePast {
                             queue: self.inner.name.clone(),
                             id: job.id.clone(),
@@ -477,18 +502,90 @@ impl Queue {
         Ok(results)
     }
 
-    /// Cancels job `id` unless it is running: its data is deleted and it will not run.
+    /// Cancels job `id`. A waiting or dead job is deleted at once and never runs. A running
+    /// job's cancellation is asked and this returns [`Cancelled::Requested`] without waiting:
+    /// its worker sees the request at its next lease extension (every third of the lease),
+    /// cancels the handler ([`crate::Context::cancelled`], [`crate::CancelReason::Cancelled`];
+    /// `punctual work` ends the command's process group) and moves the job to the dead set
+    /// with reason `cancelled`. [`Queue::cancel_and_wait`] also waits for that.
     ///
     /// # Errors
     /// [`Error::Redis`].
     pub async fn cancel(&self, id: &str) -> Result<Cancelled> {
-        let outcome = match ops::cancel::call(&self.partition_of(id), id).await? {
+        self.cancel_and_wait(id, std::time::Duration::ZERO).await
+    }
+
+    /// Cancels job `id` like [`Queue::cancel`], and for a running job waits up to `wait` for it
+    /// to end: [`Cancelled::Stopped`] when its worker stopped it, [`Cancelled::Finished`] when
+    /// it ended on its own first, [`Cancelled::Requested`] when it still runs. The wait hears
+    /// the end on the queue's `ended` channel (no polling), then reads the job once.
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn cancel_and_wait(&self, id: &str, wait: std::time::Duration) -> Result<Cancelled> {
+        let part = self.partition_of(id);
+        // Listen before asking, so that an end right after the request is heard.
+        let mut listener = None;
+        if !wait.is_zero() {
+            let channel = part.keys().ended.clone();
+            match crate::wake::Listener::open(self.namespace().backend(), vec![channel], None).await
+            {
+                Ok(l) => listener = Some(l),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot listen for the job's end; reading it after the wait")
+                }
+            }
+        }
+        let outcome = match ops::cancel::call(&part, id).await? {
             ops::cancel::Found::Unknown => Cancelled::NotFound,
-            ops::cancel::Found::Running => Cancelled::Running,
             ops::cancel::Found::Removed(from) => Cancelled::Removed(from),
+            ops::cancel::Found::Running if wait.is_zero() => Cancelled::Requested,
+            ops::cancel::Found::Running => self.await_end(id, listener, wait).await?,
         };
         tracing::debug!(queue = %self.inner.name, job = id, ?outcome, "cancel");
         Ok(outcome)
+    }
+
+    /// Waits up to `wait` for running job `id`, whose cancellation was asked, to end.
+    async fn await_end(
+        &self,
+        id: &str,
+        listener: Option<crate::wake::Listener>,
+        wait: std::time::Duration,
+    ) -> Result<Cancelled> {
+        let deadline = tokio::time::Instant::now() + wait;
+        if let Some(mut listener) = listener {
+            while let Ok(heard) = tokio::time::timeout_at(deadline, listener.next()).await {
+                let crate::wake::Heard::Wake(_, message) = heard else {
+                    // A gap or a lost subscription: a message may be missed; read below.
+                    break;
+                };
+                let mut lines = message.split('\n');
+                let word = lines.next();
+                if lines.any(|line| line == id) {
+                    return Ok(match word {
+                        Some("stopped") => Cancelled::Stopped,
+                        _ => Cancelled::Finished,
+                    });
+                }
+            }
+        } else {
+            tokio::time::sleep_until(deadline).await;
+        }
+        // Nothing heard: one read says where the job is.
+        Ok(match self.get(id).await? {
+            Some(job) if job.state == JobState::Running => Cancelled::Requested,
+            Some(job)
+                if job.state == JobState::Dead
+                    && job
+                        .last_error
+                        .as_ref()
+                        .is_some_and(|e| e.reason == "cancelled") =>
+            {
+                Cancelled::Stopped
+            }
+            _ => Cancelled::Finished,
+        })
     }
 
     /// Pauses the queue (every partition): from the moment this returns, workers claim

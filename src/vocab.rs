@@ -58,6 +58,10 @@ pub enum Event {
     /// A due job moved scheduled → ready (`promote.lua`).
     Promoted,
     /// A lease ran out and its job went back to ready (`promote.lua`).
+    LeaseExpired,
+    /// A job's time ran out before it ran (its `expires_at` or `max_lateness`): dead with
+    /// reason `expired`, or deleted when it asked to be dropped (`promote.lua`, `claim.lua`,
+    /// `retry.lua`).
     Expired,
     /// A failed attempt was sent back to wait out a backoff (`retry.lua`; snoozes and
     /// hand-backs are not counted).
@@ -76,9 +80,10 @@ pub enum Event {
 
 impl Event {
     /// Every event, in the order they are shown.
-    pub const ALL: [Event; 9] = [
+    pub const ALL: [Event; 10] = [
         Event::Scheduled,
         Event::Promoted,
+        Event::LeaseExpired,
         Event::Expired,
         Event::Retried,
         Event::Dead,
@@ -93,6 +98,7 @@ impl Event {
         match self {
             Event::Scheduled => "scheduled",
             Event::Promoted => "promoted",
+            Event::LeaseExpired => "lease_expired",
             Event::Expired => "expired",
             Event::Retried => "retried",
             Event::Dead => "dead",
@@ -113,7 +119,8 @@ impl Event {
         match self {
             Event::Scheduled => "punctual_scheduled_total",
             Event::Promoted => "punctual_promoted_total",
-            Event::Expired => "punctual_expired_leases_total",
+            Event::LeaseExpired => "punctual_expired_leases_total",
+            Event::Expired => "punctual_expired_total",
             Event::Retried => "punctual_retried_total",
             Event::Dead => "punctual_dead_total",
             Event::Completed => "punctual_completed_total",
@@ -128,7 +135,8 @@ impl Event {
         match self {
             Event::Scheduled => "Jobs scheduled (queue-wide, from redis).",
             Event::Promoted => "Jobs promoted to ready (queue-wide, from redis).",
-            Event::Expired => "Leases that ran out; the job went back to ready (queue-wide).",
+            Event::LeaseExpired => "Leases that ran out; the job went back to ready (queue-wide).",
+            Event::Expired => "Jobs whose time ran out before they ran (queue-wide).",
             Event::Retried => "Failed attempts sent back to wait out a backoff (queue-wide).",
             Event::Dead => "Jobs moved to the dead set (queue-wide, from redis).",
             Event::Completed => "Jobs acknowledged as done (queue-wide, from redis).",
@@ -156,17 +164,27 @@ pub enum Reason {
     Permanent,
     /// The stored job could not be decoded: dead at once.
     Undecodable,
+    /// Its time ran out (`expires_at`, `max_lateness`) before it ran, or a retry would land
+    /// past it: dead without running.
+    Expired,
+    /// The attempt ran longer than its timeout; retried like a failure.
+    TimedOut,
+    /// Cancelled while it ran (`Queue::cancel`): its handler was stopped, dead.
+    Cancelled,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Failed,
         Reason::RetryRequested,
         Reason::LeaseExpired,
         Reason::AttemptsExhausted,
         Reason::Permanent,
         Reason::Undecodable,
+        Reason::Expired,
+        Reason::TimedOut,
+        Reason::Cancelled,
     ];
 
     /// The word in the error record.
@@ -178,12 +196,76 @@ impl Reason {
             Reason::AttemptsExhausted => "attempts_exhausted",
             Reason::Permanent => "permanent",
             Reason::Undecodable => "undecodable",
+            Reason::Expired => "expired",
+            Reason::TimedOut => "timed_out",
+            Reason::Cancelled => "cancelled",
         }
     }
 
     /// The reason named `s` in an error record.
     pub fn parse(s: &str) -> Option<Reason> {
         Reason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// What scheduling a job did, as `schedule.lua` reports it. Which of these a call can give
+/// depends on its conflict mode ([`crate::OnConflict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ScheduleOutcome {
+    /// A new job was written.
+    Created,
+    /// A job with this id was waiting and got the new data and due time (`replace`, or a
+    /// `keep_*` mode whose new due time won).
+    Replaced,
+    /// A job with this id was waiting and got the new data and the new due time, capped by
+    /// its `max_wait` (`debounce`).
+    Debounced,
+    /// A job with this id was waiting and its due time won (`keep_*`): nothing changed.
+    Kept,
+    /// A job with this id exists (or, in mode `reject`, finished within the dedup window):
+    /// nothing changed.
+    Rejected,
+    /// A job with this id is running: it is never touched, nothing changed.
+    Running,
+}
+
+impl ScheduleOutcome {
+    /// Every outcome.
+    pub const ALL: [ScheduleOutcome; 6] = [
+        ScheduleOutcome::Created,
+        ScheduleOutcome::Replaced,
+        ScheduleOutcome::Debounced,
+        ScheduleOutcome::Kept,
+        ScheduleOutcome::Rejected,
+        ScheduleOutcome::Running,
+    ];
+
+    /// Its name, as `punctual schedule --json` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleOutcome::Created => "created",
+            ScheduleOutcome::Replaced => "replaced",
+            ScheduleOutcome::Debounced => "debounced",
+            ScheduleOutcome::Kept => "kept",
+            ScheduleOutcome::Rejected => "rejected",
+            ScheduleOutcome::Running => "running",
+        }
+    }
+
+    /// True when the call wrote the job's data ([`ScheduleOutcome::Created`],
+    /// [`ScheduleOutcome::Replaced`], [`ScheduleOutcome::Debounced`]).
+    pub fn wrote(self) -> bool {
+        matches!(
+            self,
+            ScheduleOutcome::Created | ScheduleOutcome::Replaced | ScheduleOutcome::Debounced
+        )
+    }
+}
+
+impl std::fmt::Display for ScheduleOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

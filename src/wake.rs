@@ -21,8 +21,8 @@ use crate::conn::Backend;
 /// What a [`Listener`] heard.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Heard {
-    /// A message on this wake channel.
-    Wake(String),
+    /// A message on this channel, with its payload.
+    Wake(String, String),
     /// This shard channel lost its subscription (its slot moved): subscribe it again and sweep
     /// its queue, a message may have been missed.
     Moved(String),
@@ -105,7 +105,10 @@ impl Listener {
     pub(crate) async fn next(&mut self) -> Heard {
         match self {
             Listener::Single(stream) => match stream.next().await {
-                Some(msg) => Heard::Wake(msg.get_channel_name().to_owned()),
+                Some(msg) => Heard::Wake(
+                    msg.get_channel_name().to_owned(),
+                    msg.get_payload::<String>().unwrap_or_default(),
+                ),
                 None => Heard::Closed,
             },
             Listener::Cluster { pushes, .. } => loop {
@@ -130,9 +133,11 @@ impl Heard {
         };
         match push.kind {
             // [channel, message]
-            PushKind::SMessage | PushKind::Message => text(push.data.first()).map(Heard::Wake),
+            PushKind::SMessage | PushKind::Message => text(push.data.first())
+                .map(|channel| Heard::Wake(channel, text(push.data.get(1)).unwrap_or_default())),
             // [pattern, channel, message]
-            PushKind::PMessage => text(push.data.get(1)).map(Heard::Wake),
+            PushKind::PMessage => text(push.data.get(1))
+                .map(|channel| Heard::Wake(channel, text(push.data.get(2)).unwrap_or_default())),
             // We never unsubscribe: the server dropped the subscription (slot migrated).
             PushKind::SUnsubscribe => text(push.data.first()).map(Heard::Moved),
             PushKind::Disconnection => Some(Heard::Gap),
@@ -168,11 +173,11 @@ mod tests {
         let of = Heard::of_push;
         assert_eq!(
             of(push(PushKind::SMessage, &["p:{q}:wake", "17"])),
-            Some(Heard::Wake("p:{q}:wake".into()))
+            Some(Heard::Wake("p:{q}:wake".into(), "17".into()))
         );
         assert_eq!(
             of(push(PushKind::PMessage, &["p:{*}:wake", "p:{r}:wake", "1"])),
-            Some(Heard::Wake("p:{r}:wake".into()))
+            Some(Heard::Wake("p:{r}:wake".into(), "1".into()))
         );
         assert_eq!(
             of(push(PushKind::SUnsubscribe, &["p:{q}:wake", "0"])),

@@ -618,3 +618,63 @@ async fn a_lost_lease_ends_the_command() {
     .await;
     stop_all(&mut [&mut worker, &mut promoter]);
 }
+
+/// `punctual cancel` of a job whose command is running: the worker hears it at its next lease
+/// extension, ends the command's whole tree (a pipeline and a backgrounded `sleep`), and the
+/// job is dead with reason `cancelled`; the caller is told it was stopped. Nothing is left.
+#[tokio::test]
+async fn cancel_stops_a_running_command() {
+    let redis = RedisServer::start();
+    let dir = out_dir("cancel");
+    let mut promoter = spawn_promote(&redis, &["c"]);
+    let port = free_port();
+    let mut worker = spawn_work(
+        &redis,
+        "c",
+        "sleep 30 & sleep 30 | cat",
+        &[
+            "--lease",
+            "1s",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &dir,
+    );
+    let mut conn = redis.conn().await;
+    ok(&redis, &["schedule", "c", "--in", "0s", "--id", "busy"]);
+    let started = Instant::now();
+    while commands_of(&worker).len() < 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no command tree"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let asked = Instant::now();
+    let out = ok(&redis, &["cancel", "c", "busy", "--json"]);
+    println!(
+        "punctual cancel of a running command (lease 1s): {out} after {:?}",
+        asked.elapsed()
+    );
+    let reply = json(&out);
+    assert_eq!(reply["stopped"], true, "{reply}");
+    assert_eq!(reply["was"], "running", "{reply}");
+    let left = commands_of(&worker);
+    assert!(
+        left.is_empty(),
+        "left after the job was cancelled: {left:?}"
+    );
+    assert!(is_dead(&mut conn, "c", "busy").await);
+    let error = last_error(&mut conn, "c", "busy").await;
+    assert!(error.contains("\"cancelled\""), "{error}");
+    let metrics = http_get(port, "/metrics");
+    assert_eq!(
+        sample(
+            &metrics,
+            "punctual_worker_commands_killed_total{queue=\"c\",reason=\"cancelled\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    stop_all(&mut [&mut worker, &mut promoter]);
+}

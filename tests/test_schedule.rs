@@ -184,7 +184,8 @@ async fn cancel_reports_what_happened_in_each_state() {
     let jobs: usize = conn.hlen("punctual:{c}:jobs").await.unwrap();
     assert_eq!(jobs, 0, "cancelled jobs' data must be deleted");
 
-    // A running job (held under a lease) is refused and left alone.
+    // A running job (held under a lease) is left where it is: its cancellation is asked, for
+    // its worker to act on (tests/test_steer.rs).
     queue.schedule(NewJob::new(&3).id("busy")).await.unwrap();
     Promoter::promote(&queue, 100).await.unwrap();
     let _: () = redis::cmd("LPOP")
@@ -196,7 +197,7 @@ async fn cancel_reports_what_happened_in_each_state() {
         .zadd("punctual:{c}:running", "busy", 9e12)
         .await
         .unwrap();
-    assert_eq!(queue.cancel("busy").await.unwrap(), Cancelled::Running);
+    assert_eq!(queue.cancel("busy").await.unwrap(), Cancelled::Requested);
     assert_eq!(
         queue
             .get("busy")

@@ -8,8 +8,8 @@ use crate::queue::Partition;
 pub(crate) static BINDING: Binding = Binding::new(
     "ack.lua",
     include_str!("../../lua/ack.lua"),
-    &[Running, Leases, Jobs, Attempts, Errors, Stats, Done],
-    &["dedup_window_ms", "id, token..."],
+    &[Running, Leases, Jobs, Attempts, Errors, Stats, Done, Opts],
+    &["dedup_window_ms", "ended", "id, token..."],
 );
 
 /// Acknowledges `acks` (job id, token); one entry per ack, in order: true when applied,
@@ -20,7 +20,7 @@ pub(crate) async fn call(
     acks: &[(&str, &str)],
 ) -> Result<Vec<bool>> {
     let mut call = BINDING.evalsha(queue.keys());
-    call.arg(window_ms);
+    call.arg(window_ms).arg(&queue.keys().ended);
     for (id, token) in acks {
         call.arg(id).arg(token);
     }

@@ -9,8 +9,8 @@ use crate::vocab::Reason;
 pub(crate) static BINDING: Binding = Binding::new(
     "bury.lua",
     include_str!("../../lua/bury.lua"),
-    &[Running, Leases, Dead, Attempts, Errors, Stats],
-    &["id", "token", "reason", "message"],
+    &[Running, Leases, Dead, Attempts, Errors, Stats, Opts],
+    &["id", "token", "reason", "message", "ended"],
 );
 
 /// Moves job `id` to the dead set; false when the lease is no longer `token`'s.
@@ -22,7 +22,11 @@ pub(crate) async fn call(
     message: &str,
 ) -> Result<bool> {
     let mut call = BINDING.evalsha(queue.keys());
-    call.arg(id).arg(token).arg(reason.as_str()).arg(message);
+    call.arg(id)
+        .arg(token)
+        .arg(reason.as_str())
+        .arg(message)
+        .arg(&queue.keys().ended);
     let wait = queue.queue().config().durability();
     let (died, confirmed): (i64, _) = BINDING
         .call_waiting(&mut queue.conn(), call, wait)

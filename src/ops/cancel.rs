@@ -10,7 +10,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     "cancel.lua",
     include_str!("../../lua/cancel.lua"),
     &[
-        Scheduled, Ready, Running, Dead, Jobs, Attempts, Errors, Stats, Due,
+        Scheduled, Ready, Running, Dead, Jobs, Attempts, Errors, Stats, Due, Opts, Meta,
     ],
     &["id"],
 );
@@ -20,13 +20,13 @@ pub(crate) static BINDING: Binding = Binding::new(
 pub(crate) enum Found {
     /// The job was in this state and is now gone.
     Removed(JobState),
-    /// It is running: nothing changed.
+    /// It is running: its cancellation is asked (its worker stops it).
     Running,
     /// No such job.
     Unknown,
 }
 
-/// Cancels job `id` unless it is running.
+/// Cancels job `id`; for a running job, asks for its cancellation.
 pub(crate) async fn call(queue: &Partition<'_>, id: &str) -> Result<Found> {
     let state: String = BINDING
         .invoke(queue.keys())

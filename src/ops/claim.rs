@@ -10,7 +10,9 @@ use crate::queue::Partition;
 pub(crate) static BINDING: Binding = Binding::new(
     "claim.lua",
     include_str!("../../lua/claim.lua"),
-    &[Ready, Running, Jobs, Attempts, Leases, Seq, Due, Meta],
+    &[
+        Ready, Running, Jobs, Attempts, Leases, Seq, Due, Meta, Dead, Errors, Opts, Stats,
+    ],
     &["n", "lease_ms", "want_due"],
 );
 

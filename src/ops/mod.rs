@@ -297,6 +297,8 @@ mod tests {
             "error record",
             "schedule and wake",
             "forget",
+            "expire",
+            "tell",
         ] {
             let copies = seen.get(name).map_or(0, Vec::len);
             assert!(copies >= 2, "snippet {name:?} is in {copies} scripts");

@@ -9,9 +9,9 @@ pub(crate) static BINDING: Binding = Binding::new(
     "promote.lua",
     include_str!("../../lua/promote.lua"),
     &[
-        Scheduled, Ready, Running, Leases, Attempts, Errors, Stats, Meta, Due,
+        Scheduled, Ready, Running, Leases, Attempts, Errors, Stats, Meta, Due, Dead, Jobs, Opts,
     ],
-    &["batch", "format", "lag_bounds_ms..."],
+    &["batch", "format", "ended", "lag_bounds_ms..."],
 );
 
 /// What one call did.
@@ -33,6 +33,8 @@ pub(crate) struct Promoted {
     pub(crate) sum_lag_ms: u64,
     /// `meta` was missing: Redis lost the queue's data since it was opened.
     pub(crate) lost: bool,
+    /// Due jobs whose time ran out: dead or deleted instead of promoted.
+    pub(crate) timed_out: u64,
     /// Promoted jobs per lag bucket, one more than `bounds`.
     pub(crate) lag_counts: Vec<u64>,
 }
@@ -49,12 +51,15 @@ pub(crate) async fn call(
         .invoke(queue.keys())
         .arg(batch)
         .arg(format)
+        .arg(&queue.keys().ended)
         .arg(bounds)
         .invoke_async(&mut queue.conn())
         .await
         .map_err(|e| queue.redis_error("promote", e))?;
-    let Some((&[now, promoted, expired, next_due, next_lease, max_lag, sum_lag, lost], counts)) =
-        reply.split_first_chunk::<8>()
+    let Some((
+        &[now, promoted, expired, next_due, next_lease, max_lag, sum_lag, lost, timed_out],
+        counts,
+    )) = reply.split_first_chunk::<9>()
     else {
         return Err(queue.unexpected("promote", format!("reply {reply:?}")));
     };
@@ -74,6 +79,7 @@ pub(crate) async fn call(
         max_lag_ms: max_lag.max(0) as u64,
         sum_lag_ms: sum_lag.max(0) as u64,
         lost: lost == 1,
+        timed_out: timed_out.max(0) as u64,
         lag_counts,
     })
 }

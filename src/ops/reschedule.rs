@@ -9,7 +9,7 @@ use crate::vocab::JobState;
 pub(crate) static BINDING: Binding = Binding::new(
     "reschedule.lua",
     include_str!("../../lua/reschedule.lua"),
-    &[Scheduled, Ready, Running, Dead, Jobs, Attempts, Due],
+    &[Scheduled, Ready, Running, Dead, Jobs, Attempts, Due, Opts],
     &["wake", "id", "mode", "ms", "tolerance_ms"],
 );
 

@@ -9,15 +9,18 @@ use crate::vocab::Reason;
 pub(crate) static BINDING: Binding = Binding::new(
     "retry.lua",
     include_str!("../../lua/retry.lua"),
-    &[Running, Leases, Scheduled, Attempts, Errors, Stats],
     &[
-        "wake", "id", "token", "delay_ms", "counts", "reason", "message",
+        Running, Leases, Scheduled, Attempts, Errors, Stats, Dead, Jobs, Opts,
+    ],
+    &[
+        "wake", "id", "token", "delay_ms", "counts", "reason", "message", "ended",
     ],
 );
 
 /// Sends job `id` back to `scheduled`, due in `delay_ms`. `counts` false gives the attempt
-/// back; `error` (if any) becomes its last error record. False when the lease is no longer
-/// `token`'s.
+/// back; `error` (if any) becomes its last error record. A job whose cancellation was asked,
+/// or whose retry would land past its expiry, ends instead (dead or deleted: still true).
+/// False when the lease is no longer `token`'s.
 pub(crate) async fn call(
     queue: &Partition<'_>,
     id: &str,
@@ -36,6 +39,7 @@ pub(crate) async fn call(
         .arg(if counts { "1" } else { "0" })
         .arg(reason)
         .arg(message)
+        .arg(&queue.keys().ended)
         .invoke_async(&mut queue.conn())
         .await
         .map_err(|e| queue.redis_error("retry", e))?;

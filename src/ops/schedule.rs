@@ -8,27 +8,33 @@ use crate::error::Result;
 use crate::keys::Keys;
 use crate::keys::Part::*;
 use crate::queue::Partition;
+use crate::vocab::ScheduleOutcome;
 
 pub(crate) static BINDING: Binding = Binding::new(
     "schedule.lua",
     include_str!("../../lua/schedule.lua"),
-    &[Scheduled, Jobs, Stats, Done],
-    &["wake", "tolerance_ms", "n", "id, mode, ms, envelope..."],
+    &[
+        Scheduled, Jobs, Stats, Done, Ready, Running, Dead, Attempts, Errors, Due, Opts, Meta,
+    ],
+    &["wake", "tolerance_ms", "n", "id, mode, ms, envelope, options..."],
 );
 
-/// One job of a call: its id, "in" or "at", the delay or due time in ms, its envelope.
-pub(crate) type NewJobArgs<'a> = (&'a str, &'a str, u64, &'a [u8]);
+/// One job of a call: its id, "in" or "at", the delay or due time in ms, its envelope, and
+/// its options object ("" for none).
+pub(crate) type NewJobArgs<'a> = (&'a str, &'a str, u64, &'a [u8], &'a str);
 
 /// What became of one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Written {
-    /// Written: a new job.
-    New,
-    /// The id exists, or finished within the dedup window: nothing written.
-    Exists,
+    /// The script's own word for it.
+    Outcome(ScheduleOutcome),
     /// An "at" time further in the past than the tolerance: nothing written.
     Past,
 }
+
+/// What became of one job, and its due time now (ms; `None` when it is not waiting in
+/// `scheduled`).
+pub(crate) type JobReply = (Written, Option<u64>);
 
 /// The `EVALSHA` of one call for `jobs` (send it in a pipeline with [`Binding::pipeline`]).
 pub(crate) fn command<'a>(
@@ -38,29 +44,44 @@ pub(crate) fn command<'a>(
 ) -> redis::Cmd {
     let mut cmd = BINDING.evalsha(keys);
     cmd.arg(&keys.wake).arg(tolerance_ms).arg(jobs.len());
-    for (id, mode, ms, envelope) in jobs {
-        cmd.arg(id).arg(mode).arg(ms).arg(envelope);
+    for (id, mode, ms, envelope, options) in jobs {
+        cmd.arg(id).arg(mode).arg(ms).arg(envelope).arg(options);
     }
     cmd
 }
 
-/// The reply of one call for `n` jobs: the server time it used (ms), and one result per job.
-pub(crate) fn parse(queue: &Partition<'_>, reply: Value, n: usize) -> Result<(u64, Vec<Written>)> {
+/// The reply of one call for `n` jobs: the server time it used (ms), and per job what became
+/// of it and its due time now (ms; `None` when it is not waiting in `scheduled`).
+pub(crate) fn parse(
+    queue: &Partition<'_>,
+    reply: Value,
+    n: usize,
+) -> Result<(u64, Vec<JobReply>)> {
     let codes: Vec<i64> =
         redis::from_redis_value(reply).map_err(|e| queue.unexpected("schedule", e.to_string()))?;
     let Some((&now, codes)) = codes.split_first() else {
         return Err(queue.unexpected("schedule", "empty reply"));
     };
-    if codes.len() != n {
+    if codes.len() != 2 * n {
         return Err(queue.unexpected("schedule", "reply length does not match"));
     }
-    let created = codes
-        .iter()
-        .map(|&code| match code {
-            1 => Written::New,
-            0 => Written::Exists,
-            _ => Written::Past,
+    codes
+        .chunks_exact(2)
+        .map(|pair| {
+            let written = match pair[0] {
+                1 => Written::Outcome(ScheduleOutcome::Created),
+                0 => Written::Outcome(ScheduleOutcome::Rejected),
+                2 => Written::Outcome(ScheduleOutcome::Replaced),
+                3 => Written::Outcome(ScheduleOutcome::Debounced),
+                4 => Written::Outcome(ScheduleOutcome::Kept),
+                5 => Written::Outcome(ScheduleOutcome::Running),
+                -1 => Written::Past,
+                other => {
+                    return Err(queue.unexpected("schedule", format!("unknown outcome {other}")))
+                }
+            };
+            Ok((written, u64::try_from(pair[1]).ok()))
         })
-        .collect();
-    Ok((now.max(0) as u64, created))
+        .collect::<Result<Vec<_>>>()
+        .map(|results| (now.max(0) as u64, results))
 }

@@ -35,6 +35,7 @@ pub struct WorkerConfig {
     pub(super) idle_wait: Duration,
     pub(super) rng_seed: Option<u64>,
     pub(super) due_times: bool,
+    pub(super) timeout: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -46,6 +47,7 @@ impl Default for WorkerConfig {
             backoff: Arc::new(Exponential::default()),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             cancel_wait: DEFAULT_CANCEL_WAIT,
+            timeout: None,
             idle_wait: DEFAULT_IDLE_WAIT,
             rng_seed: None,
             due_times: false,
@@ -97,6 +99,18 @@ impl WorkerConfig {
         self
     }
 
+    /// Give each attempt at most `timeout` (default `None`: no limit); a job's own
+    /// [`NewJob::timeout`](crate::NewJob::timeout) wins over it. When it runs out,
+    /// [`Context::cancelled`](crate::Context::cancelled) fires (with
+    /// [`CancelReason::TimedOut`](crate::CancelReason::TimedOut)), the handler gets the cancel
+    /// wait to return and is then dropped, and the attempt fails with reason `timed_out`,
+    /// retried like any failure. [`Context::deadline`](crate::Context::deadline) tells the
+    /// handler when it runs out.
+    pub fn set_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// Longest single blocking wait for work; the worker re-checks after it (default
     /// [`DEFAULT_IDLE_WAIT`]).
     pub fn set_idle_wait(mut self, wait: Duration) -> Self {
@@ -136,6 +150,15 @@ impl WorkerConfig {
         }
         if self.lease < Duration::from_millis(100) || delay_ms(self.lease).is_none() {
             return invalid("worker lease", "must be between 100 ms and 100 years");
+        }
+        if self
+            .timeout
+            .is_some_and(|t| t.is_zero() || delay_ms(t).is_none())
+        {
+            return invalid(
+                "worker timeout",
+                "must be more than zero and at most 100 years",
+            );
         }
         if self.max_attempts == 0 {
             return invalid("worker max attempts", "must be at least 1");

@@ -35,7 +35,8 @@ use tracing::{debug, error, info, warn, Instrument};
 use crate::backoff::Rng;
 use crate::envelope::{self, Envelope};
 use crate::error::{Error, Result};
-use crate::job::{Context, Job, Outcome};
+use crate::job::{CancelReason, Context, Job, Outcome};
+use crate::ops::extend::Extended;
 use crate::queue::Queue;
 use crate::reconnect::{send_again, ReconnectBackoff};
 use crate::time::{delay_ms, from_unix_ms};
@@ -380,32 +381,81 @@ where
         due_at: claimed.job.due_ms.map(from_unix_ms),
     };
     // Fires when this attempt is cancelled: by the end of the grace period (a child of
-    // `abort`) or by a lost lease (cancelled below).
+    // `abort`), a lost lease, the timeout, or a cancellation asked (cancelled below).
     let cancel = shared.abort.child_token();
+    let reason = Arc::new(std::sync::OnceLock::new());
+    let timeout = envelope
+        .timeout_ms
+        .map(Duration::from_millis)
+        .or(shared.config.timeout);
+    let started = tokio::time::Instant::now();
+    let deadline = timeout.and_then(|t| started.checked_add(t));
     let ctx = Context {
         queue: shared.queue.name().to_owned(),
         shutdown: shared.stopping.clone(),
         cancel: cancel.clone(),
+        reason: reason.clone(),
+        deadline: deadline.map(tokio::time::Instant::into_std),
         start_lag: claimed
             .late_at_claim
             .map(|late| late + claimed.claimed_at.elapsed()),
+    };
+    // Stops the attempt for `why`: the handler hears it through its context, gets the cancel
+    // wait to return, and is dropped.
+    let stop = |why: CancelReason| {
+        let _ = reason.set(why);
+        cancel.cancel();
     };
     let mut handle = tokio::spawn((shared.handler)(job, ctx));
     let beat = shared.config.lease / 3;
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let cancel_wait = shared.config.cancel_wait;
+    let out_of_time = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(out_of_time);
     let outcome = loop {
         tokio::select! {
             joined = &mut handle => break joined,
-            _ = heartbeat.tick() => if !extend(shared, &claimed).await {
-                // Someone else may run the job now: stop this attempt. Its report would be
-                // refused, so there is nothing to send.
-                cancel.cancel();
-                end_cancelled(handle, cancel_wait).await;
-                warn!("lease lost: the handler was cancelled; the job runs again when it is claimed");
-                return;
+            _ = heartbeat.tick() => match extend(shared, &claimed).await {
+                Extended::Held => {}
+                Extended::Lost => {
+                    // Someone else may run the job now: stop this attempt. Its report would
+                    // be refused, so there is nothing to send.
+                    stop(CancelReason::LeaseLost);
+                    end_cancelled(handle, cancel_wait).await;
+                    warn!("lease lost: the handler was cancelled; the job runs again when it is claimed");
+                    return;
+                }
+                Extended::CancelAsked => {
+                    stop(CancelReason::Cancelled);
+                    end_cancelled(handle, cancel_wait).await;
+                    info!("the job's cancellation was asked: its handler was stopped");
+                    finish(shared, claimed, Ended::Cancelled, max_attempts, None).await;
+                    return;
+                }
             },
+            () = &mut out_of_time => {
+                stop(CancelReason::TimedOut);
+                let returned = end_cancelled(handle, cancel_wait).await;
+                let limit = timeout.unwrap_or_default();
+                warn!(?limit, "the attempt timed out: its handler was stopped");
+                // A handler that stopped what it started says how in its failure.
+                let message = match returned {
+                    Some(Outcome::Fail(m) | Outcome::Kill(m) | Outcome::RetryAfter(_, m)) => m,
+                    _ => format!(
+                        "timed out after {}: the handler was stopped",
+                        humantime::format_duration(limit)
+                    ),
+                };
+                let backoff = envelope.backoff.as_ref();
+                finish(shared, claimed, Ended::TimedOut(message), max_attempts, backoff).await;
+                return;
+            }
             () = cancel.cancelled() => {
                 end_cancelled(handle, cancel_wait).await;
                 info!("handler cancelled at shutdown: handing the job back");
@@ -460,11 +510,18 @@ async fn finish<H>(
 }
 
 /// Gives a cancelled handler `wait` to return (it was told through [`Context::cancelled`]),
-/// then drops it.
-async fn end_cancelled(mut handle: tokio::task::JoinHandle<Outcome>, wait: Duration) {
-    if tokio::time::timeout(wait, &mut handle).await.is_err() {
-        handle.abort();
-        let _ = handle.await;
+/// then drops it. What it returned, if it did.
+async fn end_cancelled(
+    mut handle: tokio::task::JoinHandle<Outcome>,
+    wait: Duration,
+) -> Option<Outcome> {
+    match tokio::time::timeout(wait, &mut handle).await {
+        Ok(returned) => returned.ok(),
+        Err(_) => {
+            handle.abort();
+            let _ = handle.await;
+            None
+        }
     }
 }
 
@@ -509,23 +566,24 @@ async fn send_report(queue: &Queue, claimed: &Claimed, report: &Report) -> Resul
     }
 }
 
-/// Pushes the job's lease out by one lease length. False once the lease is known to be lost.
-async fn extend<H>(shared: &Shared<H>, claimed: &Claimed) -> bool {
+/// Pushes the job's lease out by one lease length, and hears whether its cancellation was
+/// asked. A failure to reach Redis counts as held: the next heartbeat tries again.
+async fn extend<H>(shared: &Shared<H>, claimed: &Claimed) -> Extended {
     let lease_ms = delay_ms(shared.config.lease).unwrap_or(u64::MAX);
     let (id, token) = (claimed.job.id.as_str(), claimed.job.token.as_str());
     let part = shared.queue.partition(claimed.part);
     match crate::ops::extend::call(&part, id, token, lease_ms).await {
-        Ok(false) => {
+        Ok(Extended::Lost) => {
             warn!("lease lost while the handler runs: its outcome will be refused");
-            false
+            Extended::Lost
         }
-        Ok(true) => {
-            debug!("lease extended");
-            true
+        Ok(extended) => {
+            debug!(?extended, "lease extended");
+            extended
         }
         Err(e) => {
             warn!(error = %e, "cannot extend the lease; will try at the next heartbeat");
-            true
+            Extended::Held
         }
     }
 }

@@ -10,6 +10,8 @@
 //! | `RetryAfter(d, msg)` | retry after `d`, reason `retry_requested` | dead, `attempts_exhausted` |
 //! | `Kill(msg)` | dead, `permanent` | dead, `permanent` |
 //! | `Snooze(d)` | back after `d`, attempt given back | the same |
+//! | timed out (its `timeout` ran out) | retry after the backoff, reason `timed_out` | dead, `attempts_exhausted` |
+//! | cancelled while it ran (`Queue::cancel`) | dead, `cancelled` | the same |
 //! | handed back (shutdown) | back now, attempt given back | the same |
 //! | undecodable | dead, `undecodable` | the same |
 //! | earlier attempts all interrupted (`attempt > max`) | dead, `attempts_exhausted` | |
@@ -30,6 +32,10 @@ pub(crate) enum Ended {
     Undecodable(String),
     /// Claimed beyond its limit: every earlier attempt was interrupted (crashed workers).
     Exhausted,
+    /// The attempt ran out of time (what the message says) and its handler was stopped.
+    TimedOut(String),
+    /// The job's cancellation was asked while it ran, and its handler was stopped.
+    Cancelled,
 }
 
 /// The move a worker reports for a finished attempt.
@@ -67,9 +73,21 @@ pub(crate) fn transition(
     Transition::Report(match ended {
         Ended::Ran(Outcome::Done) => return Transition::Ack,
         Ended::Ran(Outcome::Kill(message)) => Report::Bury(Reason::Permanent, message),
-        Ended::Ran(Outcome::Fail(message) | Outcome::RetryAfter(_, message)) if is_last => {
+        Ended::Ran(Outcome::Fail(message) | Outcome::RetryAfter(_, message))
+        | Ended::TimedOut(message)
+            if is_last =>
+        {
             Report::Bury(Reason::AttemptsExhausted, message)
         }
+        Ended::TimedOut(message) => Report::Retry {
+            delay: backoff(attempt),
+            counts: true,
+            error: Some((Reason::TimedOut, message)),
+        },
+        Ended::Cancelled => Report::Bury(
+            Reason::Cancelled,
+            "cancelled while it ran: its handler was stopped".to_owned(),
+        ),
         Ended::Ran(Outcome::Fail(message)) => Report::Retry {
             delay: backoff(attempt),
             counts: true,
@@ -165,6 +183,27 @@ mod tests {
                 retry(s(60), false, None),
             ),
             (Ended::HandedBack, 3, 3, retry(Duration::ZERO, false, None)),
+            (
+                Ended::TimedOut(msg()),
+                1,
+                3,
+                retry(BACKOFF, true, Some((Reason::TimedOut, "boom"))),
+            ),
+            (
+                Ended::TimedOut(msg()),
+                3,
+                3,
+                Transition::Report(Report::Bury(Reason::AttemptsExhausted, msg())),
+            ),
+            (
+                Ended::Cancelled,
+                1,
+                3,
+                Transition::Report(Report::Bury(
+                    Reason::Cancelled,
+                    "cancelled while it ran: its handler was stopped".into(),
+                )),
+            ),
             (
                 Ended::Undecodable("bad envelope".into()),
                 1,

@@ -537,6 +537,11 @@ impl<T> Running<T> {
             .expect("the worker stopped")
     }
 
+    /// The next job a handler ran, waiting as long as it takes (for a timeout around it).
+    pub async fn next_maybe(&mut self) -> Option<punctual::Job<T>> {
+        self.jobs.recv().await
+    }
+
     /// True while neither the promoter nor the worker has returned.
     pub fn is_running(&self) -> bool {
         !self.promoter.is_finished() && !self.worker.is_finished()

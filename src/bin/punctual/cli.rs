@@ -126,8 +126,9 @@ pub(crate) enum Command {
     Supervise(SuperviseArgs),
     /// Show one job: state, times, attempts, last error, data.
     Show(JobArgs),
-    /// Cancel a job that is not running.
-    Cancel(JobArgs),
+    /// Cancel a job: a waiting or dead job is deleted; a running one is stopped by its
+    /// worker (within a third of its lease) and moved to the dead set, reason `cancelled`.
+    Cancel(CancelArgs),
     /// Move a job (scheduled, ready or dead) to a new due time.
     Reschedule(RescheduleArgs),
     /// List jobs oldest first.
@@ -215,9 +216,38 @@ pub(crate) struct ScheduleArgs {
     /// Attempts before the job goes to the dead set (default: the worker's).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_attempts: Option<u32>,
-    /// Print JSON.
+    #[command(flatten)]
+    pub(crate) steer: SteerArgs,
+    /// Print JSON: {"queue", "id", "outcome", "due", "created"}.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// A job's options that act after it is scheduled: the same fields as an `import` line.
+#[derive(Debug, Args, Default)]
+pub(crate) struct SteerArgs {
+    /// When a job with this id exists and still waits: reject (nothing changes, the
+    /// default), replace (new data and due time), debounce (new data, due time moved but
+    /// capped by --max-wait), keep-earliest or keep-latest (the winning due time, with its
+    /// data). A running job is never touched.
+    #[arg(long, value_name = "MODE")]
+    pub(crate) on_conflict: Option<String>,
+    /// With --on-conflict debounce: the due time never moves past the first scheduling
+    /// plus this ("5m").
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) max_wait: Option<String>,
+    /// Do not run the job after this RFC 3339 time (dead with reason `expired`).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) expires_at: Option<String>,
+    /// Do not run the job more than this after its due time ("10m").
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) max_lateness: Option<String>,
+    /// What an expired job becomes: dead (the default) or drop (deleted).
+    #[arg(long, value_name = "dead|drop")]
+    pub(crate) on_expiry: Option<String>,
+    /// Each attempt may run this long, then it fails with reason `timed_out` ("30s").
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) timeout: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -296,6 +326,15 @@ pub(crate) struct JobArgs {
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CancelArgs {
+    #[command(flatten)]
+    pub(crate) job: JobArgs,
+    /// For a running job: how long to wait for its worker to stop it ("0s": do not wait).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::input::parse_duration)]
+    pub(crate) wait: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

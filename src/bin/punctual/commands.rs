@@ -3,12 +3,12 @@
 
 use std::io::Read;
 
-use punctual::{Cancelled, NewJob, Purge, Rescheduled, When};
+use punctual::{Cancelled, NewJob, Purge, Rescheduled, ScheduleOutcome, When};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::cli::{
-    DeadCommand, ImportArgs, JobArgs, LsArgs, QueueArgs, QueueCommand, RescheduleArgs,
+    CancelArgs, DeadCommand, ImportArgs, JobArgs, LsArgs, QueueArgs, QueueCommand, RescheduleArgs,
     ScheduleArgs, StatsArgs,
 };
 use crate::input::{format_time, json_to_msgpack, parse_at, parse_when};
@@ -50,18 +50,36 @@ pub(crate) async fn schedule(ctx: &Ctx, args: ScheduleArgs) -> CmdResult {
     if let Some(n) = args.max_attempts {
         job = job.max_attempts(n);
     }
+    let job = crate::input::steer(job, &args.steer).map_err(Failure::Input)?;
     let queue = ctx.queue(&args.queue).await?;
     let scheduled = queue.schedule(job).await.map_err(|e| ctx.fail(e))?;
+    let outcome = scheduled.outcome;
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"queue": args.queue, "id": scheduled.id, "created": scheduled.created})
+            serde_json::json!({
+                "queue": args.queue,
+                "id": scheduled.id,
+                "outcome": outcome.as_str(),
+                "due": scheduled.due_at.map(format_time),
+                "created": scheduled.created,
+            })
         );
     } else {
         println!("{}", scheduled.id);
     }
-    if !scheduled.created {
-        tracing::warn!(id = %scheduled.id, "a job with this id already exists; nothing was written");
+    match outcome {
+        ScheduleOutcome::Rejected => {
+            tracing::warn!(id = %scheduled.id, "a job with this id already exists; nothing was written")
+        }
+        ScheduleOutcome::Running => tracing::warn!(
+            id = %scheduled.id,
+            "a job with this id is running; it is never touched, nothing was written"
+        ),
+        ScheduleOutcome::Kept => {
+            tracing::info!(id = %scheduled.id, "the waiting job's due time won; nothing was written")
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -78,6 +96,12 @@ struct ImportLine {
     data: serde_json::Value,
     kind: Option<String>,
     max_attempts: Option<u32>,
+    on_conflict: Option<String>,
+    max_wait: Option<String>,
+    expires_at: Option<String>,
+    max_lateness: Option<String>,
+    on_expiry: Option<String>,
+    timeout: Option<String>,
 }
 
 impl ImportLine {
@@ -96,7 +120,15 @@ impl ImportLine {
         if let Some(n) = self.max_attempts {
             job = job.max_attempts(n);
         }
-        Ok(job)
+        let steer = crate::cli::SteerArgs {
+            on_conflict: self.on_conflict,
+            max_wait: self.max_wait,
+            expires_at: self.expires_at,
+            max_lateness: self.max_lateness,
+            on_expiry: self.on_expiry,
+            timeout: self.timeout,
+        };
+        crate::input::steer(job, &steer)
     }
 }
 
@@ -156,7 +188,7 @@ pub(crate) async fn import(ctx: &Ctx, args: ImportArgs) -> CmdResult {
         let mut failure: Option<punctual::Error> = None;
         for (n, result) in numbers.into_iter().zip(results) {
             match result {
-                Ok(s) if s.created => {
+                Ok(s) if s.outcome.wrote() => {
                     created += 1;
                     written.push(n);
                 }
@@ -200,7 +232,10 @@ pub(crate) async fn import(ctx: &Ctx, args: ImportArgs) -> CmdResult {
             break;
         }
     }
-    println!("scheduled {created} jobs ({existed} already existed, {rejected} lines rejected)");
+    println!(
+        "scheduled {created} jobs ({existed} already existed and were left as they are, \
+         {rejected} lines rejected)"
+    );
     if rejected > 0 {
         return Err(Failure::Input(format!(
             "{rejected} of {line_no} lines were rejected (see above); the others were scheduled"
@@ -234,27 +269,65 @@ fn not_found(queue: &str, id: &str) -> Failure {
     ))
 }
 
-pub(crate) async fn cancel(ctx: &Ctx, args: JobArgs) -> CmdResult {
+pub(crate) async fn cancel(ctx: &Ctx, args: CancelArgs) -> CmdResult {
+    let CancelArgs { job: args, wait } = args;
     let queue = ctx.existing_queue(&args.queue).await?;
-    match queue.cancel(&args.id).await.map_err(|e| ctx.fail(e))? {
-        Cancelled::Removed(from) => {
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"id": args.id, "cancelled": true, "was": from.as_str()})
-                );
-            } else {
-                println!("cancelled {} (was {from})", args.id);
-            }
-            Ok(())
+    let outcome = queue
+        .cancel_and_wait(&args.id, wait)
+        .await
+        .map_err(|e| ctx.fail(e))?;
+    // (cancelled, what it was or became, the line for people)
+    let (cancelled, was, text) = match outcome {
+        Cancelled::Removed(from) => (
+            true,
+            from.as_str(),
+            format!("cancelled {} (was {from})", args.id),
+        ),
+        Cancelled::Stopped => (
+            true,
+            "running",
+            format!(
+                "cancelled {} (was running: its worker stopped it; it is in the dead set, reason cancelled)",
+                args.id
+            ),
+        ),
+        Cancelled::Requested => (
+            true,
+            "running",
+            format!(
+                "cancellation of {} asked (it is running: its worker stops it at its next lease extension)",
+                args.id
+            ),
+        ),
+        Cancelled::Finished => (
+            false,
+            "running",
+            format!(
+                "{} was running and finished before its worker saw the cancellation: nothing was cancelled",
+                args.id
+            ),
+        ),
+        Cancelled::NotFound => return Err(not_found(&args.queue, &args.id)),
+        _ => return Err(Failure::Runtime("unexpected cancel outcome".to_owned())),
+    };
+    let stopped = match outcome {
+        Cancelled::Stopped => Some(true),
+        Cancelled::Finished => Some(false),
+        _ => None,
+    };
+    if args.json {
+        let mut json = serde_json::json!({"id": args.id, "cancelled": cancelled, "was": was});
+        if outcome == Cancelled::Requested {
+            json["pending"] = true.into();
         }
-        Cancelled::Running => Err(Failure::Runtime(format!(
-            "job {:?} is running: a running job cannot be cancelled; it ends through its worker",
-            args.id
-        ))),
-        Cancelled::NotFound => Err(not_found(&args.queue, &args.id)),
-        _ => Err(Failure::Runtime("unexpected cancel outcome".to_owned())),
+        if let Some(stopped) = stopped {
+            json["stopped"] = stopped.into();
+        }
+        println!("{json}");
+    } else {
+        println!("{text}");
     }
+    Ok(())
 }
 
 pub(crate) async fn reschedule(ctx: &Ctx, args: RescheduleArgs) -> CmdResult {

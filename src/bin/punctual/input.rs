@@ -93,6 +93,53 @@ pub(crate) fn json_to_msgpack(json: &str, origin: &str) -> Result<Vec<u8>, Strin
     rmp_serde::to_vec_named(&value).map_err(|e| format!("cannot encode {origin}: {e}"))
 }
 
+/// Applies a job's steering options (`schedule` flags, or the fields of an `import` line) to
+/// `job`; the error names the bad field.
+pub(crate) fn steer(
+    mut job: punctual::NewJob,
+    args: &crate::cli::SteerArgs,
+) -> Result<punctual::NewJob, String> {
+    use punctual::{OnConflict, OnExpiry};
+    if let Some(mode) = &args.on_conflict {
+        let mut mode = OnConflict::parse(mode).ok_or_else(|| {
+            format!(
+                "invalid on_conflict {mode:?}: expected reject, replace, debounce, \
+                 keep-earliest or keep-latest"
+            )
+        })?;
+        if let Some(wait) = &args.max_wait {
+            if !matches!(mode, OnConflict::Debounce { .. }) {
+                return Err("max_wait goes with on_conflict debounce".to_owned());
+            }
+            mode = OnConflict::Debounce {
+                max_wait: Some(parse_duration(wait)?),
+            };
+        }
+        job = job.on_conflict(mode);
+    } else if args.max_wait.is_some() {
+        return Err("max_wait goes with on_conflict debounce".to_owned());
+    }
+    if let Some(at) = &args.expires_at {
+        job = job.expires_at(parse_time(at)?);
+    }
+    if let Some(lateness) = &args.max_lateness {
+        job = job.max_lateness(parse_duration(lateness)?);
+    }
+    match args.on_expiry.as_deref() {
+        None | Some("dead") => {}
+        Some("drop") => job = job.on_expiry(OnExpiry::Drop),
+        Some(other) => {
+            return Err(format!(
+                "invalid on_expiry {other:?}: expected dead or drop"
+            ))
+        }
+    }
+    if let Some(timeout) = &args.timeout {
+        job = job.timeout(parse_duration(timeout)?);
+    }
+    Ok(job)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

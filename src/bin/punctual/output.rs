@@ -31,6 +31,9 @@ pub(crate) fn job_json(job: &JobInfo) -> Value {
         })),
         "data": data,
         "data_error": data_error,
+        "expires_at": time(job.expires_at),
+        "cancel_requested": job.cancel_requested,
+        "timeout": job.timeout.map(format_duration),
     })
 }
 
@@ -64,6 +67,21 @@ pub(crate) fn job_text(job: &JobInfo) -> String {
     }
     if let Some(t) = job.died_at {
         line("died at", format_time(t));
+    }
+    if let Some(t) = job.expires_at {
+        line(
+            "expires at",
+            format!("{} ({})", format_time(t), relative(t)),
+        );
+    }
+    if let Some(t) = job.timeout {
+        line("timeout", format_duration(t));
+    }
+    if job.cancel_requested {
+        line(
+            "cancel",
+            "asked: its worker stops it at its next lease extension".to_owned(),
+        );
     }
     let limit = job
         .max_attempts

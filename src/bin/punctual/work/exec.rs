@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::group::{Ended, ProcessGroup};
 use super::metrics::KillReason;
 use super::verdict::{self, Exit, MAX_VERDICT};
-use super::{describe_status, sleep_or_forever, Setup};
+use super::{describe_status, Setup};
 
 /// How much of a failed command's stderr becomes the job's last error.
 const STDERR_TAIL: usize = 2048;
@@ -87,7 +87,6 @@ impl Exec {
 
         let stopped = tokio::select! {
             status = child.wait() => Ok(status),
-            () = sleep_or_forever(s.timeout) => Err(KillReason::Timeout),
             () = ctx.cancelled() => Err(Setup::cancel_reason(ctx)),
         };
         // The attempt is over: nothing it started may outlive it.

@@ -18,13 +18,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use punctual::metrics::LagHistogram;
-use punctual::Outcome;
+use punctual::{CancelReason, Outcome};
 
 /// Why the worker ended a command's (or a `--pipe` handler's) process group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum KillReason {
-    /// The attempt ran longer than `--timeout`.
+    /// The attempt ran longer than its timeout (`--timeout`, or the job's own).
     Timeout,
+    /// The job's cancellation was asked (`punctual cancel` of a running job).
+    Cancelled,
     /// The shutdown grace period ran out.
     Shutdown,
     /// The worker lost the job's lease.
@@ -37,8 +39,9 @@ pub(crate) enum KillReason {
 
 impl KillReason {
     /// Every reason, so that each has a series from the first scrape on.
-    pub(crate) const ALL: [KillReason; 5] = [
+    pub(crate) const ALL: [KillReason; 6] = [
         KillReason::Timeout,
+        KillReason::Cancelled,
         KillReason::Shutdown,
         KillReason::LeaseLost,
         KillReason::Leftover,
@@ -48,6 +51,7 @@ impl KillReason {
     pub(crate) fn label(self) -> &'static str {
         match self {
             KillReason::Timeout => "timeout",
+            KillReason::Cancelled => "cancelled",
             KillReason::Shutdown => "shutdown",
             KillReason::LeaseLost => "lease_lost",
             KillReason::Leftover => "leftover",
@@ -59,11 +63,14 @@ impl KillReason {
 /// Outcome labels, in the order they are served.
 const OUTCOMES: [&str; 6] = ["done", "failed", "retry", "snooze", "dead", "cancelled"];
 
-/// The `outcome` label of an attempt: what the handler returned, or `cancelled` when the
-/// attempt was cut short (shutdown hand-back or lost lease: nothing was reported).
-pub(crate) fn outcome_label(outcome: &Outcome, cancelled: bool) -> &'static str {
-    if cancelled {
-        return "cancelled";
+/// The `outcome` label of an attempt: what the handler returned, `failed` when it ran out of
+/// time (reported as a `timed_out` failure), or `cancelled` when it was cut short otherwise
+/// (shutdown hand-back, lost lease, or the job's cancellation was asked).
+pub(crate) fn outcome_label(outcome: &Outcome, cancelled: Option<CancelReason>) -> &'static str {
+    match cancelled {
+        Some(CancelReason::TimedOut) => return "failed",
+        Some(_) => return "cancelled",
+        None => {}
     }
     match outcome {
         Outcome::Done => "done",
@@ -249,11 +256,21 @@ mod tests {
 
     #[test]
     fn outcomes_have_labels() {
-        assert_eq!(outcome_label(&Outcome::Done, false), "done");
-        assert_eq!(outcome_label(&Outcome::Done, true), "cancelled");
-        assert_eq!(outcome_label(&Outcome::Kill("x".into()), false), "dead");
+        assert_eq!(outcome_label(&Outcome::Done, None), "done");
+        for reason in [
+            CancelReason::Shutdown,
+            CancelReason::LeaseLost,
+            CancelReason::Cancelled,
+        ] {
+            assert_eq!(outcome_label(&Outcome::Done, Some(reason)), "cancelled");
+        }
         assert_eq!(
-            outcome_label(&Outcome::Snooze(Duration::ZERO), false),
+            outcome_label(&Outcome::Done, Some(CancelReason::TimedOut)),
+            "failed"
+        );
+        assert_eq!(outcome_label(&Outcome::Kill("x".into()), None), "dead");
+        assert_eq!(
+            outcome_label(&Outcome::Snooze(Duration::ZERO), None),
             "snooze"
         );
     }

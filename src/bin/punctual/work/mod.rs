@@ -23,7 +23,7 @@ mod verdict;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use punctual::{Context, Job, Outcome, Worker, WorkerConfig};
+use punctual::{CancelReason, Context, Job, Outcome, Worker, WorkerConfig};
 
 use self::metrics::{outcome_label, KillReason, WorkerMetrics};
 use self::supervisor::{Supervisor, MARK_VAR};
@@ -59,12 +59,14 @@ impl Setup {
         command
     }
 
-    /// Why a cancelled attempt was cancelled (see [`Context::cancelled`]).
+    /// Why a cancelled attempt was cancelled (see [`Context::cancelled`]): the worker's
+    /// timeout (`--timeout`, or the job's own) is the library's, which cancels the attempt.
     fn cancel_reason(ctx: &Context) -> KillReason {
-        if ctx.is_shutting_down() {
-            KillReason::Shutdown
-        } else {
-            KillReason::LeaseLost
+        match ctx.cancel_reason() {
+            Some(CancelReason::TimedOut) => KillReason::Timeout,
+            Some(CancelReason::Cancelled) => KillReason::Cancelled,
+            Some(CancelReason::LeaseLost) => KillReason::LeaseLost,
+            _ => KillReason::Shutdown,
         }
     }
 
@@ -75,16 +77,9 @@ impl Setup {
                 "timed out after {}: {how}",
                 crate::input::format_duration(limit)
             ),
+            (KillReason::Timeout, None) => format!("timed out: {how}"),
             _ => format!("cancelled ({}): {how}", reason.label()),
         }
-    }
-}
-
-/// Completes after `limit`, or never.
-async fn sleep_or_forever(limit: Option<Duration>) {
-    match limit {
-        Some(limit) => tokio::time::sleep(limit).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -123,7 +118,7 @@ impl Runner {
             Runner::Pipe(p) => p.run(job, &ctx).await,
         };
         metrics.finish(
-            outcome_label(&outcome, ctx.is_cancelled()),
+            outcome_label(&outcome, ctx.cancel_reason()),
             started.elapsed(),
         );
         outcome
@@ -153,6 +148,7 @@ pub(crate) async fn work(ctx: &Ctx, args: WorkArgs) -> CmdResult {
         .set_max_attempts(args.max_attempts)
         .set_lease(args.lease)
         .set_shutdown_grace(args.grace)
+        .set_timeout(args.timeout)
         // Time for a cancelled attempt to end its process group: SIGTERM, --kill-after,
         // SIGKILL, and the kernel's part.
         .set_cancel_wait(args.kill_after + Duration::from_secs(3))

@@ -25,7 +25,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use super::group::{Ended, ProcessGroup};
 use super::metrics::KillReason;
 use super::verdict::{self, MAX_VERDICT};
-use super::{describe_status, sleep_or_forever, Setup};
+use super::{describe_status, Setup};
 
 /// One handler process.
 #[derive(Debug)]
@@ -150,7 +150,6 @@ impl Pipe {
         };
         let exchanged = tokio::select! {
             exchanged = exchange => Ok(exchanged),
-            () = sleep_or_forever(s.timeout) => Err(KillReason::Timeout),
             () = ctx.cancelled() => Err(Setup::cancel_reason(ctx)),
         };
         match exchanged {
