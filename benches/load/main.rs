@@ -6,6 +6,8 @@
 //!   --runs N      runs of each workload; medians are reported (default 3; idle runs once)
 //!   --only LIST   a comma-separated subset of w1,w2,w3,idle (default: all)
 //!   --quick       small sizes and one run: checks the harness works, figures are not comparable
+//!   --steered     W2's jobs carry a max_lateness of 1 h: each has an `opts` entry, which the
+//!                 promote, claim and ack scripts read or delete (the cost of steering, used)
 //!   --json PATH   where the JSON results go (default target/bench/load.json)
 //! ```
 //!
@@ -109,6 +111,7 @@ impl Args {
                     args.runs = 1;
                 }
                 "--json" => args.json = it.next().ok_or("--json needs a path")?.into(),
+                "--steered" => workloads::STEERED.store(true, std::sync::atomic::Ordering::Relaxed),
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }

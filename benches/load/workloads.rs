@@ -149,9 +149,22 @@ pub(crate) async fn w1_bulk(url: &str, n: usize, run: u64) -> (Measured, f64) {
     (measured, (after - before) as f64 / n as f64)
 }
 
-/// Schedules `n` jobs all due at unix ms `due` in bulk.
+/// `--steered`: W2's jobs carry an expiry (an `opts` entry each).
+pub(crate) static STEERED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Schedules `n` jobs all due at unix ms `due` in bulk (with a max lateness of an hour under
+/// `--steered`).
 async fn schedule_backlog(queue: &Queue, n: usize, due: u64) {
-    let jobs = (0..n).map(|_| NewJob::new(&Payload::new(due)).at(at_ms(due)));
+    let steered = STEERED.load(Ordering::Relaxed);
+    let jobs = (0..n).map(|_| {
+        let job = NewJob::new(&Payload::new(due)).at(at_ms(due));
+        if steered {
+            job.max_lateness(Duration::from_secs(3600))
+        } else {
+            job
+        }
+    });
     let results = queue.schedule_many(jobs).await.expect("schedule_many");
     assert!(results.iter().all(|r| matches!(r, Ok(s) if s.created)));
 }
