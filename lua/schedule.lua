@@ -28,7 +28,7 @@
 --            max_lateness  ms: the job is not run later than this after its due time
 --            on_expiry     "dead" (default: dead set, reason `expired`) | "drop" (deleted)
 --
--- Returns {now, r_1, due_1, ..., r_n, due_n} where r_k is
+-- Returns {now, r_1, ..., r_n, d_1, ..., d_m} where r_k is
 --    1  created
 --    0  rejected: a job with this id exists (or, in mode reject, finished within the dedup
 --       window); nothing written
@@ -37,8 +37,10 @@
 --    4  kept: the waiting job is left as it is (keep_*: its due time won)
 --    5  running: the job is running; never touched, nothing written
 --   -1  "at" lies further in the past than the tolerance (nothing written for it)
--- and due_k is the job's due time now (ms), or -1 when it is not waiting in `scheduled` (ready,
--- running, dead, finished).
+-- and d_1 .. d_m are the due times now (ms, or -1 when the job is not waiting in `scheduled`:
+-- ready, running, dead, finished) of the jobs whose r_k is 0, 2, 3, 4 or 5, in job order. A
+-- created job's due time is the one asked for: now + ms for "in", ms for "at" (so the reply
+-- of a call that only creates jobs stays one integer per job).
 --
 -- A conflict mode other than reject treats a job that finished (dead, or acknowledged within
 -- the dedup window) as absent: a new job is created (a dead one is deleted first). A waiting
@@ -93,6 +95,9 @@ local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local head_due = head[2] and tonumber(head[2]) or nil
 
 local out = {now}
+-- Due times of the jobs that were not created (nor too far in the past), in order: appended
+-- after the codes.
+local dues = {}
 local earliest = nil
 local created = 0
 local with_options = false
@@ -163,27 +168,24 @@ for k = 0, n - 1 do
   end
   if mode == 'at' and tolerance >= 0 and due < now - tolerance then
     out[#out + 1] = -1
-    out[#out + 1] = -1
   elseif conflict == 'reject' then
     if (recent and redis.call('ZSCORE', KEYS[4], id)) or
         redis.call('HSETNX', KEYS[2], id, envelope) == 0 then
       local state, at = state_of(id)
       out[#out + 1] = 0
-      out[#out + 1] = (state == 'scheduled' and at) or -1
+      dues[#dues + 1] = (state == 'scheduled' and at) or -1
     else
       create(id, due, o)
       out[#out + 1] = 1
-      out[#out + 1] = due
     end
   elseif redis.call('HSETNX', KEYS[2], id, envelope) == 1 then
     create(id, due, o)
     out[#out + 1] = 1
-    out[#out + 1] = due
   else
     local state, old = state_of(id)
     if state == 'running' then
       out[#out + 1] = 5
-      out[#out + 1] = -1
+      dues[#dues + 1] = -1
     elseif state == 'dead' then
       -- Finished: the id is free for a new job.
       redis.call('ZREM', KEYS[7], id)
@@ -193,7 +195,6 @@ for k = 0, n - 1 do
       redis.call('HSET', KEYS[2], id, envelope)
       create(id, due, o)
       out[#out + 1] = 1
-      out[#out + 1] = due
     else
       local new, code, cap = due, 2, nil
       if conflict == 'debounce' then
@@ -209,7 +210,7 @@ for k = 0, n - 1 do
       end
       if code == 4 then
         out[#out + 1] = 4
-        out[#out + 1] = (state == 'scheduled' and old) or -1
+        dues[#dues + 1] = (state == 'scheduled' and old) or -1
       else
         redis.call('HSET', KEYS[2], id, envelope)
         redis.call('HDEL', KEYS[8], id)
@@ -230,7 +231,7 @@ for k = 0, n - 1 do
           note(new)
         end
         out[#out + 1] = code
-        out[#out + 1] = (state == 'scheduled' or new > now) and new or -1
+        dues[#dues + 1] = (state == 'scheduled' or new > now) and new or -1
       end
     end
   end
@@ -246,4 +247,5 @@ if with_options then redis.call('HSET', KEYS[12], 'opts', '1') end
 if earliest ~= nil and (head_due == nil or earliest < head_due) then
   wake(earliest, first)
 end
+for _, due in ipairs(dues) do out[#out + 1] = due end
 return out

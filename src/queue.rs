@@ -466,7 +466,8 @@ impl Queue {
                     results.extend(batch.iter().map(|_| Err(e.clone_for_job())));
                     continue;
                 }
-                let (now, written) = ops::schedule::parse(&part, reply, batch.len())?;
+                let (now, written) =
+                    ops::schedule::parse(&part, reply, batch.iter().map(|j| (j.mode, j.ms)))?;
                 for (job, (written, due)) in batch.iter().zip(written) {
                     results.push(match written {
                         Written::Outcome(outcome) => {

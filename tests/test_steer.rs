@@ -923,3 +923,59 @@ async fn the_cli_takes_conflict_modes_expiry_and_timeouts() {
         "not found",
     );
 }
+
+/// One bulk call with every kind of outcome reports each job's, with its due time, in order;
+/// an id given twice in one call is decided against the first.
+#[tokio::test]
+async fn a_bulk_call_reports_each_jobs_outcome() {
+    let redis = RedisServer::start();
+    let queue = punctual::Queue::connect(&redis.url(), "bulk")
+        .await
+        .unwrap();
+    let min = |n: u64| Duration::from_secs(60 * n);
+    queue
+        .schedule(NewJob::new("old").id("a").delay(min(10)))
+        .await
+        .unwrap();
+    let jobs = vec![
+        NewJob::new("new").id("fresh").delay(min(5)),
+        NewJob::new("new").id("a"),
+        NewJob::new("new")
+            .id("a")
+            .delay(min(20))
+            .on_conflict(OnConflict::Replace),
+        NewJob::new("new").id("twice").delay(min(1)),
+        NewJob::new("new")
+            .id("twice")
+            .delay(min(2))
+            .on_conflict(OnConflict::KeepEarliest),
+        NewJob::new("new")
+            .id("twice")
+            .delay(min(3))
+            .on_conflict(OnConflict::Debounce { max_wait: None }),
+    ];
+    let got: Vec<(ScheduleOutcome, SystemTime)> = queue
+        .schedule_many(jobs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let s = r.unwrap();
+            (s.outcome, s.due_at.unwrap())
+        })
+        .collect();
+    let outcomes: Vec<ScheduleOutcome> = got.iter().map(|g| g.0).collect();
+    use ScheduleOutcome::*;
+    assert_eq!(
+        outcomes,
+        [Created, Rejected, Replaced, Created, Kept, Debounced]
+    );
+    let start = got[0].1 - min(5);
+    for (i, want) in [5, 10, 20, 1, 1, 3].into_iter().enumerate() {
+        let off = ms_between(start + min(want), got[i].1);
+        assert!(off.abs() < 2_000, "job {i}: due {off} ms off");
+    }
+    let stored = queue.get("twice").await.unwrap().unwrap().due_at;
+    assert_eq!(stored, Some(got[5].1));
+    assert_eq!(queue.counts().await.unwrap().scheduled, 3);
+}

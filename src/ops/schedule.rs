@@ -50,38 +50,51 @@ pub(crate) fn command<'a>(
     cmd
 }
 
-/// The reply of one call for `n` jobs: the server time it used (ms), and per job what became
-/// of it and its due time now (ms; `None` when it is not waiting in `scheduled`).
+/// The reply of one call for `jobs` (their mode and ms, in order): the server time it used
+/// (ms), and per job what became of it and its due time now (ms; `None` when it is not
+/// waiting in `scheduled`).
 pub(crate) fn parse(
     queue: &Partition<'_>,
     reply: Value,
-    n: usize,
+    jobs: impl ExactSizeIterator<Item = (&'static str, u64)>,
 ) -> Result<(u64, Vec<JobReply>)> {
+    let n = jobs.len();
     let codes: Vec<i64> =
         redis::from_redis_value(reply).map_err(|e| queue.unexpected("schedule", e.to_string()))?;
-    let Some((&now, codes)) = codes.split_first() else {
+    let Some((&now, rest)) = codes.split_first() else {
         return Err(queue.unexpected("schedule", "empty reply"));
     };
-    if codes.len() != 2 * n {
+    if rest.len() < n {
         return Err(queue.unexpected("schedule", "reply length does not match"));
     }
-    codes
-        .chunks_exact(2)
-        .map(|pair| {
-            let written = match pair[0] {
-                1 => Written::Outcome(ScheduleOutcome::Created),
-                0 => Written::Outcome(ScheduleOutcome::Rejected),
-                2 => Written::Outcome(ScheduleOutcome::Replaced),
-                3 => Written::Outcome(ScheduleOutcome::Debounced),
-                4 => Written::Outcome(ScheduleOutcome::Kept),
-                5 => Written::Outcome(ScheduleOutcome::Running),
-                -1 => Written::Past,
-                other => {
-                    return Err(queue.unexpected("schedule", format!("unknown outcome {other}")))
-                }
-            };
-            Ok((written, u64::try_from(pair[1]).ok()))
-        })
-        .collect::<Result<Vec<_>>>()
-        .map(|results| (now.max(0) as u64, results))
+    let (codes, mut dues) = (&rest[..n], rest[n..].iter());
+    let now_ms = now.max(0) as u64;
+    let mut out = Vec::with_capacity(n);
+    for (&code, (mode, ms)) in codes.iter().zip(jobs) {
+        let outcome = match code {
+            -1 => {
+                out.push((Written::Past, None));
+                continue;
+            }
+            1 => {
+                let due = if mode == "in" { now_ms.saturating_add(ms) } else { ms };
+                out.push((Written::Outcome(ScheduleOutcome::Created), Some(due)));
+                continue;
+            }
+            0 => ScheduleOutcome::Rejected,
+            2 => ScheduleOutcome::Replaced,
+            3 => ScheduleOutcome::Debounced,
+            4 => ScheduleOutcome::Kept,
+            5 => ScheduleOutcome::Running,
+            other => return Err(queue.unexpected("schedule", format!("unknown outcome {other}"))),
+        };
+        let Some(&due) = dues.next() else {
+            return Err(queue.unexpected("schedule", "a due time is missing"));
+        };
+        out.push((Written::Outcome(outcome), u64::try_from(due).ok()));
+    }
+    if dues.next().is_some() {
+        return Err(queue.unexpected("schedule", "reply length does not match"));
+    }
+    Ok((now_ms, out))
 }
