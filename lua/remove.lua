@@ -16,6 +16,7 @@
 -- KEYS[12]  meta       HASH
 -- KEYS[13]  stats      HASH
 -- KEYS[14]  gate       LIST  (pause.lua)
+-- KEYS[15]  opts       HASH  (schedule.lua, cancel.lua)
 --
 -- ARGV[1]  "1": delete the jobs too; "0": refuse when there are any
 --

@@ -59,6 +59,7 @@ pub struct Context {
     /// ran out, which fires it through its parent token).
     pub(crate) reason: std::sync::Arc<std::sync::OnceLock<CancelReason>>,
     pub(crate) deadline: Option<std::time::Instant>,
+    pub(crate) timeout: Option<Duration>,
     pub(crate) start_lag: Option<Duration>,
 }
 
@@ -108,6 +109,11 @@ impl Context {
     /// [`crate::NewJob::timeout`]); `None` without one.
     pub fn deadline(&self) -> Option<std::time::Instant> {
         self.deadline
+    }
+
+    /// This attempt's timeout: the job's own, else the worker's; `None` without one.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     /// How late the handler started: its start minus [`Job::due_at`], measured on the Redis

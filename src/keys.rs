@@ -150,6 +150,27 @@ pub(crate) enum Part {
 }
 
 impl Part {
+    /// Every part, for the checks that a script covers them all.
+    #[cfg(test)]
+    pub(crate) const ALL: [Part; 16] = [
+        Part::Scheduled,
+        Part::Ready,
+        Part::Running,
+        Part::Dead,
+        Part::Jobs,
+        Part::Attempts,
+        Part::Leases,
+        Part::Errors,
+        Part::Due,
+        Part::Done,
+        Part::Seq,
+        Part::Meta,
+        Part::Stats,
+        Part::Promoters,
+        Part::Gate,
+        Part::Opts,
+    ];
+
     /// The part name, as in the key and in the scripts' headers (the header check reads it).
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn as_str(self) -> &'static str {

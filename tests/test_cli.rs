@@ -614,14 +614,32 @@ async fn reads_create_nothing_and_queue_rm_removes_a_queue() {
     assert!(keys.is_empty(), "reads wrote {keys:?}");
 
     ok(&redis, &["schedule", "real", "--in", "1h", "--id", "a"]);
+    // A job with an expiry has an entry in `opts`: removed with the rest.
+    ok(
+        &redis,
+        &[
+            "schedule",
+            "real",
+            "--in",
+            "1h",
+            "--id",
+            "x",
+            "--max-lateness",
+            "1m",
+        ],
+    );
     ok(&redis, &["schedule", "other", "--in", "1h", "--id", "b"]);
     fails(
         &run(&redis, &["queue", "rm", "real"], None),
         1,
-        "holds 1 jobs",
+        "holds 2 jobs",
     );
     assert_eq!(
         conn.hlen::<_, u64>("punctual:{real}:jobs").await.unwrap(),
+        2
+    );
+    assert_eq!(
+        conn.hlen::<_, u64>("punctual:{real}:opts").await.unwrap(),
         1
     );
     let removed = ok(&redis, &["queue", "rm", "real", "--force"]);

@@ -314,6 +314,20 @@ mod tests {
         }
     }
 
+    /// `remove.lua` deletes every key a queue's partition has, so `queue rm` leaves nothing
+    /// (`promoters` lives under the queue's own tag and expires by itself).
+    #[test]
+    fn removing_a_queue_covers_every_key() {
+        for part in Part::ALL {
+            if part != Part::Promoters {
+                assert!(
+                    remove::BINDING.keys.contains(&part),
+                    "remove.lua lacks {part:?}"
+                );
+            }
+        }
+    }
+
     /// Every script in `lua/` has a binding (and every binding a script).
     #[test]
     fn every_script_has_a_binding() {

@@ -396,6 +396,7 @@ where
         cancel: cancel.clone(),
         reason: reason.clone(),
         deadline: deadline.map(tokio::time::Instant::into_std),
+        timeout,
         start_lag: claimed
             .late_at_claim
             .map(|late| late + claimed.claimed_at.elapsed()),

@@ -279,10 +279,11 @@ pub(crate) struct WorkArgs {
     /// Commands (or --pipe handler processes) run at once.
     #[arg(long, default_value_t = punctual::DEFAULT_CONCURRENCY)]
     pub(crate) concurrency: usize,
-    /// End a job's command that runs longer than this and fail the attempt.
+    /// End a job's command that runs longer than this and fail the attempt (reason
+    /// `timed_out`, retried); a job's own timeout (`schedule --timeout`) wins.
     #[arg(long, value_parser = parse_duration)]
     pub(crate) timeout: Option<Duration>,
-    /// When a command is ended (timeout, shutdown, lost lease, leftovers after it exits), how
+    /// When a command is ended (timeout, cancel, shutdown, lost lease, leftovers after it exits), how
     /// long its process group has between SIGTERM and SIGKILL.
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub(crate) kill_after: Duration,

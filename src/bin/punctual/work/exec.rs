@@ -116,7 +116,7 @@ impl Exec {
                     reason = reason.label(),
                     "command ended by the worker: {how}"
                 );
-                Outcome::Fail(s.stopped_error(reason, &how))
+                Outcome::Fail(s.stopped_error(reason, &how, ctx))
             }
             Ok(status) => {
                 if ended != Ended::Empty {

@@ -38,7 +38,6 @@ const MAX_KILL_AFTER: Duration = Duration::from_secs(3600);
 struct Setup {
     /// The user's command line, run with `sh -c`.
     command: String,
-    timeout: Option<Duration>,
     kill_after: Duration,
     supervisor: Supervisor,
     /// This worker's `PUNCTUAL_WORKER` value, in every command's environment.
@@ -71,8 +70,8 @@ impl Setup {
     }
 
     /// The error of an attempt the worker cut short, `how` being what ending it took.
-    fn stopped_error(&self, reason: KillReason, how: &str) -> String {
-        match (reason, self.timeout) {
+    fn stopped_error(&self, reason: KillReason, how: &str, ctx: &Context) -> String {
+        match (reason, ctx.timeout()) {
             (KillReason::Timeout, Some(limit)) => format!(
                 "timed out after {}: {how}",
                 crate::input::format_duration(limit)
@@ -169,7 +168,6 @@ pub(crate) async fn work(ctx: &Ctx, args: WorkArgs) -> CmdResult {
         .map_err(|e| Failure::Runtime(format!("cannot start the supervisor process: {e}")))?;
     let setup = Setup {
         command,
-        timeout: args.timeout,
         kill_after: args.kill_after,
         supervisor: supervisor.clone(),
         mark,

@@ -179,7 +179,7 @@ impl Pipe {
                     "the handler {}; it was replaced",
                     ended.describe(s.kill_after)
                 );
-                Outcome::Fail(s.stopped_error(reason, &how))
+                Outcome::Fail(s.stopped_error(reason, &how, ctx))
             }
         }
     }
