@@ -1,28 +1,37 @@
--- ack.lua: running -> gone. The jobs succeeded; everything stored for them is deleted.
+-- ack.lua: running -> gone, or running -> completed when the queue keeps completed jobs. The
+-- jobs succeeded.
 --
--- KEYS[1]  running   ZSET  job id -> lease deadline (ms)
--- KEYS[2]  leases    HASH  job id -> fencing token of the current holder
--- KEYS[3]  jobs      HASH  job id -> envelope
--- KEYS[4]  attempts  HASH  job id -> attempts started
--- KEYS[5]  errors    HASH  job id -> last error record
--- KEYS[6]  stats     HASH  event counters: `completed` += jobs acknowledged
--- KEYS[7]  done      ZSET  job id -> time acknowledged (ms), kept for the dedup window
--- KEYS[8]  opts      HASH  job id -> how it is steered (schedule.lua, cancel.lua)
+-- KEYS[1]  running    ZSET  job id -> lease deadline (ms)
+-- KEYS[2]  leases     HASH  job id -> fencing token of the current holder
+-- KEYS[3]  jobs       HASH  job id -> envelope
+-- KEYS[4]  attempts   HASH  job id -> attempts started
+-- KEYS[5]  errors     HASH  job id -> last error record
+-- KEYS[6]  stats      HASH  event counters: `completed` += jobs acknowledged;
+--                           `completed_trimmed` += completed jobs deleted by the retention
+-- KEYS[7]  done       ZSET  job id -> time acknowledged (ms), kept for the dedup window
+-- KEYS[8]  opts       HASH  job id -> how it is steered (schedule.lua, cancel.lua)
+-- KEYS[9]  completed  ZSET  job id -> time it completed (ms), while kept
+-- KEYS[10] results    HASH  job id -> its completion record (MessagePack, made by the worker:
+--                           run time, result), while kept
 --
 -- ARGV[1]  dedup window in ms: acknowledged ids stay in `done` this long, so that a schedule
 --          call sent again after a lost reply cannot make the job a second time (0: keep none)
 -- ARGV[2]  the queue's `ended` channel: told (see the `tell` snippet) when an acknowledged
---          job had an opts entry, in case its cancellation was asked
--- ARGV[2k + 1], ARGV[2k + 2]  job id and the fencing token its caller holds, for k = 1 .. n
---                         (at most a few thousand pairs: ids are unpacked onto Lua's stack)
+--          job had an opts entry (someone waits for it, or its cancellation was asked)
+-- ARGV[3]  "": completed jobs are deleted; "AGE_MS,COUNT": they are kept in `completed`, at
+--          most AGE_MS and at most COUNT of them (the queue's retention, as `claim.lua` read it
+--          from meta); each call trims at most 100 beyond either bound, oldest first
+-- ARGV[4 ..]  per job: id, the fencing token its caller holds, and with a retention its
+--          completion record (at most a few thousand jobs: ids are unpacked onto Lua's stack)
 --
 -- Returns {r_1, ...}: 1 acknowledged, 0 refused because the caller no longer holds the lease.
--- One HMGET checks every token; the deletes take the whole batch in one command each.
+-- One HMGET checks every token; the writes take the whole batch in one command each.
 -- snippet: tell
--- Tells whoever waits on the queue's `ended` channel (`channel`; a `Queue::cancel` caller
--- waiting for a running job) how jobs whose cancellation was asked ended: `message` is
--- "stopped" or "finished", then each id, one per line (ids hold no control characters). A
--- sharded SPUBLISH on a cluster, a classic PUBLISH on one server.
+-- Tells whoever waits on the queue's `ended` channel (`channel`: `Queue::wait`, or a
+-- `Queue::cancel_and_wait` caller) how jobs with a waiter or an asked cancellation (their opts
+-- entry says so) ended: `message` is one word, "completed", "dead", "expired", "cancelled" or
+-- "stopped" (cancelled while it ran), then each id, one per line (ids hold no control
+-- characters). A sharded SPUBLISH on a cluster, a classic PUBLISH on one server.
 local function tell(channel, message)
   if string.find(redis.call('INFO', 'cluster'), 'cluster_enabled:1', 1, true) then
     redis.call('SPUBLISH', channel, message)
@@ -32,16 +41,23 @@ local function tell(channel, message)
 end
 -- end snippet
 local window = tonumber(ARGV[1])
+local keep = ARGV[3]
+local stride = 2
+if keep ~= '' then stride = 3 end
 local ids = {}
-for i = 3, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+for i = 4, #ARGV, stride do ids[#ids + 1] = ARGV[i] end
 local out = {}
 if #ids == 0 then return out end
 local tokens = redis.call('HMGET', KEYS[2], unpack(ids))
-local done, seen = {}, {}
+local done, records, seen = {}, {}, {}
 for k, id in ipairs(ids) do
-  if tokens[k] == ARGV[2 * k + 2] and not seen[id] then
+  if tokens[k] == ARGV[4 + stride * (k - 1) + 1] and not seen[id] then
     seen[id] = true
     done[#done + 1] = id
+    if keep ~= '' then
+      records[#records + 1] = id
+      records[#records + 1] = ARGV[4 + stride * (k - 1) + 2]
+    end
     out[k] = 1
   else
     out[k] = 0
@@ -50,20 +66,54 @@ end
 if #done > 0 then
   redis.call('ZREM', KEYS[1], unpack(done))
   redis.call('HDEL', KEYS[2], unpack(done))
-  local jobs, attempts, errors, opts, gone = KEYS[3], KEYS[4], KEYS[5], KEYS[8], done
-  -- snippet: forget
-  redis.call('HDEL', jobs, unpack(gone))
-  redis.call('HDEL', attempts, unpack(gone))
-  redis.call('HDEL', errors, unpack(gone))
-  local steered = redis.call('HDEL', opts, unpack(gone))
+  -- snippet: now
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   -- end snippet
-  if steered > 0 then tell(ARGV[2], 'finished\n' .. table.concat(done, '\n')) end
+  if keep == '' then
+    local jobs, attempts, errors, opts, gone = KEYS[3], KEYS[4], KEYS[5], KEYS[8], done
+    -- snippet: forget
+    redis.call('HDEL', jobs, unpack(gone))
+    redis.call('HDEL', attempts, unpack(gone))
+    redis.call('HDEL', errors, unpack(gone))
+    local steered = redis.call('HDEL', opts, unpack(gone))
+    -- end snippet
+    if steered > 0 then tell(ARGV[2], 'completed\n' .. table.concat(done, '\n')) end
+  else
+    -- Kept: the envelope, attempts and last error stay for `get`; the record joins them.
+    local entries = {}
+    for i, id in ipairs(done) do
+      entries[2 * i - 1], entries[2 * i] = now, id
+    end
+    redis.call('ZADD', KEYS[9], unpack(entries))
+    redis.call('HSET', KEYS[10], unpack(records))
+    if redis.call('HDEL', KEYS[8], unpack(done)) > 0 then
+      tell(ARGV[2], 'completed\n' .. table.concat(done, '\n'))
+    end
+    -- The retention, bounded: the oldest beyond the age, then beyond the count.
+    local age, count = string.match(keep, '^(%d+),(%d+)$')
+    age, count = tonumber(age), tonumber(count)
+    local trim = redis.call('ZRANGE', KEYS[9], '-inf', '(' .. (now - age), 'BYSCORE', 'LIMIT', 0, 100)
+    local over = redis.call('ZCARD', KEYS[9]) - #trim - count
+    if over > 0 and #trim < 100 then
+      local more = redis.call('ZRANGE', KEYS[9], #trim, #trim + math.min(over, 100 - #trim) - 1)
+      for _, id in ipairs(more) do trim[#trim + 1] = id end
+    end
+    if #trim > 0 then
+      redis.call('ZREM', KEYS[9], unpack(trim))
+      redis.call('HDEL', KEYS[10], unpack(trim))
+      local jobs, attempts, errors, opts, gone = KEYS[3], KEYS[4], KEYS[5], KEYS[8], trim
+      -- snippet: forget
+      redis.call('HDEL', jobs, unpack(gone))
+      redis.call('HDEL', attempts, unpack(gone))
+      redis.call('HDEL', errors, unpack(gone))
+      local steered = redis.call('HDEL', opts, unpack(gone))
+      -- end snippet
+      redis.call('HINCRBY', KEYS[6], 'completed_trimmed', #trim)
+    end
+  end
   redis.call('HINCRBY', KEYS[6], 'completed', #done)
   if window > 0 then
-    -- snippet: now
-    local t = redis.call('TIME')
-    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    -- end snippet
     local entries = {}
     for i, id in ipairs(done) do
       entries[2 * i - 1], entries[2 * i] = now, id

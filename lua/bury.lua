@@ -7,8 +7,8 @@
 -- KEYS[4]  attempts  HASH  job id -> attempts started
 -- KEYS[5]  errors    HASH  job id -> last error record (JSON)
 -- KEYS[6]  stats     HASH  event counters: `dead` += 1; `cancelled` += 1 for reason `cancelled`
--- KEYS[7]  opts      HASH  job id -> how it is steered: an entry with `cancel` goes, and the
---                           job's end is told on the `ended` channel
+-- KEYS[7]  opts      HASH  job id -> how it is steered: its entry goes, and when it has `cancel`
+--                           or `wait` the job's end is told on the `ended` channel
 --
 -- ARGV[1]  job id
 -- ARGV[2]  fencing token the caller holds
@@ -22,10 +22,11 @@ local id, token, reason, message = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if redis.call('HGET', KEYS[2], id) ~= token then return 0 end
 -- end snippet
 -- snippet: tell
--- Tells whoever waits on the queue's `ended` channel (`channel`; a `Queue::cancel` caller
--- waiting for a running job) how jobs whose cancellation was asked ended: `message` is
--- "stopped" or "finished", then each id, one per line (ids hold no control characters). A
--- sharded SPUBLISH on a cluster, a classic PUBLISH on one server.
+-- Tells whoever waits on the queue's `ended` channel (`channel`: `Queue::wait`, or a
+-- `Queue::cancel_and_wait` caller) how jobs with a waiter or an asked cancellation (their opts
+-- entry says so) ended: `message` is one word, "completed", "dead", "expired", "cancelled" or
+-- "stopped" (cancelled while it ran), then each id, one per line (ids hold no control
+-- characters). A sharded SPUBLISH on a cluster, a classic PUBLISH on one server.
 local function tell(channel, message)
   if string.find(redis.call('INFO', 'cluster'), 'cluster_enabled:1', 1, true) then
     redis.call('SPUBLISH', channel, message)
@@ -45,12 +46,14 @@ redis.call('ZADD', KEYS[3], now, id)
 redis.call('HINCRBY', KEYS[6], 'dead', 1)
 if reason == 'cancelled' then redis.call('HINCRBY', KEYS[6], 'cancelled', 1) end
 local entry = redis.call('HGET', KEYS[7], id)
-if entry and cjson.decode(entry).cancel then
+if entry then
+  -- A dead job is not run again: its expiry and marks have nothing left to act on.
+  entry = cjson.decode(entry)
   redis.call('HDEL', KEYS[7], id)
-  if reason == 'cancelled' then
+  if reason == 'cancelled' and entry.cancel then
     tell(ARGV[5], 'stopped\n' .. id)
-  else
-    tell(ARGV[5], 'finished\n' .. id)
+  elseif entry.cancel or entry.wait then
+    tell(ARGV[5], 'dead\n' .. id)
   end
 end
 -- snippet: error record

@@ -16,14 +16,32 @@
 -- KEYS[9]  due        HASH  job id -> when it became due (ms), while ready
 -- KEYS[10] opts       HASH  job id -> how it is steered (JSON)
 -- KEYS[11] meta       HASH  `opts` = 1 once a job has an opts entry
+-- KEYS[12] completed  ZSET  job id -> time it completed (ms), while kept
+-- KEYS[13] results    HASH  job id -> its completion record, while kept
 --
 -- ARGV[1]  job id
+-- ARGV[2]  the queue's `ended` channel: told "cancelled" when the job had an opts entry (someone
+--          may wait for it; see the `tell` snippet)
 --
--- Returns the state the job was in: "scheduled", "ready" or "dead" (it is now gone),
+-- Returns the state the job was in: "scheduled", "ready", "dead" or "completed" (it is now gone),
 -- "running" (its cancellation is asked; `cancelled` is counted when it ends) or "unknown"
 -- (no such job).
 -- Cost: O(log N) for scheduled and dead jobs; a ready job is found with LREM, O(length of ready),
 -- which stays short while workers keep up.
+-- snippet: tell
+-- Tells whoever waits on the queue's `ended` channel (`channel`: `Queue::wait`, or a
+-- `Queue::cancel_and_wait` caller) how jobs with a waiter or an asked cancellation (their opts
+-- entry says so) ended: `message` is one word, "completed", "dead", "expired", "cancelled" or
+-- "stopped" (cancelled while it ran), then each id, one per line (ids hold no control
+-- characters). A sharded SPUBLISH on a cluster, a classic PUBLISH on one server.
+local function tell(channel, message)
+  if string.find(redis.call('INFO', 'cluster'), 'cluster_enabled:1', 1, true) then
+    redis.call('SPUBLISH', channel, message)
+  else
+    redis.call('PUBLISH', channel, message)
+  end
+end
+-- end snippet
 local id = ARGV[1]
 if redis.call('HEXISTS', KEYS[5], id) == 0 then return 'unknown' end
 if redis.call('ZSCORE', KEYS[3], id) then
@@ -46,6 +64,9 @@ if redis.call('ZREM', KEYS[1], id) == 1 then
   state = 'scheduled'
 elseif redis.call('ZREM', KEYS[4], id) == 1 then
   state = 'dead'
+elseif redis.call('ZREM', KEYS[12], id) == 1 then
+  state = 'completed'
+  redis.call('HDEL', KEYS[13], id)
 elseif redis.call('LREM', KEYS[2], 1, id) == 1 then
   state = 'ready'
   redis.call('HDEL', KEYS[9], id)
@@ -57,5 +78,6 @@ redis.call('HDEL', attempts, unpack(gone))
 redis.call('HDEL', errors, unpack(gone))
 local steered = redis.call('HDEL', opts, unpack(gone))
 -- end snippet
+if steered > 0 then tell(ARGV[2], 'cancelled\n' .. id) end
 redis.call('HINCRBY', KEYS[8], 'cancelled', 1)
 return state

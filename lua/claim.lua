@@ -10,7 +10,8 @@
 -- KEYS[7]  due       HASH  job id -> when it became due (ms), written by promote.lua
 -- KEYS[8]  meta      HASH  `due` = 1: promote.lua records due times (set here on request);
 --                           `paused` = 1: the queue is paused (pause.lua), nothing is claimed;
---                           `opts` = 1: some job has an opts entry (schedule.lua)
+--                           `opts` = 1: some job has an opts entry (schedule.lua);
+--                           `keep_completed` = "AGE_MS,COUNT": the completed-job retention
 -- KEYS[9]  dead      ZSET  job id -> time it died (ms)
 -- KEYS[10] errors    HASH  job id -> last error record
 -- KEYS[11] opts      HASH  job id -> how it is steered (JSON); read only when meta says `opts`
@@ -20,8 +21,9 @@
 -- ARGV[2]  lease length in ms
 -- ARGV[3]  "1": this worker wants due times (recorded from now on); "0": it does not ask
 --
--- Returns {deadline, id_1, token_1, attempt_1, envelope_1, due_1, id_2, ...}; just {deadline}
--- when nothing was ready; {0} when the queue is paused (nothing claimed). attempt counts this claim (the first run is attempt 1); due is when
+-- Returns {deadline, keep, id_1, token_1, attempt_1, envelope_1, due_1, id_2, ...}; just
+-- {deadline, keep} when nothing was ready; {0} when the queue is paused (nothing claimed).
+-- keep is the queue's completed-job retention ("" for none), for the worker's ack.lua calls. attempt counts this claim (the first run is attempt 1); due is when
 -- the job became due (ms, as a string), or nil when due times are not recorded (no worker of
 -- the queue asked for them) or the id was put in ready by other means.
 --
@@ -33,10 +35,11 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
 local deadline = now + tonumber(ARGV[2])
 -- snippet: tell
--- Tells whoever waits on the queue's `ended` channel (`channel`; a `Queue::cancel` caller
--- waiting for a running job) how jobs whose cancellation was asked ended: `message` is
--- "stopped" or "finished", then each id, one per line (ids hold no control characters). A
--- sharded SPUBLISH on a cluster, a classic PUBLISH on one server.
+-- Tells whoever waits on the queue's `ended` channel (`channel`: `Queue::wait`, or a
+-- `Queue::cancel_and_wait` caller) how jobs with a waiter or an asked cancellation (their opts
+-- entry says so) ended: `message` is one word, "completed", "dead", "expired", "cancelled" or
+-- "stopped" (cancelled while it ran), then each id, one per line (ids hold no control
+-- characters). A sharded SPUBLISH on a cluster, a classic PUBLISH on one server.
 local function tell(channel, message)
   if string.find(redis.call('INFO', 'cluster'), 'cluster_enabled:1', 1, true) then
     redis.call('SPUBLISH', channel, message)
@@ -75,7 +78,11 @@ local function expire(k, gone, entries, reasons, now)
       }))
     end
     redis.call('HDEL', k.opts, id)
-    if reason == 'cancelled' then tell(k.ended, 'stopped\n' .. id) end
+    if reason == 'cancelled' then
+      tell(k.ended, 'stopped\n' .. id)
+    elseif entry.wait then
+      tell(k.ended, 'expired\n' .. id)
+    end
   end
   if #kept > 0 then
     redis.call('ZADD', k.dead, unpack(kept))
@@ -86,7 +93,7 @@ local function expire(k, gone, entries, reasons, now)
 end
 -- end snippet
 
-local flags = redis.call('HMGET', KEYS[8], 'due', 'paused', 'opts')
+local flags = redis.call('HMGET', KEYS[8], 'due', 'paused', 'opts', 'keep_completed')
 if flags[2] then return {0} end
 local record_due = flags[1]
 if not record_due and ARGV[3] == '1' then
@@ -94,7 +101,7 @@ if not record_due and ARGV[3] == '1' then
   record_due = '1'
 end
 
-local out = {deadline}
+local out = {deadline, flags[4] or ''}
 local popped = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
 if not popped then return out end
 local envelopes = redis.call('HMGET', KEYS[3], unpack(popped))

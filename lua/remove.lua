@@ -17,6 +17,8 @@
 -- KEYS[13]  stats      HASH
 -- KEYS[14]  gate       LIST  (pause.lua)
 -- KEYS[15]  opts       HASH  (schedule.lua, cancel.lua)
+-- KEYS[16]  completed  ZSET  (ack.lua)
+-- KEYS[17]  results    HASH  (ack.lua)
 --
 -- ARGV[1]  "1": delete the jobs too; "0": refuse when there are any
 --

@@ -1,4 +1,5 @@
--- reschedule.lua: scheduled | ready | dead -> scheduled at a new time. A dead job comes back
+-- reschedule.lua: scheduled | ready | dead | completed -> scheduled at a new time. A dead or
+-- completed job comes back
 -- with its attempts reset (its last error is kept for the record) and its opts entry dropped. A
 -- running job is refused. A `max_lateness` moves with the due time.
 --
@@ -11,6 +12,8 @@
 -- KEYS[7]  due        HASH  job id -> when it became due (ms), while ready
 -- KEYS[8]  opts       HASH  job id -> how it is steered (JSON: `deadline`, `expires_at`,
 --                            `max_lateness`, ...)
+-- KEYS[9]  completed  ZSET  job id -> time it completed (ms), while kept
+-- KEYS[10] results    HASH  job id -> its completion record, while kept
 --
 -- ARGV[1]  wake channel, woken (see the `wake` snippet) when the job becomes the head of scheduled
 -- ARGV[2]  job id
@@ -19,7 +22,7 @@
 -- ARGV[5]  past tolerance in ms for "at"; -1 accepts any time in the past
 --
 -- Returns {state, value}:
---   {"scheduled" | "ready" | "dead", due}  moved from that state; now due at `due`
+--   {"scheduled" | "ready" | "dead" | "completed", due}  moved from that state; now due at `due`
 --   {"running", 0}                         refused, nothing changed
 --   {"unknown", 0}                         no such job
 --   {"past", now}                          "at" is too far in the past, nothing changed
@@ -59,12 +62,17 @@ elseif redis.call('ZREM', KEYS[4], id) == 1 then
   state = 'dead'
   redis.call('HDEL', KEYS[6], id)
   redis.call('HDEL', KEYS[8], id)
+elseif redis.call('ZREM', KEYS[9], id) == 1 then
+  state = 'completed'
+  redis.call('HDEL', KEYS[10], id)
+  redis.call('HDEL', KEYS[6], id)
+  redis.call('HDEL', KEYS[8], id)
 else
   redis.call('LREM', KEYS[2], 1, id)
   redis.call('HDEL', KEYS[7], id)
 end
 
-if state ~= 'dead' then
+if state ~= 'dead' and state ~= 'completed' then
   local entry = redis.call('HGET', KEYS[8], id)
   entry = entry and cjson.decode(entry)
   if entry and entry.max_lateness then

@@ -47,10 +47,11 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
 -- snippet: tell
--- Tells whoever waits on the queue's `ended` channel (`channel`; a `Queue::cancel` caller
--- waiting for a running job) how jobs whose cancellation was asked ended: `message` is
--- "stopped" or "finished", then each id, one per line (ids hold no control characters). A
--- sharded SPUBLISH on a cluster, a classic PUBLISH on one server.
+-- Tells whoever waits on the queue's `ended` channel (`channel`: `Queue::wait`, or a
+-- `Queue::cancel_and_wait` caller) how jobs with a waiter or an asked cancellation (their opts
+-- entry says so) ended: `message` is one word, "completed", "dead", "expired", "cancelled" or
+-- "stopped" (cancelled while it ran), then each id, one per line (ids hold no control
+-- characters). A sharded SPUBLISH on a cluster, a classic PUBLISH on one server.
 local function tell(channel, message)
   if string.find(redis.call('INFO', 'cluster'), 'cluster_enabled:1', 1, true) then
     redis.call('SPUBLISH', channel, message)
@@ -89,7 +90,11 @@ local function expire(k, gone, entries, reasons, now)
       }))
     end
     redis.call('HDEL', k.opts, id)
-    if reason == 'cancelled' then tell(k.ended, 'stopped\n' .. id) end
+    if reason == 'cancelled' then
+      tell(k.ended, 'stopped\n' .. id)
+    elseif entry.wait then
+      tell(k.ended, 'expired\n' .. id)
+    end
   end
   if #kept > 0 then
     redis.call('ZADD', k.dead, unpack(kept))

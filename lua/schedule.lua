@@ -13,6 +13,8 @@
 -- KEYS[10]  due        HASH  job id -> when it became due (ms), while ready
 -- KEYS[11]  opts       HASH  job id -> options the scripts act on later (JSON, see below)
 -- KEYS[12]  meta       HASH  `opts` = 1 once any job of the queue has an entry in opts
+-- KEYS[13]  completed  ZSET  job id -> time it completed (ms), while the retention keeps it
+-- KEYS[14]  results    HASH  job id -> its completion record, while kept
 --
 -- ARGV[1]  wake channel: woken (see the `wake` snippet) when a job becomes the new head of `scheduled`
 -- ARGV[2]  past tolerance in ms for absolute times; -1 accepts any time in the past
@@ -42,8 +44,9 @@
 -- created job's due time is the one asked for: now + ms for "in", ms for "at" (so the reply
 -- of a call that only creates jobs stays one integer per job).
 --
--- A conflict mode other than reject treats a job that finished (dead, or acknowledged within
--- the dedup window) as absent: a new job is created (a dead one is deleted first). A waiting
+-- A conflict mode other than reject treats a job that finished (dead, completed and kept, or
+-- acknowledged within the dedup window) as absent: a new job is created (a dead or kept one is
+-- deleted first). A waiting
 -- job that is replaced or debounced starts afresh: new envelope and options, attempts and
 -- last error cleared. A malformed options object fails the whole call before anything is
 -- written.
@@ -110,14 +113,15 @@ local function note(due)
   if earliest == nil or due < earliest then earliest = due end
 end
 
--- Writes (or clears) the job's entry in opts: its expiry deadline and debounce cap.
-local function store_options(id, o, due, cap)
+-- Writes (or clears) the job's entry in opts: its expiry deadline and debounce cap, and the
+-- mark of a caller waiting for its end (wait.lua), which a replaced job keeps.
+local function store_options(id, o, due, cap, wait)
   local deadline = o.expires_at
   if o.max_lateness then
     local late = due + o.max_lateness
     if deadline == nil or late < deadline then deadline = late end
   end
-  if deadline == nil and cap == nil then
+  if deadline == nil and cap == nil and not wait then
     redis.call('HDEL', KEYS[11], id)
     return
   end
@@ -127,8 +131,10 @@ local function store_options(id, o, due, cap)
     max_lateness = o.max_lateness,
     drop = o.on_expiry == 'drop' or nil,
     cap = cap,
+    wait = wait,
   }))
-  with_options = true
+  -- Only what promote.lua and claim.lua act on makes them read opts.
+  if deadline ~= nil then with_options = true end
 end
 
 local function create(id, due, o)
@@ -151,6 +157,7 @@ local function state_of(id)
   if score then return 'scheduled', tonumber(score) end
   if redis.call('ZSCORE', KEYS[6], id) then return 'running', nil end
   if redis.call('ZSCORE', KEYS[7], id) then return 'dead', nil end
+  if redis.call('ZSCORE', KEYS[13], id) then return 'completed', nil end
   local became = redis.call('HGET', KEYS[10], id)
   return 'ready', became and tonumber(became) or now
 end
@@ -186,9 +193,11 @@ for k = 0, n - 1 do
     if state == 'running' then
       out[#out + 1] = 5
       dues[#dues + 1] = -1
-    elseif state == 'dead' then
+    elseif state == 'dead' or state == 'completed' then
       -- Finished: the id is free for a new job.
       redis.call('ZREM', KEYS[7], id)
+      redis.call('ZREM', KEYS[13], id)
+      redis.call('HDEL', KEYS[14], id)
       redis.call('HDEL', KEYS[8], id)
       redis.call('HDEL', KEYS[9], id)
       redis.call('HDEL', KEYS[11], id)
@@ -197,10 +206,11 @@ for k = 0, n - 1 do
       out[#out + 1] = 1
     else
       local new, code, cap = due, 2, nil
+      local previous = redis.call('HGET', KEYS[11], id)
+      previous = previous and cjson.decode(previous) or {}
       if conflict == 'debounce' then
         code = 3
-        local entry = redis.call('HGET', KEYS[11], id)
-        if entry then cap = cjson.decode(entry).cap end
+        cap = previous.cap
         if cap == nil and o.max_wait then cap = now + o.max_wait end
         if cap and new > cap then new = cap end
       elseif conflict == 'keep_earliest' and due >= old then
@@ -215,7 +225,7 @@ for k = 0, n - 1 do
         redis.call('HSET', KEYS[2], id, envelope)
         redis.call('HDEL', KEYS[8], id)
         redis.call('HDEL', KEYS[9], id)
-        store_options(id, o, new, cap)
+        store_options(id, o, new, cap, previous.wait)
         if state == 'scheduled' then
           if fresh[id] then
             added[fresh[id]] = new

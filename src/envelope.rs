@@ -55,6 +55,36 @@ impl Envelope {
     }
 }
 
+/// What is kept with a completed job (`results` hash values): a MessagePack map `t` run time
+/// (ms, the worker's clock from claim to ack), and the optional `r` result (MessagePack, as
+/// `bin`) and `n` a note (why a result was not kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Completion {
+    #[serde(rename = "t")]
+    pub(crate) run_ms: u64,
+    #[serde(
+        rename = "r",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "serde_bytes"
+    )]
+    pub(crate) result: Option<Vec<u8>>,
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) note: Option<String>,
+}
+
+impl Completion {
+    /// Encodes the record (infallible for these field types; an empty record if not).
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
+    /// Decodes a record; `None` when it does not decode.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+        rmp_serde::from_slice(bytes).ok()
+    }
+}
+
 /// Encodes job data as MessagePack with named fields, so that fields can be added to or
 /// reordered in a job struct without breaking jobs already stored.
 pub(crate) fn encode_data<T: Serialize + ?Sized>(

@@ -73,9 +73,37 @@ pub struct JobInfo {
     pub cancel_requested: bool,
     /// Its own handler timeout ([`crate::NewJob::timeout`]).
     pub timeout: Option<std::time::Duration>,
+    /// When it completed (completed jobs, kept by the queue's retention).
+    pub completed_at: Option<SystemTime>,
+    /// How long its last attempt ran, claim to ack (completed jobs).
+    pub run_time: Option<Duration>,
+    /// Its result, MessagePack ([`crate::Outcome::DoneWith`]); decode it with
+    /// [`JobInfo::result_as`].
+    pub result: Option<Vec<u8>>,
+    /// Why a result was not kept (it was over the payload limit).
+    pub result_note: Option<String>,
 }
 
 impl JobInfo {
+    /// The job's result decoded as `T`.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] when there is no result or it does not decode as `T`.
+    pub fn result_as<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        let Some(bytes) = &self.result else {
+            return Err(Error::Decode {
+                queue: self.queue.clone(),
+                id: self.id.clone(),
+                reason: "the job has no result".to_owned(),
+            });
+        };
+        crate::envelope::decode_data(bytes).map_err(|reason| Error::Decode {
+            queue: self.queue.clone(),
+            id: self.id.clone(),
+            reason,
+        })
+    }
+
     /// The job's data decoded as `T`.
     ///
     /// # Errors
@@ -106,6 +134,8 @@ pub struct Counts {
     pub running: u64,
     /// In `dead`.
     pub dead: u64,
+    /// In `completed` (kept by the queue's retention).
+    pub completed: u64,
 }
 
 /// Totals of events on a queue since it was created, kept by the scripts in `p:{q}:stats`
@@ -174,7 +204,7 @@ pub struct QueueStats {
     pub paused: bool,
 }
 
-/// The seven replies that describe one job, in the order [`job_commands`] asks for them.
+/// The replies that describe one job, in the order [`job_commands`] asks for them.
 type JobReply = (
     Option<Vec<u8>>,
     Option<f64>,
@@ -183,10 +213,12 @@ type JobReply = (
     Option<u32>,
     Option<String>,
     Option<String>,
+    Option<f64>,
+    Option<Vec<u8>>,
 );
 
 /// How many commands [`job_commands`] adds per job.
-const JOB_COMMANDS: usize = 7;
+const JOB_COMMANDS: usize = 9;
 
 /// What `get` reads of a job's `opts` entry (docs/layout.md, "Job options").
 #[derive(Debug, Default, serde::Deserialize)]
@@ -203,7 +235,9 @@ fn job_commands(pipe: &mut redis::Pipeline, k: &Keys, id: &str) {
         .zscore(&k.dead, id)
         .hget(&k.attempts, id)
         .hget(&k.errors, id)
-        .hget(&k.opts, id);
+        .hget(&k.opts, id)
+        .zscore(&k.completed, id)
+        .hget(&k.results, id);
 }
 
 impl Queue {
@@ -265,6 +299,7 @@ impl Queue {
                     let key = match state {
                         JobState::Scheduled => &k.scheduled,
                         JobState::Running => &k.running,
+                        JobState::Completed => &k.completed,
                         _ => &k.dead,
                     };
                     redis::cmd("ZRANGE")
@@ -328,7 +363,7 @@ impl Queue {
     /// Builds a [`JobInfo`] from the replies of [`job_commands`]; `None` when the job does
     /// not exist (it has no stored envelope).
     fn job_info(&self, id: &str, reply: JobReply) -> Option<JobInfo> {
-        let (body, due, lease, died, attempts, error, steering) = reply;
+        let (body, due, lease, died, attempts, error, steering, completed, record) = reply;
         let body = body?;
         let at = |score: Option<f64>| score.map(|s| from_unix_ms(s.max(0.0) as u64));
         let state = if due.is_some() {
@@ -337,6 +372,8 @@ impl Queue {
             JobState::Running
         } else if died.is_some() {
             JobState::Dead
+        } else if completed.is_some() {
+            JobState::Completed
         } else {
             JobState::Ready
         };
@@ -357,7 +394,19 @@ impl Queue {
             expires_at: None,
             cancel_requested: false,
             timeout: None,
+            completed_at: at(completed),
+            run_time: None,
+            result: None,
+            result_note: None,
         };
+        if let Some(record) = record
+            .as_deref()
+            .and_then(crate::envelope::Completion::decode)
+        {
+            info.run_time = Some(Duration::from_millis(record.run_ms));
+            info.result = record.result;
+            info.result_note = record.note;
+        }
         let steering: Steering = steering
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or_default();
@@ -400,6 +449,7 @@ impl Queue {
             u64,
             u64,
             u64,
+            u64,
             Vec<(String, f64)>,
             Vec<(String, u64)>,
             (u64, u64),
@@ -413,6 +463,7 @@ impl Queue {
                 .llen(&k.ready)
                 .zcard(&k.running)
                 .zcard(&k.dead)
+                .zcard(&k.completed)
                 .zrange_withscores(&k.scheduled, 0, 0)
                 .hgetall(&k.stats)
                 .cmd("TIME")
@@ -428,7 +479,9 @@ impl Queue {
         let mut now_ms = 0;
         let mut paused = false;
         for reply in futures_util::future::join_all(reads).await {
-            let (scheduled, ready, running, dead, head, fields, (secs, micros), pause) = reply?;
+            let (scheduled, ready, running, dead, completed, head, fields, (secs, micros), pause) =
+                reply?;
+            counts.completed += completed;
             paused |= pause.is_some();
             counts.scheduled += scheduled;
             counts.ready += ready;

@@ -128,8 +128,13 @@ impl Context {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome {
-    /// It worked: the job is deleted.
+    /// It worked: the job is deleted (or kept as completed, by the queue's retention).
     Done,
+    /// It worked, with this result (MessagePack; [`Outcome::done_with`] encodes a value): kept
+    /// with the completed job when the queue keeps completed jobs
+    /// ([`crate::Queue::set_completed_retention`]), otherwise dropped like the job. At most
+    /// the queue's payload limit; a larger result is not kept (the job still completes).
+    DoneWith(Vec<u8>),
     /// It failed: retry after the backoff policy's delay, or go to the dead set if this was
     /// the last attempt. The message is kept as the job's last error.
     Fail(String),
@@ -143,6 +148,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// [`Outcome::DoneWith`] with `value` encoded as MessagePack (named fields), read back with
+    /// [`crate::JobInfo::result_as`]. A value that cannot be encoded fails the attempt instead.
+    pub fn done_with<T: serde::Serialize + ?Sized>(value: &T) -> Self {
+        match rmp_serde::to_vec_named(value) {
+            Ok(bytes) => Outcome::DoneWith(bytes),
+            Err(e) => Outcome::Fail(format!("cannot encode the result: {e}")),
+        }
+    }
+
     /// [`Outcome::Fail`] with `error`'s message.
     pub fn fail(error: impl std::fmt::Display) -> Self {
         Outcome::Fail(error.to_string())

@@ -21,6 +21,8 @@
 //! | `p:{q}:stats` | HASH | event → count since the queue was created (see below) |
 //! | `p:{q}:promoters` | ZSET | partitioned queues: promoter id → alive until (ms), `share.lua` |
 //! | `p:{q}:gate` | LIST | one element for a minute after a resume (`pause.lua`): wakes workers |
+//! | `p:{q}:completed` | ZSET | id → time it completed (unix ms), while the queue's retention keeps it |
+//! | `p:{q}:results` | HASH | id → its completion record (MessagePack: run time, result), while kept |
 //! | `p:{q}:opts` | HASH | id → how the job is steered, JSON: expiry, debounce cap, a cancellation asked while it runs (only jobs that have any) |
 //!
 //! The wake channel `p:{q}:wake` and the `p:{q}:ended` channel (how a job whose cancellation
@@ -69,6 +71,10 @@ pub(crate) struct Keys {
     /// What the scripts act on after scheduling, per job that has any: its expiry and
     /// debounce cap (`schedule.lua`), a cancellation asked while it runs (`cancel.lua`).
     pub(crate) opts: String,
+    /// Completed jobs kept by the queue's retention (`ack.lua`).
+    pub(crate) completed: String,
+    /// Completion records (run time, result) of the jobs in `completed`.
+    pub(crate) results: String,
     /// Pub/sub channel the scripts PUBLISH to when a job becomes the earliest due.
     pub(crate) wake: String,
     /// Pub/sub channel told how a job whose cancellation was asked ended (the `tell` snippet),
@@ -121,6 +127,8 @@ impl Keys {
             promoters: k("promoters"),
             gate: k("gate"),
             opts: k("opts"),
+            completed: k("completed"),
+            results: k("results"),
             wake: k("wake"),
             ended: k("ended"),
         }
@@ -147,12 +155,14 @@ pub(crate) enum Part {
     Promoters,
     Gate,
     Opts,
+    Completed,
+    Results,
 }
 
 impl Part {
     /// Every part, for the checks that a script covers them all.
     #[cfg(test)]
-    pub(crate) const ALL: [Part; 16] = [
+    pub(crate) const ALL: [Part; 18] = [
         Part::Scheduled,
         Part::Ready,
         Part::Running,
@@ -169,6 +179,8 @@ impl Part {
         Part::Promoters,
         Part::Gate,
         Part::Opts,
+        Part::Completed,
+        Part::Results,
     ];
 
     /// The part name, as in the key and in the scripts' headers (the header check reads it).
@@ -191,6 +203,8 @@ impl Part {
             Part::Promoters => "promoters",
             Part::Gate => "gate",
             Part::Opts => "opts",
+            Part::Completed => "completed",
+            Part::Results => "results",
         }
     }
 }
@@ -215,6 +229,8 @@ impl Keys {
             Part::Promoters => &self.promoters,
             Part::Gate => &self.gate,
             Part::Opts => &self.opts,
+            Part::Completed => &self.completed,
+            Part::Results => &self.results,
         }
     }
 

@@ -49,8 +49,9 @@
 //! | scheduled | `punctual:{q}:scheduled` ZSET, score = due ms | `schedule.lua` (also replacing or debouncing a waiting job), `retry.lua`, `reschedule.lua`, `revive.lua` |
 //! | ready | `punctual:{q}:ready` LIST | `promote.lua` (due, or lease expired) |
 //! | running | `punctual:{q}:running` ZSET, score = lease deadline | `claim.lua`, `extend.lua` |
+//! | completed | `punctual:{q}:completed` ZSET, score = time it completed (only with a [`Retention`]) | `ack.lua` |
 //! | dead | `punctual:{q}:dead` ZSET, score = time of death | `bury.lua`; a job whose time ran out (`promote.lua`, `claim.lua`, `retry.lua`) or that was cancelled while it ran |
-//! | gone | (data deleted) | `ack.lua`, `cancel.lua`, `purge.lua`; an expired job that asked to be dropped |
+//! | gone | (data deleted) | `ack.lua` (without a retention, or trimming one), `cancel.lua`, `purge.lua`; an expired job that asked to be dropped |
 //!
 //! The job itself (a versioned MessagePack envelope) is stored once, in the `jobs` hash under
 //! its id. `docs/layout.md` has the full layout, including the side hashes for attempts,
@@ -94,6 +95,8 @@
 //! - `new_job`: what a producer sends ([`NewJob`], [`When`], its conflict mode
 //!   [`OnConflict`], expiry [`OnExpiry`] and timeout) and how it is checked and encoded.
 //! - `inspect`: reading without changing: one job, a page of a state, counts, stats.
+//! - `retention`: how long finished jobs are kept ([`Retention`]; completed jobs and their
+//!   results).
 //! - `dead`: the dead set: retry (`revive.lua`) and purge (`purge.lua`).
 //! - `promoter`: the scheduler loop (scheduled → ready, expired leases → ready), for a list
 //!   of queues or every queue of a namespace, one unit per partition; `share`: how promoters
@@ -134,6 +137,7 @@ mod ops;
 mod promoter;
 mod queue;
 mod reconnect;
+mod retention;
 mod server;
 mod share;
 mod time;
@@ -156,7 +160,8 @@ pub use open::Removed;
 pub use promoter::{
     PromoteReport, Promoter, PromoterConfig, DEFAULT_BATCH, DEFAULT_HEARTBEAT, MAX_BATCH,
 };
-pub use queue::{Cancelled, Queue, Rescheduled};
+pub use queue::{Cancelled, Queue, Rescheduled, Waited};
+pub use retention::{Retention, MAX_KEPT};
 pub use server::{ServerInfo, ServerProblem, MIN_REDIS_VERSION};
 pub use time::MAX_DELAY;
 pub use vocab::{Event, JobState, Reason, ScheduleOutcome};

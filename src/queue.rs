@@ -48,6 +48,27 @@ pub enum Cancelled {
     NotFound,
 }
 
+/// How a job [`Queue::wait`] waited for ended.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Waited {
+    /// It completed: its record, with its result, when the queue keeps completed jobs
+    /// ([`Queue::set_completed_retention`]); `None` without a retention (it was deleted).
+    Completed(Option<Box<crate::JobInfo>>),
+    /// It is in the dead set (failed for good, expired, or cancelled while it ran): its
+    /// record's last error says why.
+    Dead(Box<crate::JobInfo>),
+    /// It was deleted before it completed: cancelled while it waited, or expired and dropped.
+    Deleted,
+    /// It ended and was deleted, and how is unknown (the notification was missed: a
+    /// connection dropped). Without a retention a completed job looks like this too.
+    Gone,
+    /// There was no such job when the wait began (never scheduled, or ended and deleted).
+    NotFound,
+    /// It had not ended when the timeout ran out: where it is now.
+    Pending(Box<crate::JobInfo>),
+}
+
 /// What [`Queue::reschedule`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -545,6 +566,70 @@ impl Queue {
         };
         tracing::debug!(queue = %self.inner.name, job = id, ?outcome, "cancel");
         Ok(outcome)
+    }
+
+    /// Waits up to `timeout` for job `id` to end: it completes, dies (for good, expired, or
+    /// cancelled while it ran) or is deleted. A job that ended before the call is reported at
+    /// once when the queue still holds it (dead, or completed and kept). No polling: the wait
+    /// marks the job (`wait.lua`), the script that ends it tells the queue's `ended` channel,
+    /// and the job is read once.
+    ///
+    /// # Errors
+    /// [`Error::Redis`], also when the subscription cannot be made.
+    pub async fn wait(&self, id: &str, timeout: std::time::Duration) -> Result<Waited> {
+        let part = self.partition_of(id);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let channel = part.keys().ended.clone();
+        let backend = self.namespace().backend();
+        // Listen before marking, so that an end right after it is heard.
+        let mut listener = crate::wake::Listener::open(backend, vec![channel.clone()], None)
+            .await
+            .map_err(|e| self.redis_error("wait", e))?;
+        match ops::wait::call(&part, id).await? {
+            ops::wait::Found::Unknown => return Ok(Waited::NotFound),
+            ops::wait::Found::Ended => return self.ended(id, None).await,
+            ops::wait::Found::Waiting => {}
+        }
+        loop {
+            let heard = match tokio::time::timeout_at(deadline, listener.next()).await {
+                Err(_) => return self.ended(id, None).await,
+                Ok(heard) => heard,
+            };
+            match heard {
+                crate::wake::Heard::Wake(_, message) => {
+                    let mut lines = message.split('\n');
+                    let word = lines.next().map(str::to_owned);
+                    if lines.any(|line| line == id) {
+                        return self.ended(id, word.as_deref()).await;
+                    }
+                }
+                // A gap or a lost subscription: a message may be missed. Read once; if the job
+                // still waits, listen again.
+                _ => {
+                    let now = self.ended(id, None).await?;
+                    if !matches!(now, Waited::Pending(_)) {
+                        return Ok(now);
+                    }
+                    listener = crate::wake::Listener::open(backend, vec![channel.clone()], None)
+                        .await
+                        .map_err(|e| self.redis_error("wait", e))?;
+                }
+            }
+        }
+    }
+
+    /// Reads where job `id` is after its wait; `word` is what its end was told as, if heard.
+    async fn ended(&self, id: &str, word: Option<&str>) -> Result<Waited> {
+        Ok(match self.get(id).await? {
+            Some(job) if job.state == JobState::Completed => Waited::Completed(Some(Box::new(job))),
+            Some(job) if job.state == JobState::Dead => Waited::Dead(Box::new(job)),
+            Some(job) => Waited::Pending(Box::new(job)),
+            None => match word {
+                Some("completed") => Waited::Completed(None),
+                Some(_) => Waited::Deleted,
+                None => Waited::Gone,
+            },
+        })
     }
 
     /// Waits up to `wait` for running job `id`, whose cancellation was asked, to end.

@@ -13,6 +13,10 @@ pub enum JobState {
     Ready,
     /// Held by a worker under a lease in `running`.
     Running,
+    /// Done, and kept for the queue's retention in `completed`, with its result
+    /// ([`crate::Queue::set_completed_retention`]); without a retention a completed job is
+    /// deleted.
+    Completed,
     /// Out of attempts, failed permanently or undecodable, in `dead`.
     Dead,
 }
@@ -24,15 +28,17 @@ impl JobState {
             JobState::Scheduled => "scheduled",
             JobState::Ready => "ready",
             JobState::Running => "running",
+            JobState::Completed => "completed",
             JobState::Dead => "dead",
         }
     }
 
     /// Every state, in the order a job moves through them.
-    pub const ALL: [JobState; 4] = [
+    pub const ALL: [JobState; 5] = [
         JobState::Scheduled,
         JobState::Ready,
         JobState::Running,
+        JobState::Completed,
         JobState::Dead,
     ];
 
@@ -70,6 +76,8 @@ pub enum Event {
     Dead,
     /// A job was acknowledged as done (`ack.lua`).
     Completed,
+    /// A completed job kept by the retention was deleted for its age or count (`ack.lua`).
+    CompletedTrimmed,
     /// A job was cancelled (`cancel.lua`).
     Cancelled,
     /// A dead job was sent back to scheduled (`revive.lua`).
@@ -80,7 +88,7 @@ pub enum Event {
 
 impl Event {
     /// Every event, in the order they are shown.
-    pub const ALL: [Event; 10] = [
+    pub const ALL: [Event; 11] = [
         Event::Scheduled,
         Event::Promoted,
         Event::LeaseExpired,
@@ -88,6 +96,7 @@ impl Event {
         Event::Retried,
         Event::Dead,
         Event::Completed,
+        Event::CompletedTrimmed,
         Event::Cancelled,
         Event::Revived,
         Event::Purged,
@@ -103,6 +112,7 @@ impl Event {
             Event::Retried => "retried",
             Event::Dead => "dead",
             Event::Completed => "completed",
+            Event::CompletedTrimmed => "completed_trimmed",
             Event::Cancelled => "cancelled",
             Event::Revived => "revived",
             Event::Purged => "purged",
@@ -124,6 +134,7 @@ impl Event {
             Event::Retried => "punctual_retried_total",
             Event::Dead => "punctual_dead_total",
             Event::Completed => "punctual_completed_total",
+            Event::CompletedTrimmed => "punctual_completed_trimmed_total",
             Event::Cancelled => "punctual_cancelled_total",
             Event::Revived => "punctual_revived_total",
             Event::Purged => "punctual_purged_total",
@@ -140,6 +151,9 @@ impl Event {
             Event::Retried => "Failed attempts sent back to wait out a backoff (queue-wide).",
             Event::Dead => "Jobs moved to the dead set (queue-wide, from redis).",
             Event::Completed => "Jobs acknowledged as done (queue-wide, from redis).",
+            Event::CompletedTrimmed => {
+                "Completed jobs deleted by the retention, for age or count (queue-wide)."
+            }
             Event::Cancelled => "Jobs cancelled (queue-wide, from redis).",
             Event::Revived => "Dead jobs sent back to scheduled (queue-wide, from redis).",
             Event::Purged => "Dead jobs deleted (queue-wide, from redis).",

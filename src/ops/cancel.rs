@@ -11,8 +11,9 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/cancel.lua"),
     &[
         Scheduled, Ready, Running, Dead, Jobs, Attempts, Errors, Stats, Due, Opts, Meta,
+        Completed, Results,
     ],
-    &["id"],
+    &["id", "ended"],
 );
 
 /// What the script found.
@@ -31,6 +32,7 @@ pub(crate) async fn call(queue: &Partition<'_>, id: &str) -> Result<Found> {
     let state: String = BINDING
         .invoke(queue.keys())
         .arg(id)
+        .arg(&queue.keys().ended)
         .invoke_async(&mut queue.conn())
         .await
         .map_err(|e| queue.redis_error("cancel", e))?;

@@ -38,6 +38,9 @@ pub(crate) struct Claim {
     pub(crate) jobs: Vec<ClaimedJob>,
     /// The partition is paused: nothing was claimed.
     pub(crate) paused: bool,
+    /// The queue's completed-job retention, `"AGE_MS,COUNT"`, or empty: passed on to the
+    /// jobs' `ack.lua` calls.
+    pub(crate) keep: String,
 }
 
 /// Claims up to `n` ready jobs, each under a lease of `lease_ms`. `want_due` asks the queue
@@ -62,8 +65,13 @@ pub(crate) async fn call(queue: &Partition<'_>, n: usize, lease_ms: u64, want_du
             now_ms: 0,
             jobs: Vec::new(),
             paused: true,
+            keep: String::new(),
         });
     }
+    let keep: String = match fields.next() {
+        Some(v) => redis::from_redis_value(v).map_err(|e| bad(e.to_string()))?,
+        None => return Err(bad("no retention field".into())),
+    };
     let mut jobs = Vec::new();
     while let Some(id) = fields.next() {
         let (Some(token), Some(attempt), Some(envelope), Some(due)) =
@@ -85,5 +93,6 @@ pub(crate) async fn call(queue: &Partition<'_>, n: usize, lease_ms: u64, want_du
         now_ms: deadline.saturating_sub(lease_ms),
         jobs,
         paused: false,
+        keep,
     })
 }

@@ -29,7 +29,7 @@ macro_rules! bindings {
 
 bindings!(
     ack, bury, cancel, claim, extend, pause, promote, purge, remove, reschedule, retry, revive,
-    schedule, share,
+    schedule, share, wait,
 );
 
 use std::sync::OnceLock;

@@ -9,7 +9,9 @@ use crate::vocab::JobState;
 pub(crate) static BINDING: Binding = Binding::new(
     "reschedule.lua",
     include_str!("../../lua/reschedule.lua"),
-    &[Scheduled, Ready, Running, Dead, Jobs, Attempts, Due, Opts],
+    &[
+        Scheduled, Ready, Running, Dead, Jobs, Attempts, Due, Opts, Completed, Results,
+    ],
     &["wake", "id", "mode", "ms", "tolerance_ms"],
 );
 

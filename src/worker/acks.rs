@@ -27,11 +27,15 @@ const QUEUED_ACKS: usize = 4 * MAX_ACK_BATCH;
 
 /// One job's ack.
 #[derive(Debug)]
-struct Ack {
-    id: String,
-    token: String,
+pub(super) struct Ack {
+    pub(super) id: String,
+    pub(super) token: String,
     /// The partition the job was claimed from.
-    part: u16,
+    pub(super) part: u16,
+    /// The queue's completed-job retention as its claim read it ("" for none).
+    pub(super) keep: std::sync::Arc<str>,
+    /// The completion record kept with the job when there is a retention (MessagePack).
+    pub(super) record: Vec<u8>,
 }
 
 /// Where job tasks send their acks.
@@ -53,8 +57,8 @@ impl Acks {
     }
 
     /// Queues the ack of job `id` held under `token`; waits only while the queue is full.
-    pub(super) async fn send(&self, id: String, token: String, part: u16) {
-        if self.sender.send(Ack { id, token, part }).await.is_err() {
+    pub(super) async fn send(&self, ack: Ack) {
+        if self.sender.send(ack).await.is_err() {
             // Only possible if the batching task ended early, which it does not do while a
             // sender exists; the job then returns when its lease ends.
             error!("ack batching task is gone; the job returns when its lease ends");
@@ -74,12 +78,13 @@ impl AckTask {
 async fn batch_loop(queue: Queue, mut receiver: mpsc::Receiver<Ack>, tries: u32) {
     let mut batch = Vec::new();
     while receiver.recv_many(&mut batch, MAX_ACK_BATCH).await > 0 {
-        if queue.partitions() == 1 {
+        if queue.partitions() == 1 && batch.iter().all(|a| a.keep == batch[0].keep) {
             deliver(&queue, 0, &batch, tries).await;
         } else {
-            // One call per partition that has acks in this batch.
-            batch.sort_by_key(|ack| ack.part);
-            for part in batch.chunk_by(|a, b| a.part == b.part) {
+            // One call per partition and retention (a retention set while jobs ran splits a
+            // batch once).
+            batch.sort_by(|a, b| (a.part, &a.keep).cmp(&(b.part, &b.keep)));
+            for part in batch.chunk_by(|a, b| a.part == b.part && a.keep == b.keep) {
                 deliver(&queue, part[0].part, part, tries).await;
             }
         }
@@ -125,9 +130,10 @@ async fn deliver(queue: &Queue, part: u16, batch: &[Ack], tries: u32) {
 /// One `ack.lua` call for `batch`; per ack, in order, whether it was applied.
 async fn call(queue: &Queue, part: u16, batch: &[Ack]) -> crate::Result<Vec<bool>> {
     let window_ms = delay_ms(queue.config().dedup_window()).unwrap_or(0);
-    let acks: Vec<(&str, &str)> = batch
+    let acks: Vec<(&str, &str, &[u8])> = batch
         .iter()
-        .map(|a| (a.id.as_str(), a.token.as_str()))
+        .map(|a| (a.id.as_str(), a.token.as_str(), a.record.as_slice()))
         .collect();
-    crate::ops::ack::call(&queue.partition(part), window_ms, &acks).await
+    let keep = batch.first().map_or("", |a| &*a.keep);
+    crate::ops::ack::call(&queue.partition(part), window_ms, keep, &acks).await
 }

@@ -41,13 +41,14 @@ use crate::queue::Queue;
 use crate::reconnect::{send_again, ReconnectBackoff};
 use crate::time::{delay_ms, from_unix_ms};
 
-use self::acks::Acks;
+use self::acks::{Ack, Acks};
 pub use self::config::{
     WorkerConfig, DEFAULT_CANCEL_WAIT, DEFAULT_CONCURRENCY, DEFAULT_IDLE_WAIT, DEFAULT_LEASE,
     DEFAULT_MAX_ATTEMPTS, DEFAULT_SHUTDOWN_GRACE,
 };
 use self::idle::ReadyWaiter;
 use self::policy::{Ended, Report, Transition};
+use crate::envelope::Completion;
 
 /// Most jobs taken by one `claim.lua` call.
 const MAX_CLAIM_BATCH: usize = 100;
@@ -68,6 +69,8 @@ struct Claimed {
     job: crate::ops::claim::ClaimedJob,
     /// The partition it was claimed from, where every report about it goes.
     part: u16,
+    /// The queue's completed-job retention as the claim read it, for the ack.
+    keep: Arc<str>,
     /// How late the job already was when it was claimed (server clock), and when the claim's
     /// reply arrived here: together they give the start lag without comparing two clocks.
     late_at_claim: Option<Duration>,
@@ -317,6 +320,7 @@ async fn claim(
             *slot = claim.paused;
         }
         let claimed_at = tokio::time::Instant::now();
+        let keep: Arc<str> = Arc::from(claim.keep.as_str());
         claimed.extend(claim.jobs.into_iter().map(|job| {
             Claimed {
                 late_at_claim: job
@@ -324,6 +328,7 @@ async fn claim(
                     .map(|due| Duration::from_millis(claim.now_ms.saturating_sub(due))),
                 claimed_at,
                 part: part.index(),
+                keep: keep.clone(),
                 job,
             }
         }));
@@ -500,14 +505,53 @@ async fn finish<H>(
         }
     };
     match policy::transition(ended, claimed.job.attempt, max_attempts, backoff) {
-        Transition::Ack => {
+        Transition::Ack(result) => {
+            let record = match claimed.keep.is_empty() {
+                true => Vec::new(),
+                false => completion_record(shared, &claimed, result),
+            };
             shared
                 .acks
-                .send(claimed.job.id, claimed.job.token, claimed.part)
+                .send(Ack {
+                    id: claimed.job.id,
+                    token: claimed.job.token,
+                    part: claimed.part,
+                    keep: claimed.keep,
+                    record,
+                })
                 .await
         }
         Transition::Report(next) => report(shared, &claimed, next).await,
     }
+}
+
+/// The record kept with a completed job: its run time and result (a result over the queue's
+/// payload limit is not kept, and the record says so).
+fn completion_record<H>(shared: &Shared<H>, claimed: &Claimed, result: Option<Vec<u8>>) -> Vec<u8> {
+    let limit = shared.queue.config().max_payload_bytes;
+    let run_ms = u64::try_from(claimed.claimed_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let record = match result {
+        Some(result) if result.len() > limit => {
+            warn!(
+                size = result.len(),
+                limit, "the job's result is over the payload limit: not kept"
+            );
+            Completion {
+                run_ms,
+                result: None,
+                note: Some(format!(
+                    "a result of {} bytes was not kept: the limit is {limit}",
+                    result.len()
+                )),
+            }
+        }
+        result => Completion {
+            run_ms,
+            result,
+            note: None,
+        },
+    };
+    record.encode()
 }
 
 /// Gives a cancelled handler `wait` to return (it was told through [`Context::cancelled`]),

@@ -5,7 +5,7 @@
 //!
 //! | what happened | not the last attempt | the last attempt |
 //! |---|---|---|
-//! | `Done` | ack (gone) | ack (gone) |
+//! | `Done`, `DoneWith(result)` | ack (gone, or completed with the result) | the same |
 //! | `Fail(msg)` | retry after the backoff, reason `failed` | dead, `attempts_exhausted` |
 //! | `RetryAfter(d, msg)` | retry after `d`, reason `retry_requested` | dead, `attempts_exhausted` |
 //! | `Kill(msg)` | dead, `permanent` | dead, `permanent` |
@@ -41,8 +41,9 @@ pub(crate) enum Ended {
 /// The move a worker reports for a finished attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Transition {
-    /// Done: `ack.lua` deletes the job (acks are batched, see `acks.rs`).
-    Ack,
+    /// Done: `ack.lua` deletes the job or keeps it as completed, with this result if any
+    /// (acks are batched, see `acks.rs`).
+    Ack(Option<Vec<u8>>),
     /// Any other move, sent on its own.
     Report(Report),
 }
@@ -71,7 +72,8 @@ pub(crate) fn transition(
 ) -> Transition {
     let is_last = attempt >= max_attempts;
     Transition::Report(match ended {
-        Ended::Ran(Outcome::Done) => return Transition::Ack,
+        Ended::Ran(Outcome::Done) => return Transition::Ack(None),
+        Ended::Ran(Outcome::DoneWith(result)) => return Transition::Ack(Some(result)),
         Ended::Ran(Outcome::Kill(message)) => Report::Bury(Reason::Permanent, message),
         Ended::Ran(Outcome::Fail(message) | Outcome::RetryAfter(_, message))
         | Ended::TimedOut(message)
@@ -144,8 +146,14 @@ mod tests {
         let s = Duration::from_secs;
         let msg = || "boom".to_owned();
         let table: Vec<(Ended, u32, u32, Transition)> = vec![
-            (Ended::Ran(Outcome::Done), 1, 3, Transition::Ack),
-            (Ended::Ran(Outcome::Done), 3, 3, Transition::Ack),
+            (Ended::Ran(Outcome::Done), 1, 3, Transition::Ack(None)),
+            (Ended::Ran(Outcome::Done), 3, 3, Transition::Ack(None)),
+            (
+                Ended::Ran(Outcome::DoneWith(vec![7])),
+                3,
+                3,
+                Transition::Ack(Some(vec![7])),
+            ),
             (
                 Ended::Ran(Outcome::Fail(msg())),
                 1,

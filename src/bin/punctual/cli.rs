@@ -126,6 +126,11 @@ pub(crate) enum Command {
     Supervise(SuperviseArgs),
     /// Show one job: state, times, attempts, last error, data.
     Show(JobArgs),
+    /// Wait for a job to end. Prints its result (JSON; with --json the whole job) and exits 0
+    /// when it completed, exits 1 when it died, was cancelled or does not exist, and 3 when
+    /// it had not ended within --timeout. Results are kept when the queue keeps completed jobs
+    /// (`punctual queue set --keep-completed`).
+    Wait(WaitArgs),
     /// Cancel a job: a waiting or dead job is deleted; a running one is stopped by its
     /// worker (within a third of its lease) and moved to the dead set, reason `cancelled`.
     Cancel(CancelArgs),
@@ -330,6 +335,15 @@ pub(crate) struct JobArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct WaitArgs {
+    #[command(flatten)]
+    pub(crate) job: JobArgs,
+    /// How long to wait.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::input::parse_duration)]
+    pub(crate) timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct CancelArgs {
     #[command(flatten)]
     pub(crate) job: JobArgs,
@@ -389,6 +403,18 @@ pub(crate) enum QueueCommand {
     /// Remove a queue: every key of it and its registry entry, so sidecars stop serving it.
     /// Refused while it holds jobs, unless --force. Stop its workers first.
     Rm(QueueRmArgs),
+    /// Change a queue's settings: how long completed jobs (and their results) are kept.
+    Set(QueueSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QueueSetArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// Keep completed jobs and their results at most AGE and at most COUNT of them (per
+    /// partition), e.g. "24h,10000"; "off" deletes them on completion (the default).
+    #[arg(long, value_name = "AGE,COUNT|off")]
+    pub(crate) keep_completed: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -3,15 +3,15 @@
 
 use std::io::Read;
 
-use punctual::{Cancelled, NewJob, Purge, Rescheduled, ScheduleOutcome, When};
+use punctual::{Cancelled, NewJob, Purge, Rescheduled, ScheduleOutcome, Waited, When};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::cli::{
     CancelArgs, DeadCommand, ImportArgs, JobArgs, LsArgs, QueueArgs, QueueCommand, RescheduleArgs,
-    ScheduleArgs, StatsArgs,
+    ScheduleArgs, StatsArgs, WaitArgs,
 };
-use crate::input::{format_time, json_to_msgpack, parse_at, parse_when};
+use crate::input::{format_duration, format_time, json_to_msgpack, parse_at, parse_when};
 use crate::output;
 use crate::{CmdResult, Ctx, Failure};
 
@@ -205,7 +205,7 @@ pub(crate) async fn import(ctx: &Ctx, args: ImportArgs) -> CmdResult {
         }
         if let Some(e) = failure {
             let unknown = e.is_connection_error();
-            let (Failure::Runtime(m) | Failure::Input(m)) = ctx.fail(e);
+            let (Failure::Runtime(m) | Failure::Input(m) | Failure::TimedOut(m)) = ctx.fail(e);
             // What is left: the failed lines, and every line not read yet.
             let mut resume: Vec<String> = ranges(&failed)
                 .iter()
@@ -267,6 +267,58 @@ fn not_found(queue: &str, id: &str) -> Failure {
     Failure::Runtime(format!(
         "job {id:?} not found in queue {queue:?} (never scheduled, or finished and deleted)"
     ))
+}
+
+pub(crate) async fn wait(ctx: &Ctx, args: WaitArgs) -> CmdResult {
+    let WaitArgs { job: args, timeout } = args;
+    let queue = ctx.existing_queue(&args.queue).await?;
+    let waited = queue
+        .wait(&args.id, timeout)
+        .await
+        .map_err(|e| ctx.fail(e))?;
+    let id = &args.id;
+    match waited {
+        Waited::Completed(job) => {
+            match (&job, args.json) {
+                (Some(job), true) => println!("{}", output::job_json(job)),
+                (Some(job), false) => println!("{}", output::result_json(job)),
+                (None, true) => println!(
+                    "{}",
+                    serde_json::json!({"queue": args.queue, "id": id, "state": "completed", "result": null})
+                ),
+                (None, false) => println!("null"),
+            }
+            Ok(())
+        }
+        Waited::Dead(job) => {
+            if args.json {
+                println!("{}", output::job_json(&job));
+            }
+            let why = job.last_error.as_ref().map_or_else(
+                || "no error recorded".to_owned(),
+                |e| format!("{}: {}", e.reason, e.message),
+            );
+            Err(Failure::Runtime(format!("job {id:?} died ({why})")))
+        }
+        Waited::Deleted => Err(Failure::Runtime(format!(
+            "job {id:?} was deleted before it completed (cancelled, or expired and dropped)"
+        ))),
+        Waited::Gone => Err(Failure::Runtime(format!(
+            "job {id:?} ended and is gone (completed without a retention, or cancelled)"
+        ))),
+        Waited::NotFound => Err(not_found(&args.queue, id)),
+        Waited::Pending(job) => {
+            if args.json {
+                println!("{}", output::job_json(&job));
+            }
+            Err(Failure::TimedOut(format!(
+                "job {id:?} is still {} after {}",
+                job.state,
+                format_duration(timeout)
+            )))
+        }
+        _ => Err(Failure::Runtime("unexpected wait outcome".to_owned())),
+    }
 }
 
 pub(crate) async fn cancel(ctx: &Ctx, args: CancelArgs) -> CmdResult {
@@ -474,7 +526,44 @@ pub(crate) async fn queue(ctx: &Ctx, command: QueueCommand) -> CmdResult {
                 _ => Ok(()),
             }
         }
+        QueueCommand::Set(args) => {
+            let Some(keep) = &args.keep_completed else {
+                return Err(Failure::Input(
+                    "nothing to set: give --keep-completed AGE,COUNT or off".to_owned(),
+                ));
+            };
+            let retention = parse_retention(keep).map_err(Failure::Input)?;
+            let queue = ctx.existing_queue(&args.queue).await?;
+            queue
+                .set_completed_retention(retention)
+                .await
+                .map_err(|e| ctx.fail(e))?;
+            match retention {
+                Some(r) => println!(
+                    "queue {:?} keeps completed jobs {} and at most {} of them",
+                    args.queue,
+                    format_duration(r.max_age()),
+                    r.max_count()
+                ),
+                None => println!("queue {:?} deletes completed jobs", args.queue),
+            }
+            Ok(())
+        }
     }
+}
+
+/// `--keep-completed`: "AGE,COUNT" or "off".
+fn parse_retention(text: &str) -> Result<Option<punctual::Retention>, String> {
+    if text.trim() == "off" {
+        return Ok(None);
+    }
+    let bad = || format!("invalid retention {text:?}: expected AGE,COUNT (e.g. 24h,10000) or off");
+    let (age, count) = text.split_once(',').ok_or_else(bad)?;
+    let age = crate::input::parse_duration(age)?;
+    let count: u64 = count.trim().parse().map_err(|_| bad())?;
+    punctual::Retention::new(age, count)
+        .map(Some)
+        .map_err(|e| format!("invalid retention {text:?}: {e}"))
 }
 
 pub(crate) async fn dead(ctx: &Ctx, command: DeadCommand) -> CmdResult {

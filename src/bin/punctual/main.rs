@@ -35,6 +35,8 @@ pub(crate) enum Failure {
     Input(String),
     /// Anything else: exit status 1.
     Runtime(String),
+    /// What was awaited did not happen in time (`punctual wait`): exit status 3.
+    TimedOut(String),
 }
 
 impl Failure {
@@ -74,6 +76,7 @@ impl Failure {
         match self {
             Failure::Input(_) => 2,
             Failure::Runtime(_) => 1,
+            Failure::TimedOut(_) => 3,
         }
     }
 }
@@ -210,7 +213,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(&ctx, cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            let (Failure::Input(message) | Failure::Runtime(message)) = &failure;
+            let (Failure::Input(message) | Failure::Runtime(message) | Failure::TimedOut(message)) =
+                &failure;
             eprintln!("error: {message}");
             ExitCode::from(failure.exit_code())
         }
@@ -245,6 +249,7 @@ async fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Import(args) => commands::import(ctx, args).await,
         Command::Show(args) => commands::show(ctx, args).await,
         Command::Cancel(args) => commands::cancel(ctx, args).await,
+        Command::Wait(args) => commands::wait(ctx, args).await,
         Command::Reschedule(args) => commands::reschedule(ctx, args).await,
         Command::Ls(args) => commands::ls(ctx, args).await,
         Command::Stats(args) => commands::stats(ctx, args).await,

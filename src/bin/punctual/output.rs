@@ -31,10 +31,27 @@ pub(crate) fn job_json(job: &JobInfo) -> Value {
         })),
         "data": data,
         "data_error": data_error,
+        "completed_at": time(job.completed_at),
+        "run_time": job.run_time.map(format_duration),
+        "result": job_result(job),
+        "result_note": job.result_note,
         "expires_at": time(job.expires_at),
         "cancel_requested": job.cancel_requested,
         "timeout": job.timeout.map(format_duration),
     })
+}
+
+/// The job's result as JSON text (`null` when it has none).
+pub(crate) fn result_json(job: &JobInfo) -> String {
+    job_result(job).to_string()
+}
+
+/// The job's result as JSON (null when it has none or it is not JSON-shaped).
+fn job_result(job: &JobInfo) -> Value {
+    job.result
+        .as_ref()
+        .and_then(|_| job.result_as::<Value>().ok())
+        .unwrap_or(Value::Null)
 }
 
 /// The job's data as JSON, or why it cannot be shown as JSON.
@@ -67,6 +84,18 @@ pub(crate) fn job_text(job: &JobInfo) -> String {
     }
     if let Some(t) = job.died_at {
         line("died at", format_time(t));
+    }
+    if let Some(t) = job.completed_at {
+        line("completed", format!("{} ({})", format_time(t), relative(t)));
+    }
+    if let Some(d) = job.run_time {
+        line("ran for", format_duration(d));
+    }
+    if job.result.is_some() {
+        line("result", job_result(job).to_string());
+    }
+    if let Some(note) = &job.result_note {
+        line("result", note.clone());
     }
     if let Some(t) = job.expires_at {
         line(
@@ -157,6 +186,7 @@ pub(crate) fn stats_json(s: &QueueStats) -> Value {
         "ready": s.counts.ready,
         "running": s.counts.running,
         "dead": s.counts.dead,
+        "completed": s.counts.completed,
         "next_due": s.next_due.map(format_time),
         "oldest_overdue_ms": s.oldest_overdue.map(|d| d.as_millis() as u64),
         "totals": s

@@ -142,6 +142,7 @@ async fn render(endpoint: &Endpoint) -> String {
             ("ready", s.counts.ready),
             ("running", s.counts.running),
             ("dead", s.counts.dead),
+            ("completed", s.counts.completed),
         ] {
             let _ = writeln!(
                 out,

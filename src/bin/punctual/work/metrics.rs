@@ -73,7 +73,7 @@ pub(crate) fn outcome_label(outcome: &Outcome, cancelled: Option<CancelReason>) 
         None => {}
     }
     match outcome {
-        Outcome::Done => "done",
+        Outcome::Done | Outcome::DoneWith(_) => "done",
         Outcome::Fail(_) => "failed",
         Outcome::RetryAfter(..) => "retry",
         Outcome::Snooze(_) => "snooze",

@@ -2,7 +2,8 @@
 //! became of a job, for any language.
 //!
 //! ```text
-//! {"outcome": "done", "result": <any JSON>}          done (result kept once results exist)
+//! {"outcome": "done", "result": <any JSON>}          done; the result is kept with the job when
+//!                                                    the queue keeps completed jobs
 //! {"outcome": "retry", "in": "30s", "error": "…"}    failed; try again in 30 s (uses an attempt)
 //! {"outcome": "retry", "error": "…"}                 failed; try again after the backoff
 //! {"outcome": "snooze", "in": "10m"}                 not now; again in 10 min (no attempt used)
@@ -26,9 +27,8 @@ pub(crate) const MAX_VERDICT: usize = punctual::DEFAULT_MAX_PAYLOAD_BYTES + 4096
 #[serde(tag = "outcome", rename_all = "snake_case", deny_unknown_fields)]
 enum Verdict {
     Done {
-        /// Accepted and, until punctual stores results, not kept.
+        /// Kept with the completed job (`Outcome::DoneWith`), as MessagePack.
         #[serde(default)]
-        #[allow(dead_code)]
         result: Option<serde_json::Value>,
     },
     Retry {
@@ -54,7 +54,10 @@ pub(crate) fn parse(text: &str) -> Result<Outcome, String> {
         humantime::parse_duration(text.trim()).map_err(|e| format!("\"in\": {text:?}: {e}"))
     };
     Ok(match verdict {
-        Verdict::Done { .. } => Outcome::Done,
+        Verdict::Done { result: None } => Outcome::Done,
+        Verdict::Done {
+            result: Some(result),
+        } => Outcome::done_with(&result),
         Verdict::Retry { delay, error } => {
             let error = error.unwrap_or_else(|| "the command asked for a retry".to_owned());
             match delay {
@@ -109,7 +112,10 @@ mod tests {
     fn every_verdict_kind_maps_to_its_outcome() {
         let table = [
             (r#"{"outcome":"done"}"#, Outcome::Done),
-            (r#"{"outcome":"done","result":{"sent":3}}"#, Outcome::Done),
+            (
+                r#"{"outcome":"done","result":{"sent":3}}"#,
+                Outcome::done_with(&serde_json::json!({"sent": 3})),
+            ),
             (
                 r#"{"outcome":"retry","in":"30s","error":"429"}"#,
                 Outcome::RetryAfter(Duration::from_secs(30), "429".into()),

@@ -1,0 +1,144 @@
+//! How long a queue keeps finished jobs: [`Retention`], and the queue's setting for completed
+//! jobs ([`Queue::set_completed_retention`]).
+//!
+//! The setting lives in each partition's `meta` (`keep_completed` = `"AGE_MS,COUNT"`), so
+//! every process agrees: `claim.lua` reads it with the flags it already reads, hands it to the
+//! worker, and the worker's `ack.lua` call keeps the jobs (in `completed`, with their
+//! completion records in `results`) and trims what is beyond the bounds, at most 100 jobs per
+//! call, counted in `completed_trimmed`. Without a setting `ack.lua` deletes completed jobs
+//! as it always did, at the same cost.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::queue::Queue;
+use crate::time::delay_ms;
+
+/// Most jobs a retention may keep per partition.
+pub const MAX_KEPT: u64 = 10_000_000;
+
+/// Keep finished jobs at most `max_age` and at most `max_count` of them (per partition),
+/// dropping the oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    max_age: Duration,
+    max_count: u64,
+}
+
+impl Retention {
+    /// A retention of `max_age` and `max_count` jobs.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for an age under 1 ms or over 100 years, or a count of 0 or
+    /// over [`MAX_KEPT`].
+    pub fn new(max_age: Duration, max_count: u64) -> Result<Self> {
+        let invalid = |reason: &str| {
+            Err(Error::InvalidConfig {
+                what: "retention",
+                reason: reason.to_owned(),
+            })
+        };
+        if max_age < Duration::from_millis(1) || delay_ms(max_age).is_none() {
+            return invalid("the age must be between 1 ms and 100 years");
+        }
+        if max_count == 0 || max_count > MAX_KEPT {
+            return invalid("the count must be between 1 and 10,000,000");
+        }
+        Ok(Retention { max_age, max_count })
+    }
+
+    /// The longest a job is kept.
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
+    /// The most jobs kept.
+    pub fn max_count(&self) -> u64 {
+        self.max_count
+    }
+
+    /// Its form in `meta`: `"AGE_MS,COUNT"`.
+    fn to_field(self) -> String {
+        format!(
+            "{},{}",
+            delay_ms(self.max_age).unwrap_or(u64::MAX),
+            self.max_count
+        )
+    }
+
+    /// Reads the `meta` form; `None` for anything else.
+    fn from_field(text: &str) -> Option<Self> {
+        let (age, count) = text.split_once(',')?;
+        Retention::new(
+            Duration::from_millis(age.parse().ok()?),
+            count.parse().ok()?,
+        )
+        .ok()
+    }
+}
+
+impl Queue {
+    /// Keeps completed jobs (with their results, [`crate::Outcome::DoneWith`]) for `retention`,
+    /// or, with `None`, deletes them on completion (the default). Every partition gets the
+    /// setting; jobs claimed from then on follow it. Kept jobs are reported by
+    /// [`Queue::get`] and [`Queue::list`] in state [`crate::JobState::Completed`]; an id stays
+    /// taken while its job is kept.
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn set_completed_retention(&self, retention: Option<Retention>) -> Result<()> {
+        for part in self.each_partition() {
+            let cmd = match retention {
+                Some(r) => {
+                    let mut cmd = redis::cmd("HSET");
+                    cmd.arg(&part.keys().meta)
+                        .arg("keep_completed")
+                        .arg(r.to_field());
+                    cmd
+                }
+                None => {
+                    let mut cmd = redis::cmd("HDEL");
+                    cmd.arg(&part.keys().meta).arg("keep_completed");
+                    cmd
+                }
+            };
+            let _: i64 = cmd
+                .query_async(&mut part.conn())
+                .await
+                .map_err(|e| part.redis_error("set retention", e))?;
+        }
+        tracing::info!(queue = %self.name(), ?retention, "completed-job retention set");
+        Ok(())
+    }
+
+    /// The queue's completed-job retention (read from its first partition).
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn completed_retention(&self) -> Result<Option<Retention>> {
+        let part = self.partition(0);
+        let field: Option<String> = redis::cmd("HGET")
+            .arg(&part.keys().meta)
+            .arg("keep_completed")
+            .query_async(&mut part.conn())
+            .await
+            .map_err(|e| self.redis_error("look up", e))?;
+        Ok(field.as_deref().and_then(Retention::from_field))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retentions_are_checked_and_round_trip() {
+        let r = Retention::new(Duration::from_secs(86_400), 10_000).unwrap();
+        assert_eq!(r.to_field(), "86400000,10000");
+        assert_eq!(Retention::from_field("86400000,10000"), Some(r));
+        assert!(Retention::new(Duration::ZERO, 1).is_err());
+        assert!(Retention::new(Duration::from_secs(1), 0).is_err());
+        assert!(Retention::new(Duration::from_secs(1), MAX_KEPT + 1).is_err());
+        assert_eq!(Retention::from_field("x,1"), None);
+    }
+}
