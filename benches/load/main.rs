@@ -8,6 +8,8 @@
 //!   --quick       small sizes and one run: checks the harness works, figures are not comparable
 //!   --steered     W2's jobs carry a max_lateness of 1 h: each has an `opts` entry, which the
 //!                 promote, claim and ack scripts read or delete (the cost of steering, used)
+//!   --keep-completed  W2's queue keeps completed jobs (1 h, 1,000,000): the cost of the
+//!                 completed state, used
 //!   --json PATH   where the JSON results go (default target/bench/load.json)
 //! ```
 //!
@@ -112,6 +114,9 @@ impl Args {
                 }
                 "--json" => args.json = it.next().ok_or("--json needs a path")?.into(),
                 "--steered" => workloads::STEERED.store(true, std::sync::atomic::Ordering::Relaxed),
+                "--keep-completed" => {
+                    workloads::KEEP_COMPLETED.store(true, std::sync::atomic::Ordering::Relaxed)
+                }
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }

@@ -153,6 +153,10 @@ pub(crate) async fn w1_bulk(url: &str, n: usize, run: u64) -> (Measured, f64) {
 pub(crate) static STEERED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// `--keep-completed`: W2's end-to-end queue keeps its completed jobs.
+pub(crate) static KEEP_COMPLETED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Schedules `n` jobs all due at unix ms `due` in bulk (with a max lateness of an hour under
 /// `--steered`).
 async fn schedule_backlog(queue: &Queue, n: usize, due: u64) {
@@ -210,6 +214,15 @@ pub(crate) async fn w2_promote_only(url: &str, n: usize, run: u64) -> Measured {
 pub(crate) async fn w2_end_to_end(url: &str, n: usize, run: u64) -> Measured {
     let name = format!("w2-e2e-{run}");
     let producer = Queue::connect(url, &name).await.expect("connect");
+    let keep = KEEP_COMPLETED.load(Ordering::Relaxed);
+    if keep {
+        let retention =
+            punctual::Retention::new(Duration::from_secs(3600), 1_000_000).expect("retention");
+        producer
+            .set_completed_retention(Some(retention))
+            .await
+            .expect("set retention");
+    }
     let mut admin = connect(url).await;
     let stop = CancellationToken::new();
     spawn_promoter(&Queue::connect(url, &name).await.expect("connect"), &stop);
@@ -231,7 +244,11 @@ pub(crate) async fn w2_end_to_end(url: &str, n: usize, run: u64) -> Measured {
     worker.await.expect("worker task").expect("worker");
     assert_eq!(ran.load(Ordering::Relaxed), n, "every job ran exactly once");
     let left = hash_len(&mut admin, &format!("punctual:{{{name}}}:jobs")).await;
-    assert_eq!(left, 0, "acknowledged jobs leave nothing behind");
+    if keep {
+        assert_eq!(left, n, "completed jobs are kept");
+    } else {
+        assert_eq!(left, 0, "acknowledged jobs leave nothing behind");
+    }
     measured
 }
 
