@@ -40,6 +40,33 @@ local function tell(channel, message)
   end
 end
 -- end snippet
+-- snippet: trim
+-- Deletes the oldest members of `set` (a ZSET scored by time, ms) beyond a retention `spec`
+-- ("AGE_MS,COUNT"; nil: none): those older than AGE_MS, then those beyond COUNT, at most
+-- `limit` in all, with everything stored for them (`k` names the hashes: jobs, attempts,
+-- errors, opts, and `extra`, one more or nil). Returns the ids deleted.
+local function trim(set, spec, limit, now, k)
+  if not spec then return {} end
+  local age, count = string.match(spec, '^(%d+),(%d+)$')
+  if not age then return {} end
+  age, count = tonumber(age), tonumber(count)
+  local ids = redis.call('ZRANGE', set, '-inf', '(' .. (now - age), 'BYSCORE', 'LIMIT', 0, limit)
+  local over = redis.call('ZCARD', set) - #ids - count
+  if over > 0 and #ids < limit then
+    local more = redis.call('ZRANGE', set, #ids, #ids + math.min(over, limit - #ids) - 1)
+    for _, id in ipairs(more) do ids[#ids + 1] = id end
+  end
+  if #ids > 0 then
+    redis.call('ZREM', set, unpack(ids))
+    if k.extra then redis.call('HDEL', k.extra, unpack(ids)) end
+    redis.call('HDEL', k.jobs, unpack(ids))
+    redis.call('HDEL', k.attempts, unpack(ids))
+    redis.call('HDEL', k.errors, unpack(ids))
+    redis.call('HDEL', k.opts, unpack(ids))
+  end
+  return ids
+end
+-- end snippet
 local window = tonumber(ARGV[1])
 local keep = ARGV[3]
 local stride = 2
@@ -90,27 +117,10 @@ if #done > 0 then
     if redis.call('HDEL', KEYS[8], unpack(done)) > 0 then
       tell(ARGV[2], 'completed\n' .. table.concat(done, '\n'))
     end
-    -- The retention, bounded: the oldest beyond the age, then beyond the count.
-    local age, count = string.match(keep, '^(%d+),(%d+)$')
-    age, count = tonumber(age), tonumber(count)
-    local trim = redis.call('ZRANGE', KEYS[9], '-inf', '(' .. (now - age), 'BYSCORE', 'LIMIT', 0, 100)
-    local over = redis.call('ZCARD', KEYS[9]) - #trim - count
-    if over > 0 and #trim < 100 then
-      local more = redis.call('ZRANGE', KEYS[9], #trim, #trim + math.min(over, 100 - #trim) - 1)
-      for _, id in ipairs(more) do trim[#trim + 1] = id end
-    end
-    if #trim > 0 then
-      redis.call('ZREM', KEYS[9], unpack(trim))
-      redis.call('HDEL', KEYS[10], unpack(trim))
-      local jobs, attempts, errors, opts, gone = KEYS[3], KEYS[4], KEYS[5], KEYS[8], trim
-      -- snippet: forget
-      redis.call('HDEL', jobs, unpack(gone))
-      redis.call('HDEL', attempts, unpack(gone))
-      redis.call('HDEL', errors, unpack(gone))
-      local steered = redis.call('HDEL', opts, unpack(gone))
-      -- end snippet
-      redis.call('HINCRBY', KEYS[6], 'completed_trimmed', #trim)
-    end
+    -- The retention, bounded (the promoter's trim.lua also trims an idle queue).
+    local trimmed = trim(KEYS[9], keep, 100, now, {jobs = KEYS[3], attempts = KEYS[4],
+      errors = KEYS[5], opts = KEYS[8], extra = KEYS[10]})
+    if #trimmed > 0 then redis.call('HINCRBY', KEYS[6], 'completed_trimmed', #trimmed) end
   end
   redis.call('HINCRBY', KEYS[6], 'completed', #done)
   if window > 0 then

@@ -161,7 +161,7 @@ pub use promoter::{
     PromoteReport, Promoter, PromoterConfig, DEFAULT_BATCH, DEFAULT_HEARTBEAT, MAX_BATCH,
 };
 pub use queue::{Cancelled, Queue, Rescheduled, Waited};
-pub use retention::{Retention, MAX_KEPT};
+pub use retention::{Retention, MAX_KEPT, TRIM_LIMIT};
 pub use server::{ServerInfo, ServerProblem, MIN_REDIS_VERSION};
 pub use time::MAX_DELAY;
 pub use vocab::{Event, JobState, Reason, ScheduleOutcome};

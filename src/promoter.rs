@@ -31,6 +31,7 @@ use crate::metrics::{LagHistogram, PromoterMetrics, LAG_BUCKETS_MS};
 use crate::namespace::Namespace;
 use crate::queue::{Partition, Queue};
 use crate::reconnect::ReconnectBackoff;
+use crate::retention::TRIM_LIMIT;
 use crate::share::Share;
 use crate::wake::{self, Heard, Listener};
 
@@ -320,6 +321,33 @@ impl Promoter {
     }
 }
 
+/// Enforces a partition's retentions (`trim.lua`): calls again while a call deleted a full
+/// [`TRIM_LIMIT`] (at most 10 calls a heartbeat); every deletion is logged.
+async fn trim_partition(part: Partition<'_>) {
+    for _ in 0..10 {
+        match crate::ops::trim::call(&part, TRIM_LIMIT).await {
+            Ok((dead, completed)) => {
+                if dead > 0 || completed > 0 {
+                    info!(
+                        queue = part.queue().name(),
+                        partition = part.index(),
+                        dead,
+                        completed,
+                        "retention: deleted the oldest dead and completed jobs beyond it"
+                    );
+                }
+                if (dead as usize) < TRIM_LIMIT && (completed as usize) < TRIM_LIMIT {
+                    return;
+                }
+            }
+            Err(e) => {
+                warn!(queue = part.queue().name(), partition = part.index(), error = %e, "cannot enforce the retention; trying at the next heartbeat");
+                return;
+            }
+        }
+    }
+}
+
 /// Promotes everything due in one partition: `promote.lua` until a call comes back with less
 /// than a full batch.
 async fn promote_partition(part: Partition<'_>, batch: usize) -> Result<PromoteReport> {
@@ -366,6 +394,8 @@ struct Unit {
     part: u16,
     deadline: Instant,
     outage: ReconnectBackoff,
+    /// When its retentions are next enforced (`trim.lua`, once a heartbeat).
+    trim_at: Instant,
 }
 
 /// The queues a running promoter serves: one unit per partition.
@@ -411,6 +441,7 @@ impl QueueSet {
                 part: part.index(),
                 deadline: Instant::now(),
                 outage: ReconnectBackoff::new(),
+                trim_at: Instant::now(),
             });
         }
         self.shares.push((queue.partitions() > 1).then(Share::new));
@@ -549,6 +580,10 @@ impl QueueSet {
                         .next_in
                         .map_or(config.heartbeat, |d| d.min(config.heartbeat));
                     unit.deadline = Instant::now() + sleep;
+                    if unit.trim_at <= now {
+                        unit.trim_at = now + config.heartbeat;
+                        trim_partition(queue.partition(unit.part)).await;
+                    }
                 }
                 Err(e) => {
                     metrics.record(queue.name(), Err(e.to_string()));

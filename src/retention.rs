@@ -1,5 +1,9 @@
-//! How long a queue keeps finished jobs: [`Retention`], and the queue's setting for completed
-//! jobs ([`Queue::set_completed_retention`]).
+//! How long a queue keeps finished jobs: [`Retention`], and the queue's settings for completed
+//! jobs ([`Queue::set_completed_retention`]) and dead jobs ([`Queue::set_dead_retention`]).
+//!
+//! Both are enforced by the promoter too: `trim.lua`, once a heartbeat for every partition it
+//! serves, deletes at most [`TRIM_LIMIT`] jobs of each set per call beyond the bounds, counted
+//! in `dead_trimmed` and `completed_trimmed` and logged, so the bounds hold on an idle queue.
 //!
 //! The setting lives in each partition's `meta` (`keep_completed` = `"AGE_MS,COUNT"`), so
 //! every process agrees: `claim.lua` reads it with the flags it already reads, hands it to the
@@ -13,6 +17,10 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::queue::Queue;
 use crate::time::delay_ms;
+
+/// Most jobs of each set one `trim.lua` call deletes (the promoter calls again at once while
+/// a call reaches it).
+pub const TRIM_LIMIT: usize = 1000;
 
 /// Most jobs a retention may keep per partition.
 pub const MAX_KEPT: u64 = 10_000_000;
@@ -87,18 +95,39 @@ impl Queue {
     /// # Errors
     /// [`Error::Redis`].
     pub async fn set_completed_retention(&self, retention: Option<Retention>) -> Result<()> {
+        self.set_retention("keep_completed", retention).await
+    }
+
+    /// Deletes dead jobs beyond `retention` (by age and count, oldest first), or, with `None`,
+    /// keeps them until they are retried or purged (the default). The promoter enforces it in
+    /// bounded steps, every deletion counted in `dead_trimmed`
+    /// (`punctual_dead_trimmed_total`) and logged.
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn set_dead_retention(&self, retention: Option<Retention>) -> Result<()> {
+        self.set_retention("keep_dead", retention).await
+    }
+
+    /// The queue's dead-set retention (read from its first partition).
+    ///
+    /// # Errors
+    /// [`Error::Redis`].
+    pub async fn dead_retention(&self) -> Result<Option<Retention>> {
+        self.retention("keep_dead").await
+    }
+
+    async fn set_retention(&self, field: &'static str, retention: Option<Retention>) -> Result<()> {
         for part in self.each_partition() {
             let cmd = match retention {
                 Some(r) => {
                     let mut cmd = redis::cmd("HSET");
-                    cmd.arg(&part.keys().meta)
-                        .arg("keep_completed")
-                        .arg(r.to_field());
+                    cmd.arg(&part.keys().meta).arg(field).arg(r.to_field());
                     cmd
                 }
                 None => {
                     let mut cmd = redis::cmd("HDEL");
-                    cmd.arg(&part.keys().meta).arg("keep_completed");
+                    cmd.arg(&part.keys().meta).arg(field);
                     cmd
                 }
             };
@@ -107,7 +136,7 @@ impl Queue {
                 .await
                 .map_err(|e| part.redis_error("set retention", e))?;
         }
-        tracing::info!(queue = %self.name(), ?retention, "completed-job retention set");
+        tracing::info!(queue = %self.name(), field, ?retention, "retention set");
         Ok(())
     }
 
@@ -116,10 +145,14 @@ impl Queue {
     /// # Errors
     /// [`Error::Redis`].
     pub async fn completed_retention(&self) -> Result<Option<Retention>> {
+        self.retention("keep_completed").await
+    }
+
+    async fn retention(&self, field: &'static str) -> Result<Option<Retention>> {
         let part = self.partition(0);
         let field: Option<String> = redis::cmd("HGET")
             .arg(&part.keys().meta)
-            .arg("keep_completed")
+            .arg(field)
             .query_async(&mut part.conn())
             .await
             .map_err(|e| self.redis_error("look up", e))?;

@@ -74,9 +74,12 @@ pub enum Event {
     Retried,
     /// A job moved to the dead set (`bury.lua`).
     Dead,
+    /// A dead job was deleted by the queue's dead-set retention (`trim.lua`).
+    DeadTrimmed,
     /// A job was acknowledged as done (`ack.lua`).
     Completed,
-    /// A completed job kept by the retention was deleted for its age or count (`ack.lua`).
+    /// A completed job kept by the retention was deleted for its age or count (`ack.lua`,
+    /// `trim.lua`).
     CompletedTrimmed,
     /// A job was cancelled (`cancel.lua`).
     Cancelled,
@@ -88,13 +91,14 @@ pub enum Event {
 
 impl Event {
     /// Every event, in the order they are shown.
-    pub const ALL: [Event; 11] = [
+    pub const ALL: [Event; 12] = [
         Event::Scheduled,
         Event::Promoted,
         Event::LeaseExpired,
         Event::Expired,
         Event::Retried,
         Event::Dead,
+        Event::DeadTrimmed,
         Event::Completed,
         Event::CompletedTrimmed,
         Event::Cancelled,
@@ -111,6 +115,7 @@ impl Event {
             Event::Expired => "expired",
             Event::Retried => "retried",
             Event::Dead => "dead",
+            Event::DeadTrimmed => "dead_trimmed",
             Event::Completed => "completed",
             Event::CompletedTrimmed => "completed_trimmed",
             Event::Cancelled => "cancelled",
@@ -133,6 +138,7 @@ impl Event {
             Event::Expired => "punctual_expired_total",
             Event::Retried => "punctual_retried_total",
             Event::Dead => "punctual_dead_total",
+            Event::DeadTrimmed => "punctual_dead_trimmed_total",
             Event::Completed => "punctual_completed_total",
             Event::CompletedTrimmed => "punctual_completed_trimmed_total",
             Event::Cancelled => "punctual_cancelled_total",
@@ -150,6 +156,9 @@ impl Event {
             Event::Expired => "Jobs whose time ran out before they ran (queue-wide).",
             Event::Retried => "Failed attempts sent back to wait out a backoff (queue-wide).",
             Event::Dead => "Jobs moved to the dead set (queue-wide, from redis).",
+            Event::DeadTrimmed => {
+                "Dead jobs deleted by the retention, for age or count (queue-wide)."
+            }
             Event::Completed => "Jobs acknowledged as done (queue-wide, from redis).",
             Event::CompletedTrimmed => {
                 "Completed jobs deleted by the retention, for age or count (queue-wide)."

@@ -469,3 +469,90 @@ async fn wait_returns_when_the_job_ends() {
         "not found",
     );
 }
+
+/// The promoter enforces both retentions on an idle queue: dead jobs beyond the count and age
+/// are deleted (counted in `dead_trimmed`, logged), and completed jobs past their age go
+/// without any later completion. Single-threaded, so that the promoter's logs are captured.
+#[tokio::test]
+async fn the_promoter_trims_dead_and_completed_jobs() {
+    let logs = support::capture_logs();
+    let redis = RedisServer::start();
+    let queue = punctual::Queue::connect(&redis.url(), "bounded")
+        .await
+        .unwrap();
+    queue
+        .set_dead_retention(Some(Retention::new(Duration::from_secs(3600), 2).unwrap()))
+        .await
+        .unwrap();
+    queue
+        .set_completed_retention(Some(
+            Retention::new(Duration::from_millis(500), 100).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        queue.dead_retention().await.unwrap().map(|r| r.max_count()),
+        Some(2)
+    );
+    let stop = CancellationToken::new();
+    let worker = spawn_worker(
+        &queue,
+        WorkerConfig::default().set_concurrency(1),
+        &stop,
+        |job: Job<u32>, _| async move {
+            if job.data < 5 {
+                Outcome::Kill(format!("dead {}", job.data))
+            } else {
+                Outcome::Done
+            }
+        },
+    );
+    for i in 0..6u32 {
+        queue
+            .schedule(NewJob::new(&i).id(format!("j{i}")))
+            .await
+            .unwrap();
+    }
+    // Promote by hand, and wait for every job to end before any promoter trims.
+    punctual::Promoter::promote(&queue, 100).await.unwrap();
+    eventually(LIMIT, "five dead, one completed", || async {
+        let c = queue.counts().await.unwrap();
+        (c.dead, c.completed) == (5, 1)
+    })
+    .await;
+    let promoter = spawn_promoter(&queue, Duration::from_millis(300), &stop);
+    eventually(LIMIT, "the dead set trimmed to 2", || async {
+        queue.counts().await.unwrap().dead == 2
+    })
+    .await;
+    assert_eq!(total(&queue, Event::DeadTrimmed).await, 3);
+    let kept: Vec<String> = queue
+        .list(JobState::Dead, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(kept, ["j3", "j4"], "the newest dead jobs stay");
+    assert!(queue.get("j0").await.unwrap().is_none());
+    eventually(
+        LIMIT,
+        "the completed job aged out, with no later ack",
+        || async { queue.counts().await.unwrap().completed == 0 },
+    )
+    .await;
+    assert_eq!(total(&queue, Event::CompletedTrimmed).await, 1);
+    assert!(
+        logs.text().contains("retention: deleted the oldest"),
+        "the trims are logged"
+    );
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    promoter.await.unwrap().unwrap();
+    let out = ok(&redis, &["queue", "set", "bounded", "--keep-dead", "off"]);
+    assert!(
+        out.contains("keeps dead jobs until retried or purged"),
+        "{out}"
+    );
+    assert_eq!(queue.dead_retention().await.unwrap(), None);
+}

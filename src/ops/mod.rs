@@ -29,7 +29,7 @@ macro_rules! bindings {
 
 bindings!(
     ack, bury, cancel, claim, extend, pause, promote, purge, remove, reschedule, retry, revive,
-    schedule, share, wait,
+    schedule, share, trim, wait,
 );
 
 use std::sync::OnceLock;
@@ -299,6 +299,7 @@ mod tests {
             "forget",
             "expire",
             "tell",
+            "trim",
         ] {
             let copies = seen.get(name).map_or(0, Vec::len);
             assert!(copies >= 2, "snippet {name:?} is in {copies} scripts");

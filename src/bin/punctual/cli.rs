@@ -403,7 +403,8 @@ pub(crate) enum QueueCommand {
     /// Remove a queue: every key of it and its registry entry, so sidecars stop serving it.
     /// Refused while it holds jobs, unless --force. Stop its workers first.
     Rm(QueueRmArgs),
-    /// Change a queue's settings: how long completed jobs (and their results) are kept.
+    /// Change a queue's settings: how long completed jobs (and their results) and dead jobs
+    /// are kept.
     Set(QueueSetArgs),
 }
 
@@ -415,6 +416,11 @@ pub(crate) struct QueueSetArgs {
     /// partition), e.g. "24h,10000"; "off" deletes them on completion (the default).
     #[arg(long, value_name = "AGE,COUNT|off")]
     pub(crate) keep_completed: Option<String>,
+    /// Delete dead jobs beyond AGE and beyond COUNT of them (per partition), oldest first, e.g.
+    /// "30d,100000"; "off" keeps them until retried or purged (the default). Every deletion is
+    /// counted (`punctual_dead_trimmed_total`) and logged by the promoter that makes it.
+    #[arg(long, value_name = "AGE,COUNT|off")]
+    pub(crate) keep_dead: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -527,25 +527,58 @@ pub(crate) async fn queue(ctx: &Ctx, command: QueueCommand) -> CmdResult {
             }
         }
         QueueCommand::Set(args) => {
-            let Some(keep) = &args.keep_completed else {
+            if args.keep_completed.is_none() && args.keep_dead.is_none() {
                 return Err(Failure::Input(
-                    "nothing to set: give --keep-completed AGE,COUNT or off".to_owned(),
+                    "nothing to set: give --keep-completed or --keep-dead (AGE,COUNT or off)"
+                        .to_owned(),
                 ));
-            };
-            let retention = parse_retention(keep).map_err(Failure::Input)?;
+            }
+            // Both are checked before anything is written.
+            let completed = args
+                .keep_completed
+                .as_deref()
+                .map(parse_retention)
+                .transpose()
+                .map_err(Failure::Input)?;
+            let dead = args
+                .keep_dead
+                .as_deref()
+                .map(parse_retention)
+                .transpose()
+                .map_err(Failure::Input)?;
             let queue = ctx.existing_queue(&args.queue).await?;
-            queue
-                .set_completed_retention(retention)
-                .await
-                .map_err(|e| ctx.fail(e))?;
-            match retention {
-                Some(r) => println!(
-                    "queue {:?} keeps completed jobs {} and at most {} of them",
-                    args.queue,
-                    format_duration(r.max_age()),
-                    r.max_count()
-                ),
-                None => println!("queue {:?} deletes completed jobs", args.queue),
+            if let Some(retention) = completed {
+                queue
+                    .set_completed_retention(retention)
+                    .await
+                    .map_err(|e| ctx.fail(e))?;
+                match retention {
+                    Some(r) => println!(
+                        "queue {:?} keeps completed jobs {} and at most {} of them",
+                        args.queue,
+                        format_duration(r.max_age()),
+                        r.max_count()
+                    ),
+                    None => println!("queue {:?} deletes completed jobs", args.queue),
+                }
+            }
+            if let Some(retention) = dead {
+                queue
+                    .set_dead_retention(retention)
+                    .await
+                    .map_err(|e| ctx.fail(e))?;
+                match retention {
+                    Some(r) => println!(
+                        "queue {:?} keeps dead jobs {} and at most {} of them",
+                        args.queue,
+                        format_duration(r.max_age()),
+                        r.max_count()
+                    ),
+                    None => println!(
+                        "queue {:?} keeps dead jobs until retried or purged",
+                        args.queue
+                    ),
+                }
             }
             Ok(())
         }
