@@ -552,40 +552,39 @@ pub(crate) async fn queue(ctx: &Ctx, command: QueueCommand) -> CmdResult {
                     .set_completed_retention(retention)
                     .await
                     .map_err(|e| ctx.fail(e))?;
-                match retention {
-                    Some(r) => println!(
-                        "queue {:?} keeps completed jobs {} and at most {} of them",
-                        args.queue,
-                        format_duration(r.max_age()),
-                        r.max_count()
-                    ),
-                    None => println!("queue {:?} deletes completed jobs", args.queue),
-                }
+                let off = "deletes completed jobs";
+                println!(
+                    "queue {:?} {}",
+                    args.queue,
+                    kept("completed", retention, off)
+                );
             }
             if let Some(retention) = dead {
                 queue
                     .set_dead_retention(retention)
                     .await
                     .map_err(|e| ctx.fail(e))?;
-                match retention {
-                    Some(r) => println!(
-                        "queue {:?} keeps dead jobs {} and at most {} of them",
-                        args.queue,
-                        format_duration(r.max_age()),
-                        r.max_count()
-                    ),
-                    None => println!(
-                        "queue {:?} keeps dead jobs until retried or purged",
-                        args.queue
-                    ),
-                }
+                let off = "keeps dead jobs until retried or purged";
+                println!("queue {:?} {}", args.queue, kept("dead", retention, off));
             }
             Ok(())
         }
     }
 }
 
-/// `--keep-completed`: "AGE,COUNT" or "off".
+/// What a retention of `what` jobs keeps, in words (`off` without one).
+fn kept(what: &str, retention: Option<punctual::Retention>, off: &str) -> String {
+    match retention {
+        Some(r) => format!(
+            "keeps {what} jobs {} and at most {} of them",
+            format_duration(r.max_age()),
+            r.max_count()
+        ),
+        None => off.to_owned(),
+    }
+}
+
+/// `--keep-completed`, `--keep-dead`: "AGE,COUNT" or "off".
 fn parse_retention(text: &str) -> Result<Option<punctual::Retention>, String> {
     if text.trim() == "off" {
         return Ok(None);
