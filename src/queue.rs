@@ -549,9 +549,7 @@ impl Queue {
         // Listen before asking, so that an end right after the request is heard.
         let mut listener = None;
         if !wait.is_zero() {
-            let channel = part.keys().ended.clone();
-            match crate::wake::Listener::open(self.namespace().backend(), vec![channel], None).await
-            {
+            match self.listen_for_ends(&part).await {
                 Ok(l) => listener = Some(l),
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot listen for the job's end; reading it after the wait")
@@ -579,43 +577,35 @@ impl Queue {
     pub async fn wait(&self, id: &str, timeout: std::time::Duration) -> Result<Waited> {
         let part = self.partition_of(id);
         let deadline = tokio::time::Instant::now() + timeout;
-        let channel = part.keys().ended.clone();
-        let backend = self.namespace().backend();
         // Listen before marking, so that an end right after it is heard.
-        let mut listener = crate::wake::Listener::open(backend, vec![channel.clone()], None)
-            .await
-            .map_err(|e| self.redis_error("wait", e))?;
+        let mut listener = self.listen_for_ends(&part).await?;
         match ops::wait::call(&part, id).await? {
             ops::wait::Found::Unknown => return Ok(Waited::NotFound),
             ops::wait::Found::Ended => return self.ended(id, None).await,
             ops::wait::Found::Waiting => {}
         }
         loop {
-            let heard = match tokio::time::timeout_at(deadline, listener.next()).await {
-                Err(_) => return self.ended(id, None).await,
-                Ok(heard) => heard,
-            };
-            match heard {
-                crate::wake::Heard::Wake(_, message) => {
-                    let mut lines = message.split('\n');
-                    let word = lines.next().map(str::to_owned);
-                    if lines.any(|line| line == id) {
-                        return self.ended(id, word.as_deref()).await;
-                    }
-                }
-                // A gap or a lost subscription: a message may be missed. Read once; if the job
-                // still waits, listen again.
-                _ => {
+            match hear_end(&mut listener, id, deadline).await {
+                EndHeard::Told(word) => return self.ended(id, Some(&word)).await,
+                EndHeard::TimedOut => return self.ended(id, None).await,
+                // A message may be missed. Read once; if the job still waits, listen again.
+                EndHeard::Gap => {
                     let now = self.ended(id, None).await?;
                     if !matches!(now, Waited::Pending(_)) {
                         return Ok(now);
                     }
-                    listener = crate::wake::Listener::open(backend, vec![channel.clone()], None)
-                        .await
-                        .map_err(|e| self.redis_error("wait", e))?;
+                    listener = self.listen_for_ends(&part).await?;
                 }
             }
         }
+    }
+
+    /// A subscription to the `ended` channel of `part` (the `tell` snippet).
+    async fn listen_for_ends(&self, part: &Partition<'_>) -> Result<crate::wake::Listener> {
+        let channel = part.keys().ended.clone();
+        crate::wake::Listener::open(self.namespace().backend(), vec![channel], None)
+            .await
+            .map_err(|e| self.redis_error("wait", e))
     }
 
     /// Reads where job `id` is after its wait; `word` is what its end was told as, if heard.
@@ -641,19 +631,12 @@ impl Queue {
     ) -> Result<Cancelled> {
         let deadline = tokio::time::Instant::now() + wait;
         if let Some(mut listener) = listener {
-            while let Ok(heard) = tokio::time::timeout_at(deadline, listener.next()).await {
-                let crate::wake::Heard::Wake(_, message) = heard else {
-                    // A gap or a lost subscription: a message may be missed; read below.
-                    break;
-                };
-                let mut lines = message.split('\n');
-                let word = lines.next();
-                if lines.any(|line| line == id) {
-                    return Ok(match word {
-                        Some("stopped") => Cancelled::Stopped,
-                        _ => Cancelled::Finished,
-                    });
-                }
+            // A timeout or a gap (a message may be missed) leaves it to the read below.
+            if let EndHeard::Told(word) = hear_end(&mut listener, id, deadline).await {
+                return Ok(match word.as_str() {
+                    "stopped" => Cancelled::Stopped,
+                    _ => Cancelled::Finished,
+                });
             }
         } else {
             tokio::time::sleep_until(deadline).await;
@@ -700,14 +683,19 @@ impl Queue {
     /// # Errors
     /// [`Error::Redis`].
     pub async fn is_paused(&self) -> Result<bool> {
+        Ok(self.setting("paused").await?.is_some())
+    }
+
+    /// A queue setting, `field` of its first partition's `meta` (every partition is set
+    /// alike).
+    pub(crate) async fn setting(&self, field: &'static str) -> Result<Option<String>> {
         let part = self.partition(0);
-        let paused: Option<String> = redis::cmd("HGET")
+        redis::cmd("HGET")
             .arg(&part.keys().meta)
-            .arg("paused")
+            .arg(field)
             .query_async(&mut part.conn())
             .await
-            .map_err(|e| self.redis_error("look up", e))?;
-        Ok(paused.is_some())
+            .map_err(|e| self.redis_error("look up", e))
     }
 
     async fn set_paused(&self, pause: bool) -> Result<bool> {
@@ -748,5 +736,37 @@ impl Queue {
             };
         tracing::debug!(queue = %queue, job = id, ?outcome, "reschedule");
         Ok(outcome)
+    }
+}
+
+/// What listening on an `ended` channel for one job gave.
+enum EndHeard {
+    /// Its end was told, as this word (`completed`, `dead`, `expired`, `cancelled`, `stopped`).
+    Told(String),
+    /// The deadline came first.
+    TimedOut,
+    /// The subscription dropped: a message may be missed.
+    Gap,
+}
+
+/// Listens on `listener` until job `id`'s end is told (messages are a word, then ids one per
+/// line: the `tell` snippet), the deadline comes, or the subscription drops.
+async fn hear_end(
+    listener: &mut crate::wake::Listener,
+    id: &str,
+    deadline: tokio::time::Instant,
+) -> EndHeard {
+    loop {
+        match tokio::time::timeout_at(deadline, listener.next()).await {
+            Err(_) => return EndHeard::TimedOut,
+            Ok(crate::wake::Heard::Wake(_, message)) => {
+                let mut lines = message.split('\n');
+                let word = lines.next().unwrap_or_default().to_owned();
+                if lines.any(|line| line == id) {
+                    return EndHeard::Told(word);
+                }
+            }
+            Ok(_) => return EndHeard::Gap,
+        }
     }
 }

@@ -149,14 +149,8 @@ impl Queue {
     }
 
     async fn retention(&self, field: &'static str) -> Result<Option<Retention>> {
-        let part = self.partition(0);
-        let field: Option<String> = redis::cmd("HGET")
-            .arg(&part.keys().meta)
-            .arg(field)
-            .query_async(&mut part.conn())
-            .await
-            .map_err(|e| self.redis_error("look up", e))?;
-        Ok(field.as_deref().and_then(Retention::from_field))
+        let text = self.setting(field).await?;
+        Ok(text.as_deref().and_then(Retention::from_field))
     }
 }
 
