@@ -374,6 +374,22 @@ pub(crate) fn is_transient(e: &redis::RedisError) -> bool {
         )
 }
 
+/// A transaction the cluster refused because its slot moved (`MOVED` or `ASK` for its
+/// commands, during a failover or a resharding): none of it ran, so reading again is safe.
+pub(crate) fn is_moved_transaction(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    e.kind() == ErrorKind::Server(ServerErrorKind::ExecAbort)
+        && e.clone().into_server_errors().is_some_and(|items| {
+            !items.is_empty()
+                && items.iter().all(|(_, s)| {
+                    matches!(
+                        s.kind(),
+                        Some(ServerErrorKind::Moved | ServerErrorKind::Ask)
+                    )
+                })
+        })
+}
+
 /// Cuts user-supplied text for inclusion in an error message.
 pub(crate) fn clip(s: &str) -> String {
     const MAX: usize = 64;

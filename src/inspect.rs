@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use redis::Value;
 
 use crate::envelope::{self, Envelope};
-use crate::error::{Error, Result};
+use crate::error::{is_moved_transaction, is_transient, Error, Result};
 use crate::keys::Keys;
 use crate::queue::Queue;
 use crate::time::from_unix_ms;
@@ -217,6 +217,18 @@ type JobReply = (
     Option<Vec<u8>>,
 );
 
+/// Sends a read (an atomic pipeline) again, up to 3 tries, when its connection failed or a
+/// cluster refused it because the slot moved: a read is safe to repeat, and after a failover
+/// the first one can meet the old owner.
+async fn read_again<T, F, Fut>(send: F) -> redis::RedisResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<T>>,
+{
+    let retry = |e: &redis::RedisError| is_transient(e) || is_moved_transaction(e);
+    crate::reconnect::send_again("read", 3, retry, send).await.0
+}
+
 /// How many commands [`job_commands`] adds per job.
 const JOB_COMMANDS: usize = 9;
 
@@ -251,10 +263,12 @@ impl Queue {
         pipe.atomic();
         let part = self.partition_of(id);
         job_commands(&mut pipe, part.keys(), id);
-        let reply: JobReply = pipe
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| self.redis_error("get", e))?;
+        let reply: JobReply = read_again(|| {
+            let (pipe, mut conn) = (&pipe, self.conn());
+            async move { pipe.query_async(&mut conn).await }
+        })
+        .await
+        .map_err(|e| self.redis_error("get", e))?;
         Ok(self.job_info(id, reply))
     }
 
@@ -457,8 +471,8 @@ impl Queue {
         );
         let reads = self.each_partition().map(|part| async move {
             let k = part.keys();
-            let reply: Reply = redis::pipe()
-                .atomic()
+            let mut pipe = redis::pipe();
+            pipe.atomic()
                 .zcard(&k.scheduled)
                 .llen(&k.ready)
                 .zcard(&k.running)
@@ -467,10 +481,13 @@ impl Queue {
                 .zrange_withscores(&k.scheduled, 0, 0)
                 .hgetall(&k.stats)
                 .cmd("TIME")
-                .hget(&k.meta, "paused")
-                .query_async(&mut part.conn())
-                .await
-                .map_err(|e| self.redis_error("stats", e))?;
+                .hget(&k.meta, "paused");
+            let reply: Reply = read_again(|| {
+                let (pipe, mut conn) = (&pipe, part.conn());
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await
+            .map_err(|e| self.redis_error("stats", e))?;
             Ok::<_, Error>(reply)
         });
         let mut counts = Counts::default();
