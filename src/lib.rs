@@ -105,7 +105,8 @@
 //! - [`metrics`]: what a promoter measures (promotion lag histogram, per-queue counts).
 //! - `worker`: claiming, running handlers, heartbeats, reporting, shutdown; `worker/policy.rs`
 //!   is "where does a failed job go" as one pure function, `worker/acks.rs` batches acks,
-//!   `worker/idle.rs` is the blocking idle wait, `worker/config.rs` its settings.
+//!   `worker/idle.rs` is the blocking idle wait, `worker/config.rs` its settings,
+//!   `worker/lanes.rs` which of several queues a worker asks first (weighted or strict).
 //! - `server`: what punctual needs from Redis, and a check of it.
 //! - `job`: what a handler gets and returns ([`Job`], [`Context`], [`Outcome`]).
 //! - `backoff`: retry policies ([`Exponential`] with full jitter, [`Fixed`], custom).
@@ -166,8 +167,8 @@ pub use server::{ServerInfo, ServerProblem, MIN_REDIS_VERSION};
 pub use time::MAX_DELAY;
 pub use vocab::{Event, JobState, Reason, ScheduleOutcome};
 pub use worker::{
-    Worker, WorkerConfig, DEFAULT_CANCEL_WAIT, DEFAULT_CONCURRENCY, DEFAULT_IDLE_WAIT,
-    DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, DEFAULT_SHUTDOWN_GRACE,
+    Share, Worker, WorkerConfig, DEFAULT_CANCEL_WAIT, DEFAULT_CONCURRENCY, DEFAULT_IDLE_WAIT,
+    DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, DEFAULT_SHUTDOWN_GRACE, MAX_WEIGHT,
 };
 
 /// Compiles the README's examples as doctests, so they stay true.

@@ -678,3 +678,64 @@ async fn cancel_stops_a_running_command() {
     );
     stop_all(&mut [&mut worker, &mut promoter]);
 }
+
+/// One `punctual work` serves several queues: each command gets its own job's queue in
+/// `PUNCTUAL_QUEUE`, every job of both queues runs once, and bad weights are refused with a
+/// one-line message before anything starts.
+#[tokio::test]
+async fn one_worker_serves_several_queues() {
+    let redis = RedisServer::start();
+    let dir = out_dir("lanes");
+    for (queue, n) in [("hi", 6), ("lo", 3)] {
+        for i in 0..n {
+            let id = format!("{queue}-{i}");
+            ok(&redis, &["schedule", queue, "--in", "0s", "--id", &id]);
+        }
+    }
+    let mut promoter = spawn_promote(&redis, &["hi", "lo"]);
+    let mut worker = spawn_work(
+        &redis,
+        "hi=3",
+        "echo \"$PUNCTUAL_QUEUE\" >> \"$OUT/$PUNCTUAL_JOB_ID\"",
+        &["lo=1", "--concurrency", "2"],
+        &dir,
+    );
+    let mut conn = redis.conn().await;
+    eventually(Duration::from_secs(15), "every job acked", || {
+        let mut conn = conn.clone();
+        async move { jobs_left(&mut conn, "hi").await + jobs_left(&mut conn, "lo").await == 0 }
+    })
+    .await;
+    let files = files_in(&dir);
+    assert_eq!(files.len(), 9, "{files:?}");
+    for name in files {
+        let queue = name.split('-').next().unwrap();
+        let text = std::fs::read_to_string(dir.join(&name)).unwrap();
+        assert_eq!(
+            text,
+            format!("{queue}\n"),
+            "job {name} ran once, told its queue"
+        );
+    }
+    assert_eq!(stat(&mut conn, "lo", "completed").await, 3);
+    stop_leaving_nothing(&mut worker);
+    stop_all(&mut [&mut promoter]);
+
+    for (args, needle) in [
+        (
+            vec!["work", "a=0", "--exec", "true"],
+            "weight is a whole number from 1 to 1000",
+        ),
+        (
+            vec!["work", "a", "b=x", "--exec", "true"],
+            "weight is a whole number",
+        ),
+        (vec!["work", "a", "a", "--exec", "true"], "named twice"),
+        (
+            vec!["work", "a=2", "b", "--strict", "--exec", "true"],
+            "--strict",
+        ),
+    ] {
+        fails(&run(&redis, &args, None), 2, needle);
+    }
+}

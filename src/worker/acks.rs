@@ -30,7 +30,8 @@ const QUEUED_ACKS: usize = 4 * MAX_ACK_BATCH;
 pub(super) struct Ack {
     pub(super) id: String,
     pub(super) token: String,
-    /// The partition the job was claimed from.
+    /// The queue (its index among the worker's) and partition the job was claimed from.
+    pub(super) lane: usize,
     pub(super) part: u16,
     /// The queue's completed-job retention as its claim read it ("" for none).
     pub(super) keep: std::sync::Arc<str>,
@@ -49,10 +50,11 @@ pub(super) struct Acks {
 pub(super) struct AckTask(JoinHandle<()>);
 
 impl Acks {
-    /// Starts the batching task for `queue`; it sends at most `tries` times per batch.
-    pub(super) fn start(queue: Queue, tries: u32) -> (Acks, AckTask) {
+    /// Starts the batching task for the worker's `queues`; it sends at most `tries` times
+    /// per batch.
+    pub(super) fn start(queues: Vec<Queue>, tries: u32) -> (Acks, AckTask) {
         let (sender, receiver) = mpsc::channel(QUEUED_ACKS);
-        let task = tokio::spawn(batch_loop(queue, receiver, tries));
+        let task = tokio::spawn(batch_loop(queues, receiver, tries));
         (Acks { sender }, AckTask(task))
     }
 
@@ -75,17 +77,25 @@ impl AckTask {
     }
 }
 
-async fn batch_loop(queue: Queue, mut receiver: mpsc::Receiver<Ack>, tries: u32) {
+async fn batch_loop(queues: Vec<Queue>, mut receiver: mpsc::Receiver<Ack>, tries: u32) {
     let mut batch = Vec::new();
+    let single = queues.len() == 1 && queues.iter().all(|q| q.partitions() == 1);
     while receiver.recv_many(&mut batch, MAX_ACK_BATCH).await > 0 {
-        if queue.partitions() == 1 && batch.iter().all(|a| a.keep == batch[0].keep) {
-            deliver(&queue, 0, &batch, tries).await;
+        if single && batch.iter().all(|a| a.keep == batch[0].keep) {
+            if let Some(queue) = queues.first() {
+                deliver(queue, 0, &batch, tries).await;
+            }
         } else {
-            // One call per partition and retention (a retention set while jobs ran splits a
-            // batch once).
-            batch.sort_by(|a, b| (a.part, &a.keep).cmp(&(b.part, &b.keep)));
-            for part in batch.chunk_by(|a, b| a.part == b.part && a.keep == b.keep) {
-                deliver(&queue, part[0].part, part, tries).await;
+            // One call per queue, partition and retention (a retention set while jobs ran
+            // splits a batch once).
+            batch.sort_by(|a, b| (a.lane, a.part, &a.keep).cmp(&(b.lane, b.part, &b.keep)));
+            for part in
+                batch.chunk_by(|a, b| a.lane == b.lane && a.part == b.part && a.keep == b.keep)
+            {
+                match queues.get(part[0].lane) {
+                    Some(queue) => deliver(queue, part[0].part, part, tries).await,
+                    None => error!("ack for a queue this worker does not serve"),
+                }
             }
         }
         batch.clear();

@@ -1,8 +1,8 @@
 //! The idle wait: a worker with nothing to do blocks in Redis (`BLMOVE ready ready LEFT
 //! LEFT`, which puts the element straight back) on a connection of its own per partition, so
 //! that no command is sent while nothing is ready, apart from one wake every idle wait. A
-//! partitioned queue is waited on in every partition at once: the first that has a job ends
-//! the wait. On a cluster each connection follows its partition's slot. A paused partition is
+//! partitioned queue is waited on in every partition at once, and a worker that serves
+//! several queues waits on all of their partitions: the first that has a job ends the wait. On a cluster each connection follows its partition's slot. A paused partition is
 //! waited on at its `gate` instead (`BLMOVE gate gate`), which a resume fills: a paused queue
 //! costs no polling, and its jobs in `ready` do not wake the worker.
 
@@ -17,20 +17,25 @@ use crate::reconnect::ReconnectBackoff;
 
 /// Waits, on connections of its own, until some partition's `ready` has an element.
 pub(super) struct ReadyWaiter {
-    backend: Backend,
-    /// Each partition's `ready` and `gate` keys and its connection, once made.
-    parts: Vec<(String, String, Option<Conn>)>,
+    /// Each partition's server, `ready` and `gate` keys, and its connection once made; the
+    /// partitions of the worker's queues in order.
+    parts: Vec<(Backend, String, String, Option<Conn>)>,
     idle_wait: Duration,
     outage: ReconnectBackoff,
 }
 
 impl ReadyWaiter {
-    pub(super) fn new(queue: &Queue, idle_wait: Duration) -> Self {
+    pub(super) fn new(queues: &[Queue], idle_wait: Duration) -> Self {
         ReadyWaiter {
-            backend: queue.namespace().backend().clone(),
-            parts: queue
-                .each_partition()
-                .map(|part| (part.keys().ready.clone(), part.keys().gate.clone(), None))
+            parts: queues
+                .iter()
+                .flat_map(|queue| {
+                    let backend = queue.namespace().backend();
+                    queue.each_partition().map(move |part| {
+                        let keys = part.keys();
+                        (backend.clone(), keys.ready.clone(), keys.gate.clone(), None)
+                    })
+                })
                 .collect(),
             idle_wait,
             outage: ReconnectBackoff::new(),
@@ -41,12 +46,12 @@ impl ReadyWaiter {
     /// element, after `idle_wait`, or after a connection error (having waited out the
     /// backoff).
     pub(super) async fn wait(&mut self, paused: &[bool]) {
-        let (backend, idle_wait) = (&self.backend, self.idle_wait);
+        let idle_wait = self.idle_wait;
         let waits = self
             .parts
             .iter_mut()
             .enumerate()
-            .map(|(i, (ready, gate, conn))| {
+            .map(|(i, (backend, ready, gate, conn))| {
                 let key = if paused.get(i).copied().unwrap_or(false) {
                     gate
                 } else {

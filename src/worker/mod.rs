@@ -16,10 +16,15 @@
 //! own: the command blocks until `ready` has an element, then puts the element straight back
 //! where it was (no reordering, nothing taken), and the worker claims with `claim.lua`. So no
 //! command is sent while nothing is ready, apart from one wake every [`DEFAULT_IDLE_WAIT`].
+//!
+//! A worker may serve several queues ([`Worker::weighted`], [`Worker::strict`]): one
+//! concurrency limit, one claim loop that asks the queues in the order `lanes.rs` decides,
+//! one idle wait over all of them, and every report sent to the queue its job came from.
 
 mod acks;
 mod config;
 mod idle;
+mod lanes;
 mod policy;
 
 use std::future::Future;
@@ -47,6 +52,8 @@ pub use self::config::{
     DEFAULT_MAX_ATTEMPTS, DEFAULT_SHUTDOWN_GRACE,
 };
 use self::idle::ReadyWaiter;
+use self::lanes::Lanes;
+pub use self::lanes::{Share, MAX_WEIGHT};
 use self::policy::{Ended, Report, Transition};
 use crate::envelope::Completion;
 
@@ -56,10 +63,12 @@ const MAX_CLAIM_BATCH: usize = 100;
 /// to its lease (it then runs again: at-least-once).
 const REPORT_TRIES: u32 = 6;
 
-/// Runs a handler over the jobs of one queue. See the module docs for the protocol.
+/// Runs a handler over the jobs of one queue, or of several sharing one concurrency limit
+/// ([`Worker::weighted`], [`Worker::strict`]). See the module docs for the protocol.
 #[derive(Debug)]
 pub struct Worker {
-    queue: Queue,
+    queues: Vec<Queue>,
+    share: Share,
     config: WorkerConfig,
 }
 
@@ -67,7 +76,9 @@ pub struct Worker {
 #[derive(Debug)]
 struct Claimed {
     job: crate::ops::claim::ClaimedJob,
-    /// The partition it was claimed from, where every report about it goes.
+    /// The queue it was claimed from (its index among the worker's queues) and the
+    /// partition, where every report about it goes.
+    lane: usize,
     part: u16,
     /// The queue's completed-job retention as the claim read it, for the ack.
     keep: Arc<str>,
@@ -79,7 +90,8 @@ struct Claimed {
 
 /// What every job task shares.
 struct Shared<H> {
-    queue: Queue,
+    /// The queues served, in the order they were named.
+    queues: Vec<Queue>,
     config: WorkerConfig,
     handler: H,
     /// Where succeeded jobs send their acks, batched.
@@ -99,7 +111,68 @@ impl Worker {
     /// wait out of range.
     pub fn new(queue: Queue, config: WorkerConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Worker { queue, config })
+        Ok(Worker {
+            queues: vec![queue],
+            share: Share::Strict,
+            config,
+        })
+    }
+
+    /// A worker for several queues at once, sharing one concurrency limit: while every queue
+    /// has jobs, each gets a share of the jobs claimed in proportion to its weight
+    /// (`[(critical, 6), (default, 3), (low, 1)]`: 60 %, 30 %, 10 %); a queue with nothing
+    /// ready leaves its share to the others, and banks no credit for later. An idle worker
+    /// blocks on every queue's `ready` at once (no polling). Handlers learn a job's queue from
+    /// [`Context::queue`]. The order is stride scheduling (see `src/worker/lanes.rs`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for no queue, a queue named twice, a weight of 0 or over
+    /// [`MAX_WEIGHT`], and whatever [`Worker::new`] refuses.
+    pub fn weighted(
+        queues: impl IntoIterator<Item = (Queue, u32)>,
+        config: WorkerConfig,
+    ) -> Result<Self> {
+        let (queues, weights): (Vec<Queue>, Vec<u32>) = queues.into_iter().unzip();
+        if let Some(w) = weights.iter().find(|&&w| w == 0 || w > MAX_WEIGHT) {
+            return Err(Error::InvalidConfig {
+                what: "queue weight",
+                reason: format!("{w} is not within 1..={MAX_WEIGHT}"),
+            });
+        }
+        Self::serving(queues, Share::Weighted(weights), config)
+    }
+
+    /// A worker for several queues in strict order: a job of a later queue is claimed only
+    /// while every earlier queue has nothing ready (a flood in the first queue starves the
+    /// others; [`Worker::weighted`] does not).
+    ///
+    /// # Errors
+    /// As [`Worker::weighted`].
+    pub fn strict(queues: impl IntoIterator<Item = Queue>, config: WorkerConfig) -> Result<Self> {
+        Self::serving(queues.into_iter().collect(), Share::Strict, config)
+    }
+
+    fn serving(queues: Vec<Queue>, share: Share, config: WorkerConfig) -> Result<Self> {
+        config.validate()?;
+        if queues.is_empty() {
+            return Err(Error::InvalidConfig {
+                what: "worker queues",
+                reason: "a worker serves at least one queue".to_owned(),
+            });
+        }
+        for (i, q) in queues.iter().enumerate() {
+            if queues[..i].iter().any(|p| same_queue(p, q)) {
+                return Err(Error::InvalidConfig {
+                    what: "worker queues",
+                    reason: format!("queue `{}` is named twice", q.name()),
+                });
+            }
+        }
+        Ok(Worker {
+            queues,
+            share,
+            config,
+        })
     }
 
     /// Runs `handler` on the queue's jobs until `shutdown` completes. Then it stops claiming,
@@ -118,8 +191,8 @@ impl Worker {
         H: Fn(Job<T>, Context) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Outcome> + Send + 'static,
     {
-        let queue_name = self.queue.name().to_owned();
-        let span = tracing::info_span!("worker", queue = %queue_name);
+        let names: Vec<&str> = self.queues.iter().map(Queue::name).collect();
+        let span = tracing::info_span!("worker", queue = %names.join(","));
         self.run_inner(handler, shutdown).instrument(span).await
     }
 
@@ -139,10 +212,11 @@ impl Worker {
         };
         let concurrency = self.config.concurrency;
         let grace = self.config.shutdown_grace;
-        let (acks, ack_task) = Acks::start(self.queue.clone(), REPORT_TRIES);
+        let (acks, ack_task) = Acks::start(self.queues.clone(), REPORT_TRIES);
+        let mut lanes = Lanes::new(self.queues.len(), &self.share);
         let shared = Arc::new(Shared {
             acks,
-            queue: self.queue,
+            queues: self.queues,
             config: self.config,
             handler,
             rng: Mutex::new(rng),
@@ -151,17 +225,22 @@ impl Worker {
         });
         let slots = Arc::new(Semaphore::new(concurrency));
         let mut tasks = JoinSet::new();
-        let mut waiter = ReadyWaiter::new(&shared.queue, shared.config.idle_wait);
+        let mut waiter = ReadyWaiter::new(&shared.queues, shared.config.idle_wait);
         let mut outage = ReconnectBackoff::new();
-        // The partition a claim starts from, moved on by one every claim: fair to each.
-        let mut cursor: u16 = 0;
-        // Which partitions the last claims found paused: the idle wait blocks on their gate,
-        // not on their ready list (which may hold jobs it must not take).
-        let mut paused = vec![false; usize::from(shared.queue.partitions())];
+        // Per queue, where its claims stand: the partition a claim starts from (moved on by
+        // one every claim: fair to each), and which partitions the last claims found paused
+        // (the idle wait blocks on their gate, not on their ready list, which may hold jobs
+        // it must not take).
+        let mut stands: Vec<Stand> = shared.queues.iter().map(Stand::new).collect();
         tokio::pin!(shutdown);
         info!(
             concurrency,
-            partitions = shared.queue.partitions(),
+            queues = shared.queues.len(),
+            partitions = shared
+                .queues
+                .iter()
+                .map(|q| usize::from(q.partitions()))
+                .sum::<usize>(),
             "worker started"
         );
 
@@ -179,18 +258,22 @@ impl Worker {
                 },
             };
             let want = (1 + slots.available_permits()).min(MAX_CLAIM_BATCH);
-            match claim(
-                &shared.queue,
+            match claim_lanes(
+                &shared.queues,
+                &mut lanes,
                 want,
                 &shared.config,
-                &mut cursor,
-                &mut paused,
+                &mut stands,
             )
             .await
             {
                 Ok(jobs) if jobs.is_empty() => {
                     drop(permit);
                     outage.reset();
+                    let paused: Vec<bool> = stands
+                        .iter()
+                        .flat_map(|s| s.paused.iter().copied())
+                        .collect();
                     tokio::select! {
                         () = &mut shutdown => break,
                         () = waiter.wait(&paused) => {}
@@ -279,21 +362,84 @@ fn log_task_end(done: std::result::Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// Claims up to `n` ready jobs: one `claim.lua` call per partition, starting at partition
-/// `cursor` (moved on by one for the next claim) and going on while fewer than `n` came back.
-/// A partition that fails is left for the next claim when others gave jobs. `paused` records,
-/// per partition, whether its last claim found it paused.
-async fn claim(
-    queue: &Queue,
+/// Whether two handles name the same queue (same prefix and name).
+fn same_queue(a: &Queue, b: &Queue) -> bool {
+    a.name() == b.name() && a.namespace().prefix() == b.namespace().prefix()
+}
+
+/// Where one queue's claims stand.
+#[derive(Debug)]
+struct Stand {
+    /// The partition the next claim starts from.
+    cursor: u16,
+    /// Per partition, whether its last claim found it paused.
+    paused: Vec<bool>,
+}
+
+impl Stand {
+    fn new(queue: &Queue) -> Self {
+        Stand {
+            cursor: 0,
+            paused: vec![false; usize::from(queue.partitions())],
+        }
+    }
+}
+
+/// Claims up to `n` ready jobs from the worker's queues, asking them in the order `lanes`
+/// gives and going on to the next while fewer than `n` came back. A queue that fails is left
+/// for the next claim when others gave jobs.
+async fn claim_lanes(
+    queues: &[Queue],
+    lanes: &mut Lanes,
     n: usize,
     config: &WorkerConfig,
-    cursor: &mut u16,
-    paused: &mut [bool],
+    stands: &mut [Stand],
+) -> Result<Vec<Claimed>> {
+    let mut claimed = Vec::new();
+    let mut given = vec![None; queues.len()];
+    let mut failure = None;
+    for lane in lanes.order() {
+        let (Some(queue), Some(stand)) = (queues.get(lane), stands.get_mut(lane)) else {
+            continue;
+        };
+        match claim(queue, lane, n - claimed.len(), config, stand).await {
+            Ok(jobs) => {
+                given[lane] = Some(jobs.len());
+                claimed.extend(jobs);
+            }
+            Err(e) => failure = Some(e),
+        }
+        if claimed.len() >= n {
+            break;
+        }
+    }
+    lanes.served(&given);
+    match failure {
+        Some(e) if claimed.is_empty() => Err(e),
+        Some(e) => {
+            warn!(error = %e, "a queue could not be claimed from; trying it again next time");
+            Ok(claimed)
+        }
+        None => Ok(claimed),
+    }
+}
+
+/// Claims up to `n` ready jobs of `queue` (the worker's queue number `lane`): one `claim.lua`
+/// call per partition, starting at the stand's cursor (moved on by one for the next claim)
+/// and going on while fewer than `n` came back. A partition that fails is left for the next
+/// claim when others gave jobs. Records, per partition, whether the claim found it paused.
+async fn claim(
+    queue: &Queue,
+    lane: usize,
+    n: usize,
+    config: &WorkerConfig,
+    stand: &mut Stand,
 ) -> Result<Vec<Claimed>> {
     let lease_ms = delay_ms(config.lease).unwrap_or(u64::MAX);
     let k = queue.partitions();
-    let start = *cursor;
-    *cursor = (start + 1) % k;
+    let start = stand.cursor;
+    stand.cursor = (start + 1) % k;
+    let paused = &mut stand.paused;
     let mut claimed = Vec::new();
     let mut failure = None;
     for step in 0..k {
@@ -327,6 +473,7 @@ async fn claim(
                     .due_ms
                     .map(|due| Duration::from_millis(claim.now_ms.saturating_sub(due))),
                 claimed_at,
+                lane,
                 part: part.index(),
                 keep: keep.clone(),
                 job,
@@ -343,6 +490,14 @@ async fn claim(
             Ok(claimed)
         }
         None => Ok(claimed),
+    }
+}
+
+impl<H> Shared<H> {
+    /// The queue `claimed` came from.
+    fn queue(&self, claimed: &Claimed) -> &Queue {
+        // Claims only make lanes that index `queues`.
+        &self.queues[claimed.lane.min(self.queues.len() - 1)]
     }
 }
 
@@ -395,8 +550,9 @@ where
         .or(shared.config.timeout);
     let started = tokio::time::Instant::now();
     let deadline = timeout.and_then(|t| started.checked_add(t));
+    let queue = shared.queue(&claimed);
     let ctx = Context {
-        queue: shared.queue.name().to_owned(),
+        queue: queue.name().to_owned(),
         shutdown: shared.stopping.clone(),
         cancel: cancel.clone(),
         reason: reason.clone(),
@@ -515,6 +671,7 @@ async fn finish<H>(
                 .send(Ack {
                     id: claimed.job.id,
                     token: claimed.job.token,
+                    lane: claimed.lane,
                     part: claimed.part,
                     keep: claimed.keep,
                     record,
@@ -528,7 +685,7 @@ async fn finish<H>(
 /// The record kept with a completed job: its run time and result (a result over the queue's
 /// payload limit is not kept, and the record says so).
 fn completion_record<H>(shared: &Shared<H>, claimed: &Claimed, result: Option<Vec<u8>>) -> Vec<u8> {
-    let limit = shared.queue.config().max_payload_bytes;
+    let limit = shared.queue(claimed).config().max_payload_bytes;
     let run_ms = u64::try_from(claimed.claimed_at.elapsed().as_millis()).unwrap_or(u64::MAX);
     let record = match result {
         Some(result) if result.len() > limit => {
@@ -574,7 +731,7 @@ async fn end_cancelled(
 /// in `running` and returns when its lease ends: never lost, possibly run again.
 async fn report<H>(shared: &Shared<H>, claimed: &Claimed, report: Report) {
     let (result, sent) = send_again("report", REPORT_TRIES, Error::is_connection_error, || {
-        send_report(&shared.queue, claimed, &report)
+        send_report(shared.queue(claimed), claimed, &report)
     })
     .await;
     match result {
@@ -616,7 +773,7 @@ async fn send_report(queue: &Queue, claimed: &Claimed, report: &Report) -> Resul
 async fn extend<H>(shared: &Shared<H>, claimed: &Claimed) -> Extended {
     let lease_ms = delay_ms(shared.config.lease).unwrap_or(u64::MAX);
     let (id, token) = (claimed.job.id.as_str(), claimed.job.token.as_str());
-    let part = shared.queue.partition(claimed.part);
+    let part = shared.queue(claimed).partition(claimed.part);
     match crate::ops::extend::call(&part, id, token, lease_ms).await {
         Ok(Extended::Lost) => {
             warn!("lease lost while the handler runs: its outcome will be refused");

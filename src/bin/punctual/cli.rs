@@ -266,8 +266,16 @@ pub(crate) struct ImportArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("handler").required(true).args(["exec", "pipe"])))]
 pub(crate) struct WorkArgs {
-    /// The queue's name.
-    pub(crate) queue: String,
+    /// The queues served, each as NAME or NAME=WEIGHT (1-1000, default 1). With several, one
+    /// concurrency limit is shared: while every queue has jobs each gets its weight's share
+    /// (critical=6 default=3 low=1: 60/30/10 %), and a queue with none leaves its share to
+    /// the others.
+    #[arg(required = true, value_name = "QUEUE[=WEIGHT]")]
+    pub(crate) queues: Vec<String>,
+    /// Serve the queues in the order named instead: a later queue only while all earlier
+    /// ones have nothing ready.
+    #[arg(long)]
+    pub(crate) strict: bool,
     /// Command run with `sh -c` for each job: the job's data as JSON on stdin;
     /// PUNCTUAL_JOB_ID, PUNCTUAL_QUEUE, PUNCTUAL_ATTEMPT, PUNCTUAL_MAX_ATTEMPTS, PUNCTUAL_KIND
     /// and PUNCTUAL_VERDICT_FILE in the environment. Exit 0 acknowledges the job, any other

@@ -60,6 +60,7 @@ impl Exec {
         let mut command = s.shell();
         command
             .env("PUNCTUAL_JOB_ID", &job.id)
+            .env("PUNCTUAL_QUEUE", ctx.queue())
             .env("PUNCTUAL_ATTEMPT", job.attempt.to_string())
             .env("PUNCTUAL_MAX_ATTEMPTS", job.max_attempts.to_string())
             .env("PUNCTUAL_KIND", &job.kind)

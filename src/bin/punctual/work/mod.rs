@@ -43,7 +43,10 @@ struct Setup {
     /// This worker's `PUNCTUAL_WORKER` value, in every command's environment.
     mark: String,
     metrics: WorkerMetrics,
-    queue: String,
+    /// The queues served, comma-separated: the metrics' `queue` label, and `PUNCTUAL_QUEUE`
+    /// of a `--pipe` handler (which serves them all; each job's line names its queue). An
+    /// `--exec` command gets its job's queue.
+    queues: String,
 }
 
 impl Setup {
@@ -54,7 +57,7 @@ impl Setup {
             .arg("-c")
             .arg(&self.command)
             .env(MARK_VAR, &self.mark)
-            .env("PUNCTUAL_QUEUE", &self.queue);
+            .env("PUNCTUAL_QUEUE", &self.queues);
         command
     }
 
@@ -154,11 +157,28 @@ pub(crate) async fn work(ctx: &Ctx, args: WorkArgs) -> CmdResult {
         // The start-lag histogram needs due times; they cost a little per job, so only when
         // metrics are served.
         .set_due_times(args.metrics_addr.is_some());
-    punctual::keys::validate_name(&args.queue).map_err(|e| ctx.fail(e))?;
+    let served = served_queues(&args.queues, args.strict)?;
+    let names: Vec<&str> = served.iter().map(|(name, _)| name.as_str()).collect();
+    let names = names.join(",");
     let ns = ctx.namespace().await?;
     ctx.check_server(&ns, &args.check).await?;
-    let queue = ns.queue(&args.queue).await.map_err(|e| ctx.fail(e))?;
-    let worker = Worker::new(queue, config).map_err(|e| ctx.fail(e))?;
+    let mut queues = Vec::with_capacity(served.len());
+    for (name, weight) in served {
+        queues.push((ns.queue(&name).await.map_err(|e| ctx.fail(e))?, weight));
+    }
+    let worker = match queues.len() {
+        1 => queues
+            .pop()
+            .map(|(queue, _)| Worker::new(queue, config.clone())),
+        _ if args.strict => Some(Worker::strict(
+            queues.into_iter().map(|(q, _)| q),
+            config.clone(),
+        )),
+        _ => Some(Worker::weighted(queues, config.clone())),
+    };
+    let worker = worker
+        .ok_or_else(|| Failure::Input("name at least one queue".to_owned()))?
+        .map_err(|e| ctx.fail(e))?;
 
     let mark = new_mark();
     let dir = std::env::temp_dir().join(format!("punctual-work-{mark}"));
@@ -172,7 +192,7 @@ pub(crate) async fn work(ctx: &Ctx, args: WorkArgs) -> CmdResult {
         supervisor: supervisor.clone(),
         mark,
         metrics: WorkerMetrics::default(),
-        queue: args.queue.clone(),
+        queues: names,
     };
     let result = run(ctx, &args, worker, setup, piped, &dir).await;
     // Every attempt has ended; the supervisor finds nothing left, removes the verdict
@@ -201,7 +221,7 @@ async fn run(
         Runner::Exec(exec::Exec::new(setup, dir.to_owned()))
     });
     if let Some(addr) = args.metrics_addr {
-        let queue = args.queue.clone();
+        let queue = runner.setup().queues.clone();
         let concurrency = args.concurrency;
         http::serve(addr, stop.clone(), move |path| {
             let body = (path == "/metrics").then(|| metrics.render(&queue, concurrency));
@@ -216,7 +236,7 @@ async fn run(
         .await?;
     }
     tracing::info!(
-        queue = %args.queue,
+        queue = %runner.setup().queues,
         command = %runner.setup().command,
         mode = if piped { "pipe" } else { "exec" },
         "worker running; SIGTERM or SIGINT stops it"
@@ -236,6 +256,42 @@ async fn run(
         pipe.close().await;
     }
     result
+}
+
+/// The queues `QUEUE[=WEIGHT]` names, each with its weight (1 when not given). In `strict`
+/// order weights are refused: the order is the weight.
+fn served_queues(specs: &[String], strict: bool) -> Result<Vec<(String, u32)>, Failure> {
+    let mut served: Vec<(String, u32)> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let (name, weight) = match spec.split_once('=') {
+            Some((_, _)) if strict => {
+                return Err(Failure::Input(format!(
+                    "{spec:?}: --strict serves queues in the order named; weights go without it"
+                )))
+            }
+            Some((name, weight)) => {
+                let weight = weight
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|w| (1..=punctual::MAX_WEIGHT).contains(w))
+                    .ok_or_else(|| {
+                        Failure::Input(format!(
+                            "{spec:?}: a queue's weight is a whole number from 1 to {}",
+                            punctual::MAX_WEIGHT
+                        ))
+                    })?;
+                (name, weight)
+            }
+            None => (spec.as_str(), 1),
+        };
+        punctual::keys::validate_name(name)
+            .map_err(|e| Failure::Input(format!("{spec:?}: {e}")))?;
+        if served.iter().any(|(n, _)| n == name) {
+            return Err(Failure::Input(format!("queue {name:?} is named twice")));
+        }
+        served.push((name.to_owned(), weight));
+    }
+    Ok(served)
 }
 
 /// This worker's mark: its pid and a random part, so that a reused pid cannot match.

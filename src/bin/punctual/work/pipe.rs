@@ -129,7 +129,7 @@ impl Pipe {
         };
         let request = serde_json::json!({
             "id": job.id,
-            "queue": s.queue,
+            "queue": ctx.queue(),
             "attempt": job.attempt,
             "max_attempts": job.max_attempts,
             "kind": job.kind,
