@@ -18,6 +18,7 @@
 -- KEYS[11] meta       HASH  `opts` = 1 once a job has an opts entry
 -- KEYS[12] completed  ZSET  job id -> time it completed (ms), while kept
 -- KEYS[13] results    HASH  job id -> its completion record, while kept
+-- KEYS[14] ranked     ZSET  ready job ids of a queue that uses priorities, by rank
 --
 -- ARGV[1]  job id
 -- ARGV[2]  the queue's `ended` channel: told "cancelled" when the job had an opts entry (someone
@@ -67,7 +68,7 @@ elseif redis.call('ZREM', KEYS[4], id) == 1 then
 elseif redis.call('ZREM', KEYS[12], id) == 1 then
   state = 'completed'
   redis.call('HDEL', KEYS[13], id)
-elseif redis.call('LREM', KEYS[2], 1, id) == 1 then
+elseif redis.call('ZREM', KEYS[14], id) == 1 or redis.call('LREM', KEYS[2], 1, id) == 1 then
   state = 'ready'
   redis.call('HDEL', KEYS[9], id)
 end

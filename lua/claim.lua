@@ -11,18 +11,24 @@
 -- KEYS[8]  meta      HASH  `due` = 1: promote.lua records due times (set here on request);
 --                           `paused` = 1: the queue is paused (pause.lua), nothing is claimed;
 --                           `opts` = 1: some job has an opts entry (schedule.lua);
---                           `keep_completed` = "AGE_MS,COUNT": the completed-job retention
+--                           `keep_completed` = "AGE_MS,COUNT": the completed-job retention;
+--                           `prio` = 1: the queue uses priorities (its ready jobs are in ranked)
 -- KEYS[9]  dead      ZSET  job id -> time it died (ms)
 -- KEYS[10] errors    HASH  job id -> last error record
 -- KEYS[11] opts      HASH  job id -> how it is steered (JSON); read only when meta says `opts`
 -- KEYS[12] stats     HASH  event counters: `expired`, `dead` (see the `expire` snippet)
+-- KEYS[13] ranked    ZSET  ready job ids by rank (promote.lua), once meta says `prio`: taken
+--                          lowest rank first, after whatever is in `ready`
+-- KEYS[14] bell      LIST  the doorbell of `ranked` (promote.lua rings it): emptied here once
+--                          `ranked` is empty, so idle workers block until it fills again
 --
 -- ARGV[1]  the most jobs to claim (at most a few thousand: ids are unpacked onto Lua's stack)
 -- ARGV[2]  lease length in ms
 -- ARGV[3]  "1": this worker wants due times (recorded from now on); "0": it does not ask
 --
--- Returns {deadline, keep, id_1, token_1, attempt_1, envelope_1, due_1, id_2, ...}; just
--- {deadline, keep} when nothing was ready; {0} when the queue is paused (nothing claimed).
+-- Returns {deadline, keep, ranked, id_1, token_1, attempt_1, envelope_1, due_1, id_2, ...}; just
+-- {deadline, keep, ranked} when nothing was ready; {0} when the queue is paused (nothing
+-- claimed). ranked is 1 when the queue uses priorities: an idle worker then waits on `bell`.
 -- keep is the queue's completed-job retention ("" for none), for the worker's ack.lua calls. attempt counts this claim (the first run is attempt 1); due is when
 -- the job became due (ms, as a string), or nil when due times are not recorded (no worker of
 -- the queue asked for them) or the id was put in ready by other means.
@@ -93,7 +99,7 @@ local function expire(k, gone, entries, reasons, now)
 end
 -- end snippet
 
-local flags = redis.call('HMGET', KEYS[8], 'due', 'paused', 'opts', 'keep_completed')
+local flags = redis.call('HMGET', KEYS[8], 'due', 'paused', 'opts', 'keep_completed', 'prio')
 if flags[2] then return {0} end
 local record_due = flags[1]
 if not record_due and ARGV[3] == '1' then
@@ -101,9 +107,16 @@ if not record_due and ARGV[3] == '1' then
   record_due = '1'
 end
 
-local out = {deadline, flags[4] or ''}
-local popped = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
-if not popped then return out end
+local out = {deadline, flags[4] or '', flags[5] and 1 or 0}
+local want = tonumber(ARGV[1])
+local popped = redis.call('LPOP', KEYS[1], want) or {}
+if flags[5] and #popped < want then
+  -- Ranked jobs after any left in `ready` from before the queue used priorities.
+  local best = redis.call('ZPOPMIN', KEYS[13], want - #popped)
+  for i = 1, #best, 2 do popped[#popped + 1] = best[i] end
+  if redis.call('ZCARD', KEYS[13]) == 0 then redis.call('DEL', KEYS[14]) end
+end
+if #popped == 0 then return out end
 local envelopes = redis.call('HMGET', KEYS[3], unpack(popped))
 local dues = {}
 if record_due then

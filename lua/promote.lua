@@ -12,7 +12,10 @@
 --                           `expired`, `dead` (see the `expire` snippet)
 -- KEYS[8]  meta       HASH  `format` -> storage format, written when the queue is opened;
 --                           `due` = 1 once a worker asked for due times (claim.lua);
---                           `opts` = 1 once a job has an opts entry (schedule.lua, cancel.lua)
+--                           `opts` = 1 once a job has an opts entry (schedule.lua, cancel.lua);
+--                           `prio` = 1 once a job was scheduled with a priority (schedule.lua),
+--                           2 once ranked here,
+--                           `prio_step` its aging step (ms; `Queue::set_priority_step`)
 -- KEYS[9]  due        HASH  job id -> when it became due (ms), while it waits in ready: the
 --                           due time of a promoted job, the lease deadline of an expired one;
 --                           written only when meta says `due` (nothing is spent otherwise)
@@ -20,6 +23,15 @@
 -- KEYS[11] jobs       HASH  job id -> envelope
 -- KEYS[12] opts       HASH  job id -> how it is steered (JSON: `deadline`, `drop`, `cancel`);
 --                           read only when meta says `opts`
+-- KEYS[13] ranked     ZSET  ready job ids by rank, instead of `ready`, once meta says `prio`:
+--                           rank = when it became due - priority * step (ms; the envelope's
+--                           `p`, -9..9, and meta's `prio_step`, 60000 when absent), so a
+--                           higher priority goes first and a lower one waits at most `step` per
+--                           level behind jobs that became due after it
+-- KEYS[14] bell       LIST  one element while `ranked` may have jobs: idle workers of a queue
+--                           that uses priorities block on it (claim.lua empties it); its name
+--                           is pushed to `ready` once, at the queue's first ranking (`prio`
+--                           1 -> 2), to wake the workers that still block there
 --
 -- ARGV[1]  batch: at most this many due jobs and at most this many expired leases per call
 -- ARGV[2]  storage format, written back to meta when meta is missing
@@ -108,9 +120,46 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
 local batch = tonumber(ARGV[1])
 
-local meta = redis.call('HMGET', KEYS[8], 'format', 'due', 'opts')
+local meta = redis.call('HMGET', KEYS[8], 'format', 'due', 'opts', 'prio', 'prio_step')
 local record_due = meta[2]
 local steered = meta[3]
+local ranked = meta[4]
+local step = tonumber(meta[5]) or 60000
+
+-- A job's priority: the envelope's `p` when it is the map's first field (fixmap, the key "p",
+-- a fixint: bytes 8N a1 70 XX), clamped to -9..9; 0 for any other envelope. Reading four
+-- bytes keeps ranking cheap, and Redis's cmsgpack cannot decode the envelope's `bin` data.
+local function priority_of(envelope)
+  if not envelope then return 0 end
+  local map, len, key, value = string.byte(envelope, 1, 4)
+  if map and map >= 0x80 and map <= 0x8f and len == 0xa1 and key == 0x70 and value then
+    if value <= 0x7f then return math.min(value, 9) end
+    if value >= 0xe0 then return math.max(value - 256, -9) end
+  end
+  return 0
+end
+
+-- Puts `ids` (which became due at `became`, an array of id, ms pairs) in `ranked` by their
+-- rank, and rings the bell.
+local function rank(ids, became)
+  local envelopes = redis.call('HMGET', KEYS[11], unpack(ids))
+  local members = {}
+  for i, id in ipairs(ids) do
+    members[2 * i - 1] = tonumber(became[2 * i]) - priority_of(envelopes[i]) * step
+    members[2 * i] = id
+  end
+  redis.call('ZADD', KEYS[13], unpack(members))
+  if redis.call('EXISTS', KEYS[14]) == 0 then redis.call('RPUSH', KEYS[14], '1') end
+  if ranked == '1' then
+    -- The queue's first ranked jobs: idle workers still block on `ready`, which nothing fills
+    -- from now on. One marker there (the bell's name: no job has it, so claim.lua drops it)
+    -- wakes them, and their claim tells them to wait on the bell. It stays the list's last
+    -- element until taken, where `stats` finds and skips it.
+    redis.call('RPUSH', KEYS[2], KEYS[14])
+    redis.call('HSET', KEYS[8], 'prio', '2')
+    ranked = '2'
+  end
+end
 local k = {dead = KEYS[10], jobs = KEYS[11], attempts = KEYS[5], errors = KEYS[6], opts = KEYS[12],
   stats = KEYS[7], ended = ARGV[3]}
 local lost = 0
@@ -164,7 +213,7 @@ for i = 1, #due, 2 do
 end
 if #ids > 0 then
   redis.call('ZREM', KEYS[1], unpack(ids))
-  redis.call('RPUSH', KEYS[2], unpack(ids))
+  if ranked then rank(ids, due) else redis.call('RPUSH', KEYS[2], unpack(ids)) end
   if record_due then redis.call('HSET', KEYS[9], unpack(due)) end
   redis.call('HINCRBY', KEYS[7], 'promoted', #ids)
 end
@@ -208,7 +257,7 @@ if #expired > 0 then
       attempt = attempt,
     }))
   end
-  redis.call('RPUSH', KEYS[2], unpack(expired))
+  if ranked then rank(expired, leases) else redis.call('RPUSH', KEYS[2], unpack(expired)) end
   if record_due then redis.call('HSET', KEYS[9], unpack(leases)) end
   redis.call('HINCRBY', KEYS[7], 'lease_expired', #expired)
 end

@@ -19,6 +19,8 @@
 -- KEYS[15]  opts       HASH  (schedule.lua, cancel.lua)
 -- KEYS[16]  completed  ZSET  (ack.lua)
 -- KEYS[17]  results    HASH  (ack.lua)
+-- KEYS[18]  ranked     ZSET  (promote.lua)
+-- KEYS[19]  bell       LIST  (promote.lua)
 --
 -- ARGV[1]  "1": delete the jobs too; "0": refuse when there are any
 --

@@ -14,6 +14,7 @@
 --                            `max_lateness`, ...)
 -- KEYS[9]  completed  ZSET  job id -> time it completed (ms), while kept
 -- KEYS[10] results    HASH  job id -> its completion record, while kept
+-- KEYS[11] ranked     ZSET  ready job ids of a queue that uses priorities, by rank
 --
 -- ARGV[1]  wake channel, woken (see the `wake` snippet) when the job becomes the head of scheduled
 -- ARGV[2]  job id
@@ -67,8 +68,10 @@ elseif redis.call('ZREM', KEYS[9], id) == 1 then
   redis.call('HDEL', KEYS[10], id)
   redis.call('HDEL', KEYS[6], id)
   redis.call('HDEL', KEYS[8], id)
-else
+elseif redis.call('ZREM', KEYS[11], id) == 0 then
   redis.call('LREM', KEYS[2], 1, id)
+  redis.call('HDEL', KEYS[7], id)
+else
   redis.call('HDEL', KEYS[7], id)
 end
 

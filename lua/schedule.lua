@@ -12,9 +12,11 @@
 -- KEYS[9]   errors     HASH  job id -> last error record
 -- KEYS[10]  due        HASH  job id -> when it became due (ms), while ready
 -- KEYS[11]  opts       HASH  job id -> options the scripts act on later (JSON, see below)
--- KEYS[12]  meta       HASH  `opts` = 1 once any job of the queue has an entry in opts
+-- KEYS[12]  meta       HASH  `opts` = 1 once any job of the queue has an entry in opts;
+--                            `prio` = 1 once any job was scheduled with a priority
 -- KEYS[13]  completed  ZSET  job id -> time it completed (ms), while the retention keeps it
 -- KEYS[14]  results    HASH  job id -> its completion record, while kept
+-- KEYS[15]  ranked     ZSET  ready job ids of a queue that uses priorities, by rank
 --
 -- ARGV[1]  wake channel: woken (see the `wake` snippet) when a job becomes the new head of `scheduled`
 -- ARGV[2]  past tolerance in ms for absolute times; -1 accepts any time in the past
@@ -29,6 +31,9 @@
 --            expires_at    unix ms: the job is not run after this time
 --            max_lateness  ms: the job is not run later than this after its due time
 --            on_expiry     "dead" (default: dead set, reason `expired`) | "drop" (deleted)
+--            priority      -9..9, not 0: the queue uses priorities from now on (meta `prio`:
+--                          promote.lua ranks its ready jobs); the job's own priority is the
+--                          envelope's `p`, which this only announces
 --
 -- Returns {now, r_1, ..., r_n, d_1, ..., d_m} where r_k is
 --    1  created
@@ -74,6 +79,7 @@ local MODES = {reject = true, replace = true, debounce = true, keep_earliest = t
 
 -- Every job's options first: a malformed one fails the call before anything is written.
 local options = {}
+local with_priority = false
 for k = 0, n - 1 do
   local text = ARGV[8 + 5 * k]
   if text ~= '' then
@@ -81,7 +87,7 @@ for k = 0, n - 1 do
     local good = ok and type(o) == 'table' and (o.on_conflict == nil or MODES[o.on_conflict])
       and (o.on_expiry == nil or o.on_expiry == 'dead' or o.on_expiry == 'drop')
     if good then
-      for _, field in ipairs({'max_wait', 'expires_at', 'max_lateness'}) do
+      for _, field in ipairs({'max_wait', 'expires_at', 'max_lateness', 'priority'}) do
         if o[field] ~= nil and type(o[field]) ~= 'number' then good = false end
       end
     end
@@ -90,6 +96,7 @@ for k = 0, n - 1 do
         ') has malformed options: ' .. text)
     end
     options[k] = o
+    if o.priority and o.priority ~= 0 then with_priority = true end
   end
 end
 
@@ -235,7 +242,7 @@ for k = 0, n - 1 do
           note(new)
         elseif new > now then
           -- Ready, and now due later: back to waiting.
-          redis.call('LREM', KEYS[5], 1, id)
+          if redis.call('ZREM', KEYS[15], id) == 0 then redis.call('LREM', KEYS[5], 1, id) end
           redis.call('HDEL', KEYS[10], id)
           redis.call('ZADD', KEYS[1], new, id)
           note(new)
@@ -254,6 +261,7 @@ if created > 0 then
   first = redis.call('HINCRBY', KEYS[3], 'scheduled', created) == created
 end
 if with_options then redis.call('HSET', KEYS[12], 'opts', '1') end
+if with_priority then redis.call('HSETNX', KEYS[12], 'prio', '1') end
 if earliest ~= nil and (head_due == nil or earliest < head_due) then
   wake(earliest, first)
 end

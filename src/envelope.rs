@@ -3,7 +3,8 @@
 //! The envelope is a MessagePack map with short field names (it is stored once per job, so every
 //! byte counts): `v` format version, `k` kind, `d` the data (itself MessagePack with named
 //! fields, as `bin`), `c` creation time (unix ms, producer clock, informational only), and the
-//! optional per-job `m` max attempts, `b` backoff and `t` handler timeout (ms). Unknown fields are ignored, so a later
+//! optional per-job `m` max attempts, `b` backoff, `t` handler timeout (ms) and `p` priority
+//! (-9..=9, absent = 0; first in the map when present, where `promote.lua` reads it). Unknown fields are ignored, so a later
 //! version can add fields that this one skips.
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,11 @@ pub(crate) const ENVELOPE_VERSION: u32 = 1;
 /// A job as stored in the `jobs` hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Envelope {
+    /// The job's priority (`NewJob::priority`), written only when not 0, and always as the
+    /// map's *first* field: `promote.lua` reads it from the envelope's first bytes (`8N a1 70
+    /// <fixint>`) without decoding the rest (Redis's Lua MessagePack cannot read `bin`).
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) priority: Option<i8>,
     #[serde(rename = "v")]
     pub(crate) version: u32,
     #[serde(rename = "k")]
@@ -111,7 +117,24 @@ mod tests {
             max_attempts: Some(3),
             backoff: Some(BackoffSpec::Fixed { delay_ms: 250 }),
             timeout_ms: None,
+            priority: None,
         }
+    }
+
+    /// `promote.lua` reads a priority from the envelope's first four bytes: `p` must come
+    /// first, as a fixint.
+    #[test]
+    fn priority_is_the_first_field() {
+        for (p, byte) in [(9i8, 0x09u8), (-2, 0xfe), (-9, 0xf7)] {
+            let e = Envelope {
+                priority: Some(p),
+                ..sample()
+            };
+            let bytes = e.encode().unwrap();
+            assert_eq!(bytes[1..4], [0xa1, b'p', byte], "priority {p}");
+            assert_eq!(Envelope::decode(&bytes).unwrap(), e);
+        }
+        assert_ne!(sample().encode().unwrap()[2], b'p');
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub struct JobInfo {
     pub cancel_requested: bool,
     /// Its own handler timeout ([`crate::NewJob::timeout`]).
     pub timeout: Option<std::time::Duration>,
+    /// Its priority ([`crate::NewJob::priority`]; 0 by default).
+    pub priority: i8,
     /// When it completed (completed jobs, kept by the queue's retention).
     pub completed_at: Option<SystemTime>,
     /// How long its last attempt ran, claim to ack (completed jobs).
@@ -297,14 +299,17 @@ impl Queue {
             let mut conn = part.conn();
             let page: Vec<(String, f64)> = match state {
                 JobState::Ready => {
-                    let ids: Vec<String> = redis::cmd("LRANGE")
-                        .arg(&k.ready)
-                        .arg(0)
-                        .arg(last)
+                    // Workers take `ready` first, then `ranked` (a queue that uses
+                    // priorities) by rank: positions in that order.
+                    let (listed, ranked): (Vec<String>, Vec<String>) = redis::pipe()
+                        .lrange(&k.ready, 0, last)
+                        .zrange(&k.ranked, 0, last)
                         .query_async(&mut conn)
                         .await
                         .map_err(|e| self.redis_error("list", e))?;
-                    ids.into_iter()
+                    listed
+                        .into_iter()
+                        .chain(ranked)
                         .enumerate()
                         .map(|(i, id)| (id, i as f64))
                         .collect()
@@ -408,6 +413,7 @@ impl Queue {
             expires_at: None,
             cancel_requested: false,
             timeout: None,
+            priority: 0,
             completed_at: at(completed),
             run_time: None,
             result: None,
@@ -435,6 +441,7 @@ impl Queue {
             Ok(envelope) => {
                 info.max_attempts = envelope.max_attempts;
                 info.timeout = envelope.timeout_ms.map(std::time::Duration::from_millis);
+                info.priority = envelope.priority.unwrap_or(0);
                 info.kind = Some(envelope.kind);
                 info.created_at = Some(from_unix_ms(envelope.created_ms));
                 info.data = Some(envelope.data);
@@ -462,6 +469,8 @@ impl Queue {
             u64,
             u64,
             u64,
+            Option<u64>,
+            u64,
             u64,
             u64,
             Vec<(String, f64)>,
@@ -475,6 +484,16 @@ impl Queue {
             pipe.atomic()
                 .zcard(&k.scheduled)
                 .llen(&k.ready)
+                .zcard(&k.ranked)
+                // The marker `promote.lua` leaves at the end of `ready` when a queue starts
+                // using priorities (not a job): O(1), only the last element is looked at.
+                .cmd("LPOS")
+                .arg(&k.ready)
+                .arg(&k.bell)
+                .arg("RANK")
+                .arg(-1)
+                .arg("MAXLEN")
+                .arg(1)
                 .zcard(&k.running)
                 .zcard(&k.dead)
                 .zcard(&k.completed)
@@ -496,12 +515,23 @@ impl Queue {
         let mut now_ms = 0;
         let mut paused = false;
         for reply in futures_util::future::join_all(reads).await {
-            let (scheduled, ready, running, dead, completed, head, fields, (secs, micros), pause) =
-                reply?;
+            let (
+                scheduled,
+                ready,
+                ranked,
+                marker,
+                running,
+                dead,
+                completed,
+                head,
+                fields,
+                (secs, micros),
+                pause,
+            ) = reply?;
             counts.completed += completed;
             paused |= pause.is_some();
             counts.scheduled += scheduled;
-            counts.ready += ready;
+            counts.ready += ready - u64::from(marker.is_some()).min(ready) + ranked;
             counts.running += running;
             counts.dead += dead;
             totals.add(&Totals::from_fields(fields));

@@ -75,6 +75,11 @@ pub(crate) struct Keys {
     pub(crate) completed: String,
     /// Completion records (run time, result) of the jobs in `completed`.
     pub(crate) results: String,
+    /// Ready jobs of a queue that uses priorities, by rank (`promote.lua`, `claim.lua`).
+    pub(crate) ranked: String,
+    /// Wakes idle workers of a queue that uses priorities when `ranked` fills (its doorbell:
+    /// they block on it instead of on `ready`).
+    pub(crate) bell: String,
     /// Pub/sub channel the scripts PUBLISH to when a job becomes the earliest due.
     pub(crate) wake: String,
     /// Pub/sub channel told how a job whose cancellation was asked ended (the `tell` snippet),
@@ -129,6 +134,8 @@ impl Keys {
             opts: k("opts"),
             completed: k("completed"),
             results: k("results"),
+            ranked: k("ranked"),
+            bell: k("bell"),
             wake: k("wake"),
             ended: k("ended"),
         }
@@ -157,12 +164,14 @@ pub(crate) enum Part {
     Opts,
     Completed,
     Results,
+    Ranked,
+    Bell,
 }
 
 impl Part {
     /// Every part, for the checks that a script covers them all.
     #[cfg(test)]
-    pub(crate) const ALL: [Part; 18] = [
+    pub(crate) const ALL: [Part; 20] = [
         Part::Scheduled,
         Part::Ready,
         Part::Running,
@@ -181,6 +190,8 @@ impl Part {
         Part::Opts,
         Part::Completed,
         Part::Results,
+        Part::Ranked,
+        Part::Bell,
     ];
 
     /// The part name, as in the key and in the scripts' headers (the header check reads it).
@@ -205,6 +216,8 @@ impl Part {
             Part::Opts => "opts",
             Part::Completed => "completed",
             Part::Results => "results",
+            Part::Ranked => "ranked",
+            Part::Bell => "bell",
         }
     }
 }
@@ -231,6 +244,8 @@ impl Keys {
             Part::Opts => &self.opts,
             Part::Completed => &self.completed,
             Part::Results => &self.results,
+            Part::Ranked => &self.ranked,
+            Part::Bell => &self.bell,
         }
     }
 

@@ -47,7 +47,7 @@
 //! | state | key (queue `q`) | entered by |
 //! |---|---|---|
 //! | scheduled | `punctual:{q}:scheduled` ZSET, score = due ms | `schedule.lua` (also replacing or debouncing a waiting job), `retry.lua`, `reschedule.lua`, `revive.lua` |
-//! | ready | `punctual:{q}:ready` LIST | `promote.lua` (due, or lease expired) |
+//! | ready | `punctual:{q}:ready` LIST; in a queue that uses priorities, `punctual:{q}:ranked` ZSET, score = rank | `promote.lua` (due, or lease expired) |
 //! | running | `punctual:{q}:running` ZSET, score = lease deadline | `claim.lua`, `extend.lua` |
 //! | completed | `punctual:{q}:completed` ZSET, score = time it completed (only with a [`Retention`]) | `ack.lua` |
 //! | dead | `punctual:{q}:dead` ZSET, score = time of death | `bury.lua`; a job whose time ran out (`promote.lua`, `claim.lua`, `retry.lua`) or that was cancelled while it ran |
@@ -135,6 +135,7 @@ mod namespace;
 mod new_job;
 mod open;
 mod ops;
+mod priority;
 mod promoter;
 mod queue;
 mod reconnect;
@@ -156,8 +157,12 @@ pub use error::{redact_url, Error, Result};
 pub use inspect::{Counts, ErrorRecord, JobInfo, QueueStats, Totals, MAX_LIST};
 pub use job::{CancelReason, Context, Job, Outcome};
 pub use namespace::{Namespace, MAX_REGISTERED_QUEUES};
-pub use new_job::{NewJob, OnConflict, OnExpiry, Scheduled, When, MAX_ID_LEN};
+pub use new_job::{
+    NewJob, OnConflict, OnExpiry, Scheduled, When, DEFAULT_PRIORITY_STEP, MAX_ID_LEN, MAX_PRIORITY,
+    MIN_PRIORITY,
+};
 pub use open::Removed;
+pub use priority::MAX_PRIORITY_STEP;
 pub use promoter::{
     PromoteReport, Promoter, PromoterConfig, DEFAULT_BATCH, DEFAULT_HEARTBEAT, MAX_BATCH,
 };
@@ -194,6 +199,7 @@ pub mod bench_support {
             max_attempts: None,
             backoff: None,
             timeout_ms: None,
+            priority: None,
         }
         .encode()
         .unwrap_or_default()

@@ -119,6 +119,14 @@ pub enum OnExpiry {
     Drop,
 }
 
+/// Lowest [`NewJob::priority`].
+pub const MIN_PRIORITY: i8 = -9;
+/// Highest [`NewJob::priority`].
+pub const MAX_PRIORITY: i8 = 9;
+/// Default for [`Queue::set_priority_step`]: how long a job of one priority level lower may
+/// wait behind later jobs before it goes first.
+pub const DEFAULT_PRIORITY_STEP: Duration = Duration::from_secs(60);
+
 /// A job to schedule: its data and options. Build it with [`NewJob::new`] and the setters.
 #[derive(Debug)]
 pub struct NewJob {
@@ -134,6 +142,7 @@ pub struct NewJob {
     max_lateness: Option<Duration>,
     on_expiry: OnExpiry,
     timeout: Option<Duration>,
+    priority: i8,
 }
 
 impl NewJob {
@@ -160,6 +169,7 @@ impl NewJob {
             max_lateness: None,
             on_expiry: OnExpiry::Dead,
             timeout: None,
+            priority: 0,
         }
     }
 
@@ -178,6 +188,7 @@ impl NewJob {
             max_lateness: None,
             on_expiry: OnExpiry::Dead,
             timeout: None,
+            priority: 0,
         }
     }
 
@@ -264,6 +275,21 @@ impl NewJob {
     /// What becomes of the job when its time runs out (default [`OnExpiry::Dead`]).
     pub fn on_expiry(mut self, what: OnExpiry) -> Self {
         self.on_expiry = what;
+        self
+    }
+
+    /// Run this job before due jobs of lower priority (default 0; from [`MIN_PRIORITY`] to
+    /// [`MAX_PRIORITY`], higher first). Priority orders jobs that are *due*: it never makes a
+    /// job run before its due time. Among due jobs a worker takes the one with the lowest
+    /// `became due - priority × step` first, `step` being the queue's aging step
+    /// ([`Queue::set_priority_step`], [`DEFAULT_PRIORITY_STEP`]): a job of priority 5 goes
+    /// before jobs of priority 0 that became due up to 5 steps before it, and a job of lower
+    /// priority waits at most one step per level behind jobs that became due after it, so a
+    /// flood of high priority jobs cannot starve it. Within one priority, due order (then id
+    /// order) holds. A queue's first job with a priority switches it to ranked ready jobs
+    /// (a ZSET; see docs/layout.md): a queue that never uses priorities pays nothing.
+    pub fn priority(mut self, priority: i8) -> Self {
+        self.priority = priority;
         self
     }
 
@@ -357,6 +383,7 @@ impl Queue {
                 reason: "must be at most 100 years".to_owned(),
             })?),
         };
+        let priority = (job.priority != 0).then_some(job.priority);
         let envelope = Envelope {
             version: ENVELOPE_VERSION,
             kind: job.kind,
@@ -365,6 +392,7 @@ impl Queue {
             max_attempts: job.max_attempts,
             backoff: job.backoff,
             timeout_ms,
+            priority,
         }
         .encode()
         .map_err(|source| Error::Encode {
@@ -432,6 +460,15 @@ fn options(job: &NewJob) -> Result<String> {
             ));
         }
         o.insert("on_expiry".into(), "drop".into());
+    }
+    if !(MIN_PRIORITY..=MAX_PRIORITY).contains(&job.priority) {
+        return Err(invalid(
+            "job priority",
+            "must be from -9 (lowest) to 9 (highest); 0 is the default",
+        ));
+    }
+    if job.priority != 0 {
+        o.insert("priority".into(), job.priority.into());
     }
     if o.is_empty() {
         return Ok(String::new());

@@ -698,6 +698,33 @@ impl Queue {
             .map_err(|e| self.redis_error("look up", e))
     }
 
+    /// Sets (`Some`) or clears (`None`) a queue setting, `field` of every partition's `meta`.
+    pub(crate) async fn set_setting(
+        &self,
+        field: &'static str,
+        value: Option<String>,
+    ) -> Result<()> {
+        for part in self.each_partition() {
+            let cmd = match &value {
+                Some(value) => {
+                    let mut cmd = redis::cmd("HSET");
+                    cmd.arg(&part.keys().meta).arg(field).arg(value);
+                    cmd
+                }
+                None => {
+                    let mut cmd = redis::cmd("HDEL");
+                    cmd.arg(&part.keys().meta).arg(field);
+                    cmd
+                }
+            };
+            let _: i64 = cmd
+                .query_async(&mut part.conn())
+                .await
+                .map_err(|e| part.redis_error("set a queue setting", e))?;
+        }
+        Ok(())
+    }
+
     async fn set_paused(&self, pause: bool) -> Result<bool> {
         let mut changed = false;
         for part in self.each_partition() {

@@ -118,24 +118,8 @@ impl Queue {
     }
 
     async fn set_retention(&self, field: &'static str, retention: Option<Retention>) -> Result<()> {
-        for part in self.each_partition() {
-            let cmd = match retention {
-                Some(r) => {
-                    let mut cmd = redis::cmd("HSET");
-                    cmd.arg(&part.keys().meta).arg(field).arg(r.to_field());
-                    cmd
-                }
-                None => {
-                    let mut cmd = redis::cmd("HDEL");
-                    cmd.arg(&part.keys().meta).arg(field);
-                    cmd
-                }
-            };
-            let _: i64 = cmd
-                .query_async(&mut part.conn())
-                .await
-                .map_err(|e| part.redis_error("set retention", e))?;
-        }
+        self.set_setting(field, retention.map(|r| r.to_field()))
+            .await?;
         tracing::info!(queue = %self.name(), field, ?retention, "retention set");
         Ok(())
     }

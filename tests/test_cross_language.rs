@@ -164,6 +164,37 @@ print(json.dumps({"scheduled": scheduled, "read": read_job("rust", sys.argv[1]),
     jobs.stop().await;
 }
 
+/// The README's producer with a priority: Rust reads it back and ranks the jobs by it.
+#[tokio::test]
+async fn python_priorities_rank_the_jobs() {
+    let redis = RedisServer::start_standalone();
+    let driver = r#"
+import json
+out = [schedule_job("ranked", {"i": i}, 0, job_id=f"j{i}", priority=p)
+       for i, p in enumerate([-1, 0, 4])]
+print(json.dumps(out))
+"#;
+    let out = run_python(&redis, driver, &[]);
+    assert_eq!(out, json!([["j0", true], ["j1", true], ["j2", true]]));
+    let queue = Queue::connect(&redis.url(), "ranked").await.unwrap();
+    let priorities: Vec<i8> =
+        futures_util::future::join_all(["j0", "j1", "j2"].map(|id| queue.get(id)))
+            .await
+            .into_iter()
+            .map(|info| info.unwrap().unwrap().priority)
+            .collect();
+    assert_eq!(priorities, [-1, 0, 4]);
+    punctual::Promoter::promote(&queue, 10).await.unwrap();
+    let order: Vec<String> = queue
+        .list(JobState::Ready, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(order, ["j2", "j1", "j0"]);
+}
+
 /// The layout doc's `EVALSHA` line, sent as written (placeholders filled in), schedules a job
 /// a Rust worker runs: its key count and argument order match `lua/schedule.lua`.
 #[tokio::test]

@@ -12,6 +12,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/claim.lua"),
     &[
         Ready, Running, Jobs, Attempts, Leases, Seq, Due, Meta, Dead, Errors, Opts, Stats,
+        Ranked, Bell,
     ],
     &["n", "lease_ms", "want_due"],
 );
@@ -41,6 +42,9 @@ pub(crate) struct Claim {
     /// The queue's completed-job retention, `"AGE_MS,COUNT"`, or empty: passed on to the
     /// jobs' `ack.lua` calls.
     pub(crate) keep: String,
+    /// The queue uses priorities: its ready jobs are in `ranked`, and an idle worker waits on
+    /// its `bell` rather than on `ready`.
+    pub(crate) ranked: bool,
 }
 
 /// Claims up to `n` ready jobs, each under a lease of `lease_ms`. `want_due` asks the queue
@@ -66,11 +70,16 @@ pub(crate) async fn call(queue: &Partition<'_>, n: usize, lease_ms: u64, want_du
             jobs: Vec::new(),
             paused: true,
             keep: String::new(),
+            ranked: false,
         });
     }
     let keep: String = match fields.next() {
         Some(v) => redis::from_redis_value(v).map_err(|e| bad(e.to_string()))?,
         None => return Err(bad("no retention field".into())),
+    };
+    let ranked: i64 = match fields.next() {
+        Some(v) => redis::from_redis_value(v).map_err(|e| bad(e.to_string()))?,
+        None => return Err(bad("no ranked field".into())),
     };
     let mut jobs = Vec::new();
     while let Some(id) = fields.next() {
@@ -94,5 +103,6 @@ pub(crate) async fn call(queue: &Partition<'_>, n: usize, lease_ms: u64, want_du
         jobs,
         paused: false,
         keep,
+        ranked: ranked == 1,
     })
 }

@@ -11,6 +11,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/reschedule.lua"),
     &[
         Scheduled, Ready, Running, Dead, Jobs, Attempts, Due, Opts, Completed, Results,
+        Ranked,
     ],
     &["wake", "id", "mode", "ms", "tolerance_ms"],
 );

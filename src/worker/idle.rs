@@ -4,7 +4,10 @@
 //! partitioned queue is waited on in every partition at once, and a worker that serves
 //! several queues waits on all of their partitions: the first that has a job ends the wait. On a cluster each connection follows its partition's slot. A paused partition is
 //! waited on at its `gate` instead (`BLMOVE gate gate`), which a resume fills: a paused queue
-//! costs no polling, and its jobs in `ready` do not wake the worker.
+//! costs no polling, and its jobs in `ready` do not wake the worker. A partition of a queue
+//! that uses priorities keeps its ready jobs in `ranked` (a ZSET, which cannot be waited on
+//! without taking from it): it is waited on at its `bell`, which `promote.lua` rings when it
+//! ranks jobs and `claim.lua` empties when `ranked` is empty.
 
 use std::time::Duration;
 
@@ -15,11 +18,23 @@ use crate::conn::{Backend, Conn};
 use crate::queue::Queue;
 use crate::reconnect::ReconnectBackoff;
 
+/// Which key of a partition the idle wait blocks on, as its last claim found it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum Watch {
+    /// `ready`: the usual.
+    #[default]
+    Ready,
+    /// `bell`: the queue uses priorities.
+    Bell,
+    /// `gate`: the partition is paused.
+    Gate,
+}
+
 /// Waits, on connections of its own, until some partition's `ready` has an element.
 pub(super) struct ReadyWaiter {
-    /// Each partition's server, `ready` and `gate` keys, and its connection once made; the
-    /// partitions of the worker's queues in order.
-    parts: Vec<(Backend, String, String, Option<Conn>)>,
+    /// Each partition's server, `ready`, `bell` and `gate` keys, and its connection once made;
+    /// the partitions of the worker's queues in order.
+    parts: Vec<(Backend, [String; 3], Option<Conn>)>,
     idle_wait: Duration,
     outage: ReconnectBackoff,
 }
@@ -32,8 +47,9 @@ impl ReadyWaiter {
                 .flat_map(|queue| {
                     let backend = queue.namespace().backend();
                     queue.each_partition().map(move |part| {
-                        let keys = part.keys();
-                        (backend.clone(), keys.ready.clone(), keys.gate.clone(), None)
+                        let k = part.keys();
+                        let watched = [k.ready.clone(), k.bell.clone(), k.gate.clone()];
+                        (backend.clone(), watched, None)
                     })
                 })
                 .collect(),
@@ -42,23 +58,23 @@ impl ReadyWaiter {
         }
     }
 
-    /// Returns when a `ready` list (a `gate`, for the partitions `paused` marks) has an
-    /// element, after `idle_wait`, or after a connection error (having waited out the
-    /// backoff).
-    pub(super) async fn wait(&mut self, paused: &[bool]) {
+    /// Returns when a partition's watched list (`watch`, per partition: `ready`, `bell` or
+    /// `gate`) has an element, after `idle_wait`, or after a connection error (having waited
+    /// out the backoff).
+    pub(super) async fn wait(&mut self, watch: &[Watch]) {
         let idle_wait = self.idle_wait;
-        let waits = self
-            .parts
-            .iter_mut()
-            .enumerate()
-            .map(|(i, (backend, ready, gate, conn))| {
-                let key = if paused.get(i).copied().unwrap_or(false) {
-                    gate
-                } else {
-                    ready
-                };
-                Box::pin(wait_one(backend, key, conn, idle_wait))
-            });
+        let waits =
+            self.parts
+                .iter_mut()
+                .enumerate()
+                .map(|(i, (backend, [ready, bell, gate], conn))| {
+                    let key = match watch.get(i).copied().unwrap_or_default() {
+                        Watch::Ready => ready,
+                        Watch::Bell => bell,
+                        Watch::Gate => gate,
+                    };
+                    Box::pin(wait_one(backend, key, conn, idle_wait))
+                });
         let (result, ..) = select_all(waits).await;
         if let Err(e) = result {
             let delay = self.outage.next_delay();

@@ -51,7 +51,7 @@ pub use self::config::{
     WorkerConfig, DEFAULT_CANCEL_WAIT, DEFAULT_CONCURRENCY, DEFAULT_IDLE_WAIT, DEFAULT_LEASE,
     DEFAULT_MAX_ATTEMPTS, DEFAULT_SHUTDOWN_GRACE,
 };
-use self::idle::ReadyWaiter;
+use self::idle::{ReadyWaiter, Watch};
 use self::lanes::Lanes;
 pub use self::lanes::{Share, MAX_WEIGHT};
 use self::policy::{Ended, Report, Transition};
@@ -228,9 +228,8 @@ impl Worker {
         let mut waiter = ReadyWaiter::new(&shared.queues, shared.config.idle_wait);
         let mut outage = ReconnectBackoff::new();
         // Per queue, where its claims stand: the partition a claim starts from (moved on by
-        // one every claim: fair to each), and which partitions the last claims found paused
-        // (the idle wait blocks on their gate, not on their ready list, which may hold jobs
-        // it must not take).
+        // one every claim: fair to each), and what each partition's idle wait blocks on (the
+        // gate of a paused one, not its ready list, which may hold jobs it must not take).
         let mut stands: Vec<Stand> = shared.queues.iter().map(Stand::new).collect();
         tokio::pin!(shutdown);
         info!(
@@ -270,13 +269,13 @@ impl Worker {
                 Ok(jobs) if jobs.is_empty() => {
                     drop(permit);
                     outage.reset();
-                    let paused: Vec<bool> = stands
+                    let watch: Vec<Watch> = stands
                         .iter()
-                        .flat_map(|s| s.paused.iter().copied())
+                        .flat_map(|s| s.watch.iter().copied())
                         .collect();
                     tokio::select! {
                         () = &mut shutdown => break,
-                        () = waiter.wait(&paused) => {}
+                        () = waiter.wait(&watch) => {}
                     }
                 }
                 Ok(jobs) => {
@@ -372,15 +371,16 @@ fn same_queue(a: &Queue, b: &Queue) -> bool {
 struct Stand {
     /// The partition the next claim starts from.
     cursor: u16,
-    /// Per partition, whether its last claim found it paused.
-    paused: Vec<bool>,
+    /// Per partition, what its idle wait blocks on, as its last claim found it: `gate`
+    /// while paused, `bell` when the queue uses priorities, else `ready`.
+    watch: Vec<Watch>,
 }
 
 impl Stand {
     fn new(queue: &Queue) -> Self {
         Stand {
             cursor: 0,
-            paused: vec![false; usize::from(queue.partitions())],
+            watch: vec![Watch::Ready; usize::from(queue.partitions())],
         }
     }
 }
@@ -427,7 +427,7 @@ async fn claim_lanes(
 /// Claims up to `n` ready jobs of `queue` (the worker's queue number `lane`): one `claim.lua`
 /// call per partition, starting at the stand's cursor (moved on by one for the next claim)
 /// and going on while fewer than `n` came back. A partition that fails is left for the next
-/// claim when others gave jobs. Records, per partition, whether the claim found it paused.
+/// claim when others gave jobs. Records, per partition, what its idle wait should block on.
 async fn claim(
     queue: &Queue,
     lane: usize,
@@ -439,7 +439,7 @@ async fn claim(
     let k = queue.partitions();
     let start = stand.cursor;
     stand.cursor = (start + 1) % k;
-    let paused = &mut stand.paused;
+    let watch = &mut stand.watch;
     let mut claimed = Vec::new();
     let mut failure = None;
     for step in 0..k {
@@ -455,15 +455,20 @@ async fn claim(
                 }
             };
         let index = usize::from(part.index());
-        if paused.get(index).is_some_and(|&was| was != claim.paused) {
-            info!(
-                partition = part.index(),
-                paused = claim.paused,
-                "queue pause state seen"
-            );
-        }
-        if let Some(slot) = paused.get_mut(index) {
-            *slot = claim.paused;
+        let now_watch = match (claim.paused, claim.ranked) {
+            (true, _) => Watch::Gate,
+            (false, true) => Watch::Bell,
+            (false, false) => Watch::Ready,
+        };
+        if let Some(slot) = watch.get_mut(index) {
+            if (*slot == Watch::Gate) != claim.paused {
+                info!(
+                    partition = part.index(),
+                    paused = claim.paused,
+                    "queue pause state seen"
+                );
+            }
+            *slot = now_watch;
         }
         let claimed_at = tokio::time::Instant::now();
         let keep: Arc<str> = Arc::from(claim.keep.as_str());

@@ -253,6 +253,10 @@ pub(crate) struct SteerArgs {
     /// Each attempt may run this long, then it fails with reason `timed_out` ("30s").
     #[arg(long, value_name = "DURATION")]
     pub(crate) timeout: Option<String>,
+    /// Run before due jobs of lower priority: -9 (lowest) to 9 (highest), 0 by default.
+    /// Never before the job's due time.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub(crate) priority: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -429,6 +433,11 @@ pub(crate) struct QueueSetArgs {
     /// counted (`punctual_dead_trimmed_total`) and logged by the promoter that makes it.
     #[arg(long, value_name = "AGE,COUNT|off")]
     pub(crate) keep_dead: Option<String>,
+    /// How long one priority level is worth ("60s", the default; "default" restores it): a
+    /// due job goes before due jobs of a lower priority that became due up to this long per
+    /// level before it, and waits at most this long per level behind later ones.
+    #[arg(long, value_name = "DURATION|default")]
+    pub(crate) priority_step: Option<String>,
 }
 
 #[derive(Debug, Args)]

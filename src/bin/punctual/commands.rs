@@ -102,6 +102,7 @@ struct ImportLine {
     max_lateness: Option<String>,
     on_expiry: Option<String>,
     timeout: Option<String>,
+    priority: Option<i64>,
 }
 
 impl ImportLine {
@@ -127,6 +128,7 @@ impl ImportLine {
             max_lateness: self.max_lateness,
             on_expiry: self.on_expiry,
             timeout: self.timeout,
+            priority: self.priority,
         };
         crate::input::steer(job, &steer)
     }
@@ -527,12 +529,22 @@ pub(crate) async fn queue(ctx: &Ctx, command: QueueCommand) -> CmdResult {
             }
         }
         QueueCommand::Set(args) => {
-            if args.keep_completed.is_none() && args.keep_dead.is_none() {
+            if args.keep_completed.is_none()
+                && args.keep_dead.is_none()
+                && args.priority_step.is_none()
+            {
                 return Err(Failure::Input(
-                    "nothing to set: give --keep-completed or --keep-dead (AGE,COUNT or off)"
+                    "nothing to set: give --keep-completed, --keep-dead (AGE,COUNT or off) or --priority-step"
                         .to_owned(),
                 ));
             }
+            let step = match args.priority_step.as_deref().map(str::trim) {
+                None => None,
+                Some("default") => Some(None),
+                Some(text) => Some(Some(
+                    crate::input::parse_duration(text).map_err(Failure::Input)?,
+                )),
+            };
             // Both are checked before anything is written.
             let completed = args
                 .keep_completed
@@ -566,6 +578,18 @@ pub(crate) async fn queue(ctx: &Ctx, command: QueueCommand) -> CmdResult {
                     .map_err(|e| ctx.fail(e))?;
                 let off = "keeps dead jobs until retried or purged";
                 println!("queue {:?} {}", args.queue, kept("dead", retention, off));
+            }
+            if let Some(step) = step {
+                queue
+                    .set_priority_step(step)
+                    .await
+                    .map_err(|e| ctx.fail(e))?;
+                let step = step.unwrap_or(punctual::DEFAULT_PRIORITY_STEP);
+                println!(
+                    "queue {:?} ranks due jobs {} per priority level",
+                    args.queue,
+                    format_duration(step)
+                );
             }
             Ok(())
         }

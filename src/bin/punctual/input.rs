@@ -137,6 +137,17 @@ pub(crate) fn steer(
     if let Some(timeout) = &args.timeout {
         job = job.timeout(parse_duration(timeout)?);
     }
+    if let Some(priority) = args.priority {
+        let bounds = i64::from(punctual::MIN_PRIORITY)..=i64::from(punctual::MAX_PRIORITY);
+        match i8::try_from(priority) {
+            Ok(p) if bounds.contains(&priority) => job = job.priority(p),
+            _ => {
+                return Err(format!(
+                    "invalid priority {priority}: expected -9 (lowest) to 9 (highest)"
+                ))
+            }
+        }
+    }
     Ok(job)
 }
 

@@ -38,6 +38,7 @@ pub(crate) fn job_json(job: &JobInfo) -> Value {
         "expires_at": time(job.expires_at),
         "cancel_requested": job.cancel_requested,
         "timeout": job.timeout.map(format_duration),
+        "priority": job.priority,
     })
 }
 
@@ -105,6 +106,9 @@ pub(crate) fn job_text(job: &JobInfo) -> String {
     }
     if let Some(t) = job.timeout {
         line("timeout", format_duration(t));
+    }
+    if job.priority != 0 {
+        line("priority", job.priority.to_string());
     }
     if job.cancel_requested {
         line(
