@@ -8,13 +8,17 @@
 -- KEYS[5]  errors    HASH  job id -> last error record (JSON)
 -- KEYS[6]  stats     HASH  event counters: `dead` += 1; `cancelled` += 1 for reason `cancelled`
 -- KEYS[7]  opts      HASH  job id -> how it is steered: its entry goes, and when it has `cancel`
---                           or `wait` the job's end is told on the `ended` channel
+--                           or `wait` the job's end is told on the `ended` channel; when it
+--                           has `undo`, the compensating job is scheduled (`compensate` snippet)
+-- KEYS[8]  scheduled ZSET  job id -> due time (ms): where a compensating job goes, due now
+-- KEYS[9]  jobs      HASH  job id -> envelope: the compensating job's is written here
 --
 -- ARGV[1]  job id
 -- ARGV[2]  fencing token the caller holds
 -- ARGV[3]  reason (e.g. "attempts_exhausted", "permanent", "undecodable")
 -- ARGV[4]  error message
 -- ARGV[5]  the queue's `ended` channel (see the `tell` snippet)
+-- ARGV[6]  the queue's wake channel: told when a compensating job was scheduled
 --
 -- Returns the time of death (ms), or 0 when the caller no longer holds the lease.
 local id, token, reason, message = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -33,6 +37,22 @@ local function tell(channel, message)
   else
     redis.call('PUBLISH', channel, message)
   end
+end
+-- end snippet
+-- snippet: compensate
+-- Schedules, due now, the compensating job that a dying job's opts entry names (`undo`: its
+-- `id` and its envelope `e`, in hex; NewJob::compensate_with) in this partition (`k.jobs`,
+-- `k.scheduled`), unless that id is taken; counts `compensated`. True when it was scheduled.
+local function compensate(k, entry, now)
+  local undo = entry and entry.undo
+  if type(undo) ~= 'table' or type(undo.id) ~= 'string' or type(undo.e) ~= 'string' then
+    return false
+  end
+  local envelope = string.gsub(undo.e, '%x%x', function(h) return string.char(tonumber(h, 16)) end)
+  if redis.call('HSETNX', k.jobs, undo.id, envelope) == 0 then return false end
+  redis.call('ZADD', k.scheduled, now, undo.id)
+  redis.call('HINCRBY', k.stats, 'compensated', 1)
+  return true
 end
 -- end snippet
 -- snippet: now
@@ -54,6 +74,9 @@ if entry then
     tell(ARGV[5], 'stopped\n' .. id)
   elseif entry.cancel or entry.wait then
     tell(ARGV[5], 'dead\n' .. id)
+  end
+  if compensate({jobs = KEYS[9], scheduled = KEYS[8], stats = KEYS[6]}, entry, now) then
+    tell(ARGV[6], tostring(now))
   end
 end
 -- snippet: error record

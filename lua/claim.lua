@@ -21,10 +21,12 @@
 --                          lowest rank first, after whatever is in `ready`
 -- KEYS[14] bell      LIST  the doorbell of `ranked` (promote.lua rings it): emptied here once
 --                          `ranked` is empty, so idle workers block until it fills again
+-- KEYS[15] scheduled ZSET  job id -> due time (ms): where a compensating job goes
 --
 -- ARGV[1]  the most jobs to claim (at most a few thousand: ids are unpacked onto Lua's stack)
 -- ARGV[2]  lease length in ms
 -- ARGV[3]  "1": this worker wants due times (recorded from now on); "0": it does not ask
+-- ARGV[4]  wake channel: told when a compensating job was scheduled (see the `expire` snippet)
 --
 -- Returns {deadline, keep, ranked, id_1, token_1, attempt_1, envelope_1, due_1, id_2, ...}; just
 -- {deadline, keep, ranked} when nothing was ready; {0} when the queue is paused (nothing
@@ -54,14 +56,32 @@ local function tell(channel, message)
   end
 end
 -- end snippet
+-- snippet: compensate
+-- Schedules, due now, the compensating job that a dying job's opts entry names (`undo`: its
+-- `id` and its envelope `e`, in hex; NewJob::compensate_with) in this partition (`k.jobs`,
+-- `k.scheduled`), unless that id is taken; counts `compensated`. True when it was scheduled.
+local function compensate(k, entry, now)
+  local undo = entry and entry.undo
+  if type(undo) ~= 'table' or type(undo.id) ~= 'string' or type(undo.e) ~= 'string' then
+    return false
+  end
+  local envelope = string.gsub(undo.e, '%x%x', function(h) return string.char(tonumber(h, 16)) end)
+  if redis.call('HSETNX', k.jobs, undo.id, envelope) == 0 then return false end
+  redis.call('ZADD', k.scheduled, now, undo.id)
+  redis.call('HINCRBY', k.stats, 'compensated', 1)
+  return true
+end
+-- end snippet
 -- snippet: expire
 -- Ends jobs that must not run: `gone` lists ids already taken out of the state they were in,
 -- `entries` their decoded opts entries, `reasons` 'expired' or 'cancelled' for each. An
 -- expired job whose options say drop is deleted; every other goes to the dead set with its
--- reason. Counts `expired` or `cancelled` for each, and `dead` for those kept; a cancelled
--- job's end is told (see the `tell` snippet) on `k.ended`. `k` names the keys and channel.
+-- reason, and one that had run has its compensating job scheduled (see the `compensate`
+-- snippet; the promoter is woken on `k.wake` when given). Counts `expired` or `cancelled` for
+-- each, and `dead` for those kept; a cancelled job's end is told (see the `tell` snippet) on
+-- `k.ended`. `k` names the keys and channels.
 local function expire(k, gone, entries, reasons, now)
-  local kept, expired = {}, 0
+  local kept, expired, compensated = {}, 0, false
   for i, id in ipairs(gone) do
     local entry, reason = entries[i], reasons[i]
     if reason == 'expired' then expired = expired + 1 end
@@ -76,12 +96,14 @@ local function expire(k, gone, entries, reasons, now)
       end
       kept[#kept + 1] = now
       kept[#kept + 1] = id
+      local attempt = tonumber(redis.call('HGET', k.attempts, id) or '0')
       redis.call('HSET', k.errors, id, cjson.encode({
         reason = reason,
         message = message,
         at = now,
-        attempt = tonumber(redis.call('HGET', k.attempts, id) or '0'),
+        attempt = attempt,
       }))
+      if attempt > 0 and compensate(k, entry, now) then compensated = true end
     end
     redis.call('HDEL', k.opts, id)
     if reason == 'cancelled' then
@@ -96,6 +118,7 @@ local function expire(k, gone, entries, reasons, now)
   end
   if expired > 0 then redis.call('HINCRBY', k.stats, 'expired', expired) end
   if expired < #gone then redis.call('HINCRBY', k.stats, 'cancelled', #gone - expired) end
+  if compensated and k.wake then tell(k.wake, tostring(now)) end
 end
 -- end snippet
 
@@ -143,7 +166,7 @@ for i, id in ipairs(popped) do
 end
 if #gone > 0 then
   expire({dead = KEYS[9], jobs = KEYS[3], attempts = KEYS[4], errors = KEYS[10], opts = KEYS[11],
-    stats = KEYS[12]}, gone, gone_entries, reasons, now)
+    stats = KEYS[12], scheduled = KEYS[15], wake = ARGV[4]}, gone, gone_entries, reasons, now)
 end
 if #ids == 0 then return out end
 

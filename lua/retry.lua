@@ -60,14 +60,32 @@ local function tell(channel, message)
   end
 end
 -- end snippet
+-- snippet: compensate
+-- Schedules, due now, the compensating job that a dying job's opts entry names (`undo`: its
+-- `id` and its envelope `e`, in hex; NewJob::compensate_with) in this partition (`k.jobs`,
+-- `k.scheduled`), unless that id is taken; counts `compensated`. True when it was scheduled.
+local function compensate(k, entry, now)
+  local undo = entry and entry.undo
+  if type(undo) ~= 'table' or type(undo.id) ~= 'string' or type(undo.e) ~= 'string' then
+    return false
+  end
+  local envelope = string.gsub(undo.e, '%x%x', function(h) return string.char(tonumber(h, 16)) end)
+  if redis.call('HSETNX', k.jobs, undo.id, envelope) == 0 then return false end
+  redis.call('ZADD', k.scheduled, now, undo.id)
+  redis.call('HINCRBY', k.stats, 'compensated', 1)
+  return true
+end
+-- end snippet
 -- snippet: expire
 -- Ends jobs that must not run: `gone` lists ids already taken out of the state they were in,
 -- `entries` their decoded opts entries, `reasons` 'expired' or 'cancelled' for each. An
 -- expired job whose options say drop is deleted; every other goes to the dead set with its
--- reason. Counts `expired` or `cancelled` for each, and `dead` for those kept; a cancelled
--- job's end is told (see the `tell` snippet) on `k.ended`. `k` names the keys and channel.
+-- reason, and one that had run has its compensating job scheduled (see the `compensate`
+-- snippet; the promoter is woken on `k.wake` when given). Counts `expired` or `cancelled` for
+-- each, and `dead` for those kept; a cancelled job's end is told (see the `tell` snippet) on
+-- `k.ended`. `k` names the keys and channels.
 local function expire(k, gone, entries, reasons, now)
-  local kept, expired = {}, 0
+  local kept, expired, compensated = {}, 0, false
   for i, id in ipairs(gone) do
     local entry, reason = entries[i], reasons[i]
     if reason == 'expired' then expired = expired + 1 end
@@ -82,12 +100,14 @@ local function expire(k, gone, entries, reasons, now)
       end
       kept[#kept + 1] = now
       kept[#kept + 1] = id
+      local attempt = tonumber(redis.call('HGET', k.attempts, id) or '0')
       redis.call('HSET', k.errors, id, cjson.encode({
         reason = reason,
         message = message,
         at = now,
-        attempt = tonumber(redis.call('HGET', k.attempts, id) or '0'),
+        attempt = attempt,
       }))
+      if attempt > 0 and compensate(k, entry, now) then compensated = true end
     end
     redis.call('HDEL', k.opts, id)
     if reason == 'cancelled' then
@@ -102,6 +122,7 @@ local function expire(k, gone, entries, reasons, now)
   end
   if expired > 0 then redis.call('HINCRBY', k.stats, 'expired', expired) end
   if expired < #gone then redis.call('HINCRBY', k.stats, 'cancelled', #gone - expired) end
+  if compensated and k.wake then tell(k.wake, tostring(now)) end
 end
 -- end snippet
 
@@ -119,7 +140,8 @@ if entry then
     redis.call('ZREM', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
     expire({dead = KEYS[7], jobs = KEYS[8], attempts = KEYS[4], errors = KEYS[5], opts = KEYS[9],
-      stats = KEYS[6], ended = ARGV[8]}, {id}, {entry}, {ended}, now)
+      stats = KEYS[6], ended = ARGV[8], scheduled = KEYS[3], wake = ARGV[1]}, {id}, {entry},
+      {ended}, now)
     return -1
   end
 end

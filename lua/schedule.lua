@@ -31,6 +31,9 @@
 --            expires_at    unix ms: the job is not run after this time
 --            max_lateness  ms: the job is not run later than this after its due time
 --            on_expiry     "dead" (default: dead set, reason `expired`) | "drop" (deleted)
+--            undo          {"id": ..., "e": hex envelope}: the compensating job scheduled,
+--                          due now, when this job dies after it ran (kept in its opts entry;
+--                          see the `compensate` snippet of bury.lua)
 --            priority      -9..9, not 0: the queue uses priorities from now on (meta `prio`:
 --                          promote.lua ranks its ready jobs); the job's own priority is the
 --                          envelope's `p`, which this only announces
@@ -90,6 +93,11 @@ for k = 0, n - 1 do
       for _, field in ipairs({'max_wait', 'expires_at', 'max_lateness', 'priority'}) do
         if o[field] ~= nil and type(o[field]) ~= 'number' then good = false end
       end
+      local undo = o.undo
+      if undo ~= nil and (type(undo) ~= 'table' or type(undo.id) ~= 'string' or
+          type(undo.e) ~= 'string' or string.find(undo.e, '[^%x]') or #undo.e % 2 ~= 0) then
+        good = false
+      end
     end
     if not good then
       return redis.error_reply('ERR punctual: job ' .. (k + 1) .. ' (' .. ARGV[4 + 5 * k] ..
@@ -128,7 +136,7 @@ local function store_options(id, o, due, cap, wait)
     local late = due + o.max_lateness
     if deadline == nil or late < deadline then deadline = late end
   end
-  if deadline == nil and cap == nil and not wait then
+  if deadline == nil and cap == nil and not wait and o.undo == nil then
     redis.call('HDEL', KEYS[11], id)
     return
   end
@@ -139,6 +147,7 @@ local function store_options(id, o, due, cap, wait)
     drop = o.on_expiry == 'drop' or nil,
     cap = cap,
     wait = wait,
+    undo = o.undo,
   }))
   -- Only what promote.lua and claim.lua act on makes them read opts.
   if deadline ~= nil then with_options = true end

@@ -71,6 +71,9 @@ pub struct JobInfo {
     pub expires_at: Option<SystemTime>,
     /// Its cancellation was asked while it runs ([`crate::Queue::cancel`]).
     pub cancel_requested: bool,
+    /// The id of the compensating job it schedules if it dies after it ran
+    /// ([`crate::NewJob::compensate_with`]), while that is still to come.
+    pub compensation: Option<String>,
     /// Its own handler timeout ([`crate::NewJob::timeout`]).
     pub timeout: Option<std::time::Duration>,
     /// Its priority ([`crate::NewJob::priority`]; 0 by default).
@@ -239,6 +242,13 @@ const JOB_COMMANDS: usize = 9;
 struct Steering {
     deadline: Option<f64>,
     cancel: Option<f64>,
+    undo: Option<Undo>,
+}
+
+/// The compensating job an `opts` entry names (only its id is read).
+#[derive(Debug, Default, serde::Deserialize)]
+struct Undo {
+    id: String,
 }
 
 /// Adds the commands that read everything about job `id` to `pipe`.
@@ -412,6 +422,7 @@ impl Queue {
             decode_error: None,
             expires_at: None,
             cancel_requested: false,
+            compensation: None,
             timeout: None,
             priority: 0,
             completed_at: at(completed),
@@ -432,6 +443,7 @@ impl Queue {
             .unwrap_or_default();
         info.expires_at = at(steering.deadline);
         info.cancel_requested = steering.cancel.is_some();
+        info.compensation = steering.undo.map(|u| u.id);
         info.due_at = at(due);
         info.lease_until = at(lease);
         info.died_at = at(died);

@@ -158,8 +158,8 @@ pub use inspect::{Counts, ErrorRecord, JobInfo, QueueStats, Totals, MAX_LIST};
 pub use job::{CancelReason, Context, Job, Outcome};
 pub use namespace::{Namespace, MAX_REGISTERED_QUEUES};
 pub use new_job::{
-    NewJob, OnConflict, OnExpiry, Scheduled, When, DEFAULT_PRIORITY_STEP, MAX_ID_LEN, MAX_PRIORITY,
-    MIN_PRIORITY,
+    compensation_id, NewJob, OnConflict, OnExpiry, Scheduled, When, DEFAULT_PRIORITY_STEP,
+    MAX_ID_LEN, MAX_PRIORITY, MIN_PRIORITY,
 };
 pub use open::Removed;
 pub use priority::MAX_PRIORITY_STEP;

@@ -143,6 +143,7 @@ pub struct NewJob {
     on_expiry: OnExpiry,
     timeout: Option<Duration>,
     priority: i8,
+    compensation: Option<Box<NewJob>>,
 }
 
 impl NewJob {
@@ -170,6 +171,7 @@ impl NewJob {
             on_expiry: OnExpiry::Dead,
             timeout: None,
             priority: 0,
+            compensation: None,
         }
     }
 
@@ -189,6 +191,7 @@ impl NewJob {
             on_expiry: OnExpiry::Dead,
             timeout: None,
             priority: 0,
+            compensation: None,
         }
     }
 
@@ -293,6 +296,23 @@ impl NewJob {
         self
     }
 
+    /// When this job dies after it ran (its last attempt failed, it failed for good, could not
+    /// be decoded, was cancelled while it ran, or a retry would pass its expiry), schedule
+    /// `job`, due at once, **in the same step** that moves this one to the dead set: a crash
+    /// right after cannot lose it. The compensating job goes to the same queue and partition
+    /// with the id [`compensation_id`]`(this job's id)`, its own kind, data, attempts,
+    /// backoff, timeout and priority; a handler tells it by its kind. A job compensates once:
+    /// when its compensating job's id is taken (a dead retry that died again while the
+    /// first compensation is kept), nothing more is scheduled. A job whose time ran out
+    /// before it ever ran, or that asked to be dropped, does not compensate.
+    ///
+    /// `job` takes its id and due time from this one: setting its id, partition key,
+    /// conflict mode, expiry or its own compensation is refused when scheduling.
+    pub fn compensate_with(mut self, job: NewJob) -> Self {
+        self.compensation = Some(Box::new(job));
+        self
+    }
+
     /// Give each attempt of this job at most `timeout` (instead of the worker's
     /// [`crate::WorkerConfig::set_timeout`]): then the handler is cancelled and the attempt
     /// fails with reason `timed_out`, retried like any failure.
@@ -319,11 +339,11 @@ pub struct Scheduled {
 
 impl Queue {
     /// Validates a job and encodes its envelope.
-    pub(crate) fn prepare(&self, job: NewJob) -> Result<Prepared> {
+    pub(crate) fn prepare(&self, mut job: NewJob) -> Result<Prepared> {
         let queue = &self.name().to_owned();
         let options = options(&job)?;
         let generated = job.id.is_none();
-        let id = match (job.id, job.partition_key) {
+        let id = match (job.id.take(), job.partition_key.take()) {
             (Some(id), key) => {
                 validate_id(queue, &id)?;
                 if let Some(key) = key {
@@ -351,6 +371,62 @@ impl Queue {
             }
             (None, None) => crate::id::new_id(),
         };
+        let (mode, ms) = job.when.to_args(queue, &id)?;
+        let options = match job.compensation.take() {
+            None => options,
+            Some(undo) => self.with_compensation(options, &id, *undo)?,
+        };
+        let envelope = self.envelope(job)?;
+        Ok(Prepared {
+            id,
+            generated,
+            mode,
+            ms,
+            envelope,
+            options,
+        })
+    }
+
+    /// `options` with the compensating job `undo` of job `id` added (`"undo": {"id", "e"}`,
+    /// its envelope in hex, which `cjson` and Lua read without a MessagePack decoder).
+    fn with_compensation(&self, options: String, id: &str, undo: NewJob) -> Result<String> {
+        let refuse = |reason: &str| Error::InvalidConfig {
+            what: "compensating job",
+            reason: reason.to_owned(),
+        };
+        if undo.id.is_some()
+            || undo.partition_key.is_some()
+            || undo.expires_at.is_some()
+            || undo.max_lateness.is_some()
+            || undo.on_conflict != OnConflict::Reject
+            || undo.compensation.is_some()
+        {
+            return Err(refuse(
+                "it takes its id and due time from the job it compensates: give it no id, \
+                 partition key, conflict mode, expiry or compensation of its own",
+            ));
+        }
+        let undo_id = compensation_id(id).ok_or_else(|| Error::InvalidJobId {
+            queue: self.name().to_owned(),
+            id: clip(id),
+            reason: "a job with a compensating job needs an id with a {tag}, or one without braces",
+        })?;
+        let envelope = self.envelope(undo)?;
+        let hex: String = envelope.iter().map(|b| format!("{b:02x}")).collect();
+        let mut o = match options.is_empty() {
+            true => serde_json::Map::new(),
+            false => match serde_json::from_str::<serde_json::Value>(&options) {
+                Ok(serde_json::Value::Object(o)) => o,
+                _ => return Err(refuse("the job's options did not encode")),
+            },
+        };
+        o.insert("undo".into(), serde_json::json!({"id": undo_id, "e": hex}));
+        Ok(serde_json::Value::Object(o).to_string())
+    }
+
+    /// Checks a job's data and settings and encodes its envelope.
+    fn envelope(&self, job: NewJob) -> Result<Vec<u8>> {
+        let queue = &self.name().to_owned();
         let data = job.data.map_err(|source| Error::Encode {
             queue: queue.clone(),
             source,
@@ -363,7 +439,6 @@ impl Queue {
                 limit,
             });
         }
-        let (mode, ms) = job.when.to_args(queue, &id)?;
         if job.max_attempts == Some(0) {
             return Err(Error::InvalidConfig {
                 what: "job max attempts",
@@ -399,14 +474,21 @@ impl Queue {
             queue: queue.clone(),
             source,
         })?;
-        Ok(Prepared {
-            id,
-            generated,
-            mode,
-            ms,
-            envelope,
-            options,
-        })
+        Ok(envelope)
+    }
+}
+
+/// The id of the compensating job of job `id` ([`NewJob::compensate_with`]): `id:undo` for an
+/// id with a hash tag (`order-7{customer-4}:undo`), `{id}:undo` for one without braces, so
+/// that it lies in the same partition; `None` for an id with braces but no tag.
+pub fn compensation_id(id: &str) -> Option<String> {
+    let tagged = id
+        .find('{')
+        .and_then(|open| id[open + 1..].find('}').filter(|&close| close > 0));
+    match tagged {
+        Some(_) => Some(format!("{id}:undo")),
+        None if !id.contains(['{', '}']) => Some(format!("{{{id}}}:undo")),
+        None => None,
     }
 }
 

@@ -76,6 +76,10 @@ pub enum Event {
     Dead,
     /// A dead job was deleted by the queue's dead-set retention (`trim.lua`).
     DeadTrimmed,
+    /// A job that died after it ran had its compensating job scheduled
+    /// ([`crate::NewJob::compensate_with`]; `bury.lua`, `retry.lua`, `promote.lua`,
+    /// `claim.lua`, in the step that made it dead).
+    Compensated,
     /// A job was acknowledged as done (`ack.lua`).
     Completed,
     /// A completed job kept by the retention was deleted for its age or count (`ack.lua`,
@@ -91,7 +95,7 @@ pub enum Event {
 
 impl Event {
     /// Every event, in the order they are shown.
-    pub const ALL: [Event; 12] = [
+    pub const ALL: [Event; 13] = [
         Event::Scheduled,
         Event::Promoted,
         Event::LeaseExpired,
@@ -99,6 +103,7 @@ impl Event {
         Event::Retried,
         Event::Dead,
         Event::DeadTrimmed,
+        Event::Compensated,
         Event::Completed,
         Event::CompletedTrimmed,
         Event::Cancelled,
@@ -116,6 +121,7 @@ impl Event {
             Event::Retried => "retried",
             Event::Dead => "dead",
             Event::DeadTrimmed => "dead_trimmed",
+            Event::Compensated => "compensated",
             Event::Completed => "completed",
             Event::CompletedTrimmed => "completed_trimmed",
             Event::Cancelled => "cancelled",
@@ -139,6 +145,7 @@ impl Event {
             Event::Retried => "punctual_retried_total",
             Event::Dead => "punctual_dead_total",
             Event::DeadTrimmed => "punctual_dead_trimmed_total",
+            Event::Compensated => "punctual_compensated_total",
             Event::Completed => "punctual_completed_total",
             Event::CompletedTrimmed => "punctual_completed_trimmed_total",
             Event::Cancelled => "punctual_cancelled_total",
@@ -158,6 +165,9 @@ impl Event {
             Event::Dead => "Jobs moved to the dead set (queue-wide, from redis).",
             Event::DeadTrimmed => {
                 "Dead jobs deleted by the retention, for age or count (queue-wide)."
+            }
+            Event::Compensated => {
+                "Compensating jobs scheduled for jobs that died after they ran (queue-wide)."
             }
             Event::Completed => "Jobs acknowledged as done (queue-wide, from redis).",
             Event::CompletedTrimmed => {

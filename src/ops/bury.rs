@@ -9,8 +9,10 @@ use crate::vocab::Reason;
 pub(crate) static BINDING: Binding = Binding::new(
     "bury.lua",
     include_str!("../../lua/bury.lua"),
-    &[Running, Leases, Dead, Attempts, Errors, Stats, Opts],
-    &["id", "token", "reason", "message", "ended"],
+    &[
+        Running, Leases, Dead, Attempts, Errors, Stats, Opts, Scheduled, Jobs,
+    ],
+    &["id", "token", "reason", "message", "ended", "wake"],
 );
 
 /// Moves job `id` to the dead set; false when the lease is no longer `token`'s.
@@ -26,7 +28,8 @@ pub(crate) async fn call(
         .arg(token)
         .arg(reason.as_str())
         .arg(message)
-        .arg(&queue.keys().ended);
+        .arg(&queue.keys().ended)
+        .arg(&queue.keys().wake);
     let wait = queue.queue().config().durability();
     let (died, confirmed): (i64, _) = BINDING
         .call_waiting(&mut queue.conn(), call, wait)

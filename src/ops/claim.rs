@@ -12,9 +12,9 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/claim.lua"),
     &[
         Ready, Running, Jobs, Attempts, Leases, Seq, Due, Meta, Dead, Errors, Opts, Stats,
-        Ranked, Bell,
+        Ranked, Bell, Scheduled,
     ],
-    &["n", "lease_ms", "want_due"],
+    &["n", "lease_ms", "want_due", "wake"],
 );
 
 /// A job as claimed.
@@ -55,6 +55,7 @@ pub(crate) async fn call(queue: &Partition<'_>, n: usize, lease_ms: u64, want_du
         .arg(n)
         .arg(lease_ms)
         .arg(if want_due { "1" } else { "0" })
+        .arg(&queue.keys().wake)
         .invoke_async(&mut queue.conn())
         .await
         .map_err(|e| queue.redis_error("claim", e))?;

@@ -104,7 +104,7 @@ pub(crate) enum Command {
     /// Safe to run as several replicas. SIGTERM or SIGINT stops it at once (it holds no jobs).
     Promote(PromoteArgs),
     /// Schedule one job; prints its id.
-    Schedule(ScheduleArgs),
+    Schedule(Box<ScheduleArgs>),
     /// Bulk-schedule jobs from newline-delimited JSON.
     ///
     /// One object per line: {"id"?, "in"|"at", "data"?, "kind"?, "max_attempts"?}. A bad
@@ -257,6 +257,14 @@ pub(crate) struct SteerArgs {
     /// Never before the job's due time.
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub(crate) priority: Option<i64>,
+    /// If the job dies after it ran, schedule a compensating job of this kind in the same
+    /// queue, due at once, in the same step (id: ID:undo, or {ID}:undo for an id without a
+    /// {tag}).
+    #[arg(long, value_name = "KIND")]
+    pub(crate) compensate_kind: Option<String>,
+    /// The compensating job's data, JSON (default null).
+    #[arg(long, value_name = "JSON")]
+    pub(crate) compensate_data: Option<String>,
 }
 
 #[derive(Debug, Args)]

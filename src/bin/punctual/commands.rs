@@ -103,6 +103,8 @@ struct ImportLine {
     on_expiry: Option<String>,
     timeout: Option<String>,
     priority: Option<i64>,
+    compensate_kind: Option<String>,
+    compensate_data: Option<serde_json::Value>,
 }
 
 impl ImportLine {
@@ -129,6 +131,8 @@ impl ImportLine {
             on_expiry: self.on_expiry,
             timeout: self.timeout,
             priority: self.priority,
+            compensate_kind: self.compensate_kind,
+            compensate_data: self.compensate_data.map(|d| d.to_string()),
         };
         crate::input::steer(job, &steer)
     }

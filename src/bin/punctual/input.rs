@@ -137,6 +137,14 @@ pub(crate) fn steer(
     if let Some(timeout) = &args.timeout {
         job = job.timeout(parse_duration(timeout)?);
     }
+    match (&args.compensate_kind, &args.compensate_data) {
+        (Some(kind), data) => {
+            let data = json_to_msgpack(data.as_deref().unwrap_or("null"), "compensate_data")?;
+            job = job.compensate_with(punctual::NewJob::from_msgpack(kind.clone(), data));
+        }
+        (None, Some(_)) => return Err("compensate_data goes with compensate_kind".to_owned()),
+        (None, None) => {}
+    }
     if let Some(priority) = args.priority {
         let bounds = i64::from(punctual::MIN_PRIORITY)..=i64::from(punctual::MAX_PRIORITY);
         match i8::try_from(priority) {

@@ -245,7 +245,7 @@ async fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Promote(args) => sidecar::promote(ctx, args).await,
         Command::Work(args) => work::work(ctx, args).await,
         Command::Supervise(_) => Err(Failure::Input("__supervise is internal".to_owned())),
-        Command::Schedule(args) => commands::schedule(ctx, args).await,
+        Command::Schedule(args) => commands::schedule(ctx, *args).await,
         Command::Import(args) => commands::import(ctx, args).await,
         Command::Show(args) => commands::show(ctx, args).await,
         Command::Cancel(args) => commands::cancel(ctx, args).await,

@@ -39,6 +39,7 @@ pub(crate) fn job_json(job: &JobInfo) -> Value {
         "cancel_requested": job.cancel_requested,
         "timeout": job.timeout.map(format_duration),
         "priority": job.priority,
+        "compensation": job.compensation,
     })
 }
 
@@ -109,6 +110,9 @@ pub(crate) fn job_text(job: &JobInfo) -> String {
     }
     if job.priority != 0 {
         line("priority", job.priority.to_string());
+    }
+    if let Some(undo) = &job.compensation {
+        line("on death", format!("schedules {undo}"));
     }
     if job.cancel_requested {
         line(
