@@ -13,6 +13,8 @@
 -- KEYS[9]  completed  ZSET  job id -> time it completed (ms), while kept
 -- KEYS[10] results    HASH  job id -> its completion record (MessagePack, made by the worker:
 --                           run time, result), while kept
+-- KEYS[11] meta       HASH  `events` = N while the queue keeps an event log
+-- KEYS[12] events     STREAM the queue's event log (see the `events` snippet); meta's `events` bounds it
 --
 -- ARGV[1]  dedup window in ms: acknowledged ids stay in `done` this long, so that a schedule
 --          call sent again after a lost reply cannot make the job a second time (0: keep none)
@@ -26,6 +28,30 @@
 --
 -- Returns {r_1, ...}: 1 acknowledged, 0 refused because the caller no longer holds the lease.
 -- One HMGET checks every token; the writes take the whole batch in one command each.
+-- snippet: events
+-- The queue's event log. While `meta` says `events` = N (the script sets `log.max` to N),
+-- every change the call makes is recorded as one line, "event TAB id TAB attempt TAB reason"
+-- (attempt and reason may be empty), and `flush` writes the call's lines in ONE XADD to the
+-- `events` stream (fields `t`: server ms, `now` or read here, `e`: the lines), trimmed to
+-- about N entries. With `log.max` 0 nothing is collected or written.
+local log = {max = 0, lines = {}}
+local function record(event, id, attempt, reason)
+  if log.max > 0 then
+    log.lines[#log.lines + 1] = event .. '\t' .. id .. '\t' .. (attempt and tostring(attempt) or '')
+      .. '\t' .. (reason or '')
+  end
+end
+local function flush(key, now)
+  if #log.lines > 0 then
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    redis.call('XADD', key, 'MAXLEN', '~', log.max, '*', 't', now, 'e', table.concat(log.lines, '\n'))
+    log.lines = {}
+  end
+end
+-- end snippet
 -- snippet: tell
 -- Tells whoever waits on the queue's `ended` channel (`channel`: `Queue::wait`, or a
 -- `Queue::cancel_and_wait` caller) how jobs with a waiter or an asked cancellation (their opts
@@ -97,6 +123,7 @@ if #done > 0 then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   -- end snippet
+  local trimmed = {}
   if keep == '' then
     local jobs, attempts, errors, opts, gone = KEYS[3], KEYS[4], KEYS[5], KEYS[8], done
     -- snippet: forget
@@ -118,11 +145,15 @@ if #done > 0 then
       tell(ARGV[2], 'completed\n' .. table.concat(done, '\n'))
     end
     -- The retention, bounded (the promoter's trim.lua also trims an idle queue).
-    local trimmed = trim(KEYS[9], keep, 100, now, {jobs = KEYS[3], attempts = KEYS[4],
+    trimmed = trim(KEYS[9], keep, 100, now, {jobs = KEYS[3], attempts = KEYS[4],
       errors = KEYS[5], opts = KEYS[8], extra = KEYS[10]})
     if #trimmed > 0 then redis.call('HINCRBY', KEYS[6], 'completed_trimmed', #trimmed) end
   end
   redis.call('HINCRBY', KEYS[6], 'completed', #done)
+  log.max = tonumber(redis.call('HGET', KEYS[11], 'events')) or 0
+  for _, id in ipairs(done) do record('completed', id) end
+  for _, id in ipairs(trimmed) do record('trimmed', id, nil, 'completed') end
+  flush(KEYS[12], now)
   if window > 0 then
     local entries = {}
     for i, id in ipairs(done) do

@@ -12,6 +12,8 @@
 --                           has `undo`, the compensating job is scheduled (`compensate` snippet)
 -- KEYS[8]  scheduled ZSET  job id -> due time (ms): where a compensating job goes, due now
 -- KEYS[9]  jobs      HASH  job id -> envelope: the compensating job's is written here
+-- KEYS[10] meta      HASH  `events` = N while the queue keeps an event log
+-- KEYS[11] events    STREAM the queue's event log (see the `events` snippet); meta's `events` bounds it
 --
 -- ARGV[1]  job id
 -- ARGV[2]  fencing token the caller holds
@@ -22,6 +24,30 @@
 --
 -- Returns the time of death (ms), or 0 when the caller no longer holds the lease.
 local id, token, reason, message = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- snippet: events
+-- The queue's event log. While `meta` says `events` = N (the script sets `log.max` to N),
+-- every change the call makes is recorded as one line, "event TAB id TAB attempt TAB reason"
+-- (attempt and reason may be empty), and `flush` writes the call's lines in ONE XADD to the
+-- `events` stream (fields `t`: server ms, `now` or read here, `e`: the lines), trimmed to
+-- about N entries. With `log.max` 0 nothing is collected or written.
+local log = {max = 0, lines = {}}
+local function record(event, id, attempt, reason)
+  if log.max > 0 then
+    log.lines[#log.lines + 1] = event .. '\t' .. id .. '\t' .. (attempt and tostring(attempt) or '')
+      .. '\t' .. (reason or '')
+  end
+end
+local function flush(key, now)
+  if #log.lines > 0 then
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    redis.call('XADD', key, 'MAXLEN', '~', log.max, '*', 't', now, 'e', table.concat(log.lines, '\n'))
+    log.lines = {}
+  end
+end
+-- end snippet
 -- snippet: lease check
 if redis.call('HGET', KEYS[2], id) ~= token then return 0 end
 -- end snippet
@@ -52,6 +78,7 @@ local function compensate(k, entry, now)
   if redis.call('HSETNX', k.jobs, undo.id, envelope) == 0 then return false end
   redis.call('ZADD', k.scheduled, now, undo.id)
   redis.call('HINCRBY', k.stats, 'compensated', 1)
+  record('compensated', undo.id)
   return true
 end
 -- end snippet
@@ -60,6 +87,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
 
+log.max = tonumber(redis.call('HGET', KEYS[10], 'events')) or 0
+if log.max > 0 then
+  record('dead', id, tonumber(redis.call('HGET', KEYS[4], id) or '0'), reason)
+end
 redis.call('ZREM', KEYS[1], id)
 redis.call('HDEL', KEYS[2], id)
 redis.call('ZADD', KEYS[3], now, id)
@@ -87,4 +118,5 @@ redis.call('HSET', KEYS[5], id, cjson.encode({
   attempt = tonumber(redis.call('HGET', KEYS[4], id) or '0'),
 }))
 -- end snippet
+flush(KEYS[11], now)
 return now

@@ -19,6 +19,7 @@
 -- KEYS[12] completed  ZSET  job id -> time it completed (ms), while kept
 -- KEYS[13] results    HASH  job id -> its completion record, while kept
 -- KEYS[14] ranked     ZSET  ready job ids of a queue that uses priorities, by rank
+-- KEYS[15] events     STREAM the queue's event log (see the `events` snippet); meta's `events` bounds it
 --
 -- ARGV[1]  job id
 -- ARGV[2]  the queue's `ended` channel: told "cancelled" when the job had an opts entry (someone
@@ -29,6 +30,30 @@
 -- (no such job).
 -- Cost: O(log N) for scheduled and dead jobs; a ready job is found with LREM, O(length of ready),
 -- which stays short while workers keep up.
+-- snippet: events
+-- The queue's event log. While `meta` says `events` = N (the script sets `log.max` to N),
+-- every change the call makes is recorded as one line, "event TAB id TAB attempt TAB reason"
+-- (attempt and reason may be empty), and `flush` writes the call's lines in ONE XADD to the
+-- `events` stream (fields `t`: server ms, `now` or read here, `e`: the lines), trimmed to
+-- about N entries. With `log.max` 0 nothing is collected or written.
+local log = {max = 0, lines = {}}
+local function record(event, id, attempt, reason)
+  if log.max > 0 then
+    log.lines[#log.lines + 1] = event .. '\t' .. id .. '\t' .. (attempt and tostring(attempt) or '')
+      .. '\t' .. (reason or '')
+  end
+end
+local function flush(key, now)
+  if #log.lines > 0 then
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    redis.call('XADD', key, 'MAXLEN', '~', log.max, '*', 't', now, 'e', table.concat(log.lines, '\n'))
+    log.lines = {}
+  end
+end
+-- end snippet
 -- snippet: tell
 -- Tells whoever waits on the queue's `ended` channel (`channel`: `Queue::wait`, or a
 -- `Queue::cancel_and_wait` caller) how jobs with a waiter or an asked cancellation (their opts
@@ -45,6 +70,7 @@ end
 -- end snippet
 local id = ARGV[1]
 if redis.call('HEXISTS', KEYS[5], id) == 0 then return 'unknown' end
+log.max = tonumber(redis.call('HGET', KEYS[11], 'events')) or 0
 if redis.call('ZSCORE', KEYS[3], id) then
   local entry = redis.call('HGET', KEYS[10], id)
   entry = entry and cjson.decode(entry) or {}
@@ -56,6 +82,8 @@ if redis.call('ZSCORE', KEYS[3], id) then
     entry.cancel = now
     redis.call('HSET', KEYS[10], id, cjson.encode(entry))
     redis.call('HSET', KEYS[11], 'opts', '1')
+    record('cancel_requested', id)
+    flush(KEYS[15], now)
   end
   return 'running'
 end
@@ -81,4 +109,6 @@ local steered = redis.call('HDEL', opts, unpack(gone))
 -- end snippet
 if steered > 0 then tell(ARGV[2], 'cancelled\n' .. id) end
 redis.call('HINCRBY', KEYS[8], 'cancelled', 1)
+record('cancelled', id, nil, state)
+flush(KEYS[15])
 return state

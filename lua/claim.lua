@@ -22,6 +22,7 @@
 -- KEYS[14] bell      LIST  the doorbell of `ranked` (promote.lua rings it): emptied here once
 --                          `ranked` is empty, so idle workers block until it fills again
 -- KEYS[15] scheduled ZSET  job id -> due time (ms): where a compensating job goes
+-- KEYS[16] events    STREAM the queue's event log (see the `events` snippet); meta's `events` bounds it
 --
 -- ARGV[1]  the most jobs to claim (at most a few thousand: ids are unpacked onto Lua's stack)
 -- ARGV[2]  lease length in ms
@@ -37,6 +38,30 @@
 --
 -- Every write takes the whole batch in one command, so a call costs a fixed handful of
 -- commands however many jobs it claims.
+-- snippet: events
+-- The queue's event log. While `meta` says `events` = N (the script sets `log.max` to N),
+-- every change the call makes is recorded as one line, "event TAB id TAB attempt TAB reason"
+-- (attempt and reason may be empty), and `flush` writes the call's lines in ONE XADD to the
+-- `events` stream (fields `t`: server ms, `now` or read here, `e`: the lines), trimmed to
+-- about N entries. With `log.max` 0 nothing is collected or written.
+local log = {max = 0, lines = {}}
+local function record(event, id, attempt, reason)
+  if log.max > 0 then
+    log.lines[#log.lines + 1] = event .. '\t' .. id .. '\t' .. (attempt and tostring(attempt) or '')
+      .. '\t' .. (reason or '')
+  end
+end
+local function flush(key, now)
+  if #log.lines > 0 then
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    redis.call('XADD', key, 'MAXLEN', '~', log.max, '*', 't', now, 'e', table.concat(log.lines, '\n'))
+    log.lines = {}
+  end
+end
+-- end snippet
 -- snippet: now
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -69,6 +94,7 @@ local function compensate(k, entry, now)
   if redis.call('HSETNX', k.jobs, undo.id, envelope) == 0 then return false end
   redis.call('ZADD', k.scheduled, now, undo.id)
   redis.call('HINCRBY', k.stats, 'compensated', 1)
+  record('compensated', undo.id)
   return true
 end
 -- end snippet
@@ -85,6 +111,8 @@ local function expire(k, gone, entries, reasons, now)
   for i, id in ipairs(gone) do
     local entry, reason = entries[i], reasons[i]
     if reason == 'expired' then expired = expired + 1 end
+    record(reason, id, nil, (reason == 'expired' and entry.drop and 'dropped')
+      or (reason == 'cancelled' and 'stopped') or nil)
     if reason == 'expired' and entry.drop then
       redis.call('HDEL', k.jobs, id)
       redis.call('HDEL', k.attempts, id)
@@ -122,8 +150,10 @@ local function expire(k, gone, entries, reasons, now)
 end
 -- end snippet
 
-local flags = redis.call('HMGET', KEYS[8], 'due', 'paused', 'opts', 'keep_completed', 'prio')
+local flags = redis.call('HMGET', KEYS[8], 'due', 'paused', 'opts', 'keep_completed', 'prio',
+  'events')
 if flags[2] then return {0} end
+log.max = tonumber(flags[6]) or 0
 local record_due = flags[1]
 if not record_due and ARGV[3] == '1' then
   redis.call('HSET', KEYS[8], 'due', '1')
@@ -168,7 +198,10 @@ if #gone > 0 then
   expire({dead = KEYS[9], jobs = KEYS[3], attempts = KEYS[4], errors = KEYS[10], opts = KEYS[11],
     stats = KEYS[12], scheduled = KEYS[15], wake = ARGV[4]}, gone, gone_entries, reasons, now)
 end
-if #ids == 0 then return out end
+if #ids == 0 then
+  flush(KEYS[16], now)
+  return out
+end
 
 local first_token = redis.call('INCRBY', KEYS[6], #ids) - #ids + 1
 local started = redis.call('HMGET', KEYS[4], unpack(ids))
@@ -182,10 +215,12 @@ for i, id in ipairs(ids) do
   out[#out + 1] = id
   out[#out + 1] = token
   out[#out + 1] = attempt
+  record('claimed', id, attempt)
   out[#out + 1] = data[i]
   out[#out + 1] = due[i]
 end
 redis.call('ZADD', KEYS[2], unpack(running))
 redis.call('HSET', KEYS[5], unpack(leases))
 redis.call('HSET', KEYS[4], unpack(attempts))
+flush(KEYS[16], now)
 return out

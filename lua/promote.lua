@@ -32,6 +32,7 @@
 --                           that uses priorities block on it (claim.lua empties it); its name
 --                           is pushed to `ready` once, at the queue's first ranking (`prio`
 --                           1 -> 2), to wake the workers that still block there
+-- KEYS[15] events     STREAM the queue's event log (see the `events` snippet); meta's `events` bounds it
 --
 -- ARGV[1]  batch: at most this many due jobs and at most this many expired leases per call
 -- ARGV[2]  storage format, written back to meta when meta is missing
@@ -56,6 +57,30 @@
 --               counts those above the last bound
 -- Counting here keeps the reply a few integers however many jobs move.
 -- A job is never promoted before its due time: only scores <= now are taken.
+-- snippet: events
+-- The queue's event log. While `meta` says `events` = N (the script sets `log.max` to N),
+-- every change the call makes is recorded as one line, "event TAB id TAB attempt TAB reason"
+-- (attempt and reason may be empty), and `flush` writes the call's lines in ONE XADD to the
+-- `events` stream (fields `t`: server ms, `now` or read here, `e`: the lines), trimmed to
+-- about N entries. With `log.max` 0 nothing is collected or written.
+local log = {max = 0, lines = {}}
+local function record(event, id, attempt, reason)
+  if log.max > 0 then
+    log.lines[#log.lines + 1] = event .. '\t' .. id .. '\t' .. (attempt and tostring(attempt) or '')
+      .. '\t' .. (reason or '')
+  end
+end
+local function flush(key, now)
+  if #log.lines > 0 then
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    redis.call('XADD', key, 'MAXLEN', '~', log.max, '*', 't', now, 'e', table.concat(log.lines, '\n'))
+    log.lines = {}
+  end
+end
+-- end snippet
 -- snippet: tell
 -- Tells whoever waits on the queue's `ended` channel (`channel`: `Queue::wait`, or a
 -- `Queue::cancel_and_wait` caller) how jobs with a waiter or an asked cancellation (their opts
@@ -83,6 +108,7 @@ local function compensate(k, entry, now)
   if redis.call('HSETNX', k.jobs, undo.id, envelope) == 0 then return false end
   redis.call('ZADD', k.scheduled, now, undo.id)
   redis.call('HINCRBY', k.stats, 'compensated', 1)
+  record('compensated', undo.id)
   return true
 end
 -- end snippet
@@ -99,6 +125,8 @@ local function expire(k, gone, entries, reasons, now)
   for i, id in ipairs(gone) do
     local entry, reason = entries[i], reasons[i]
     if reason == 'expired' then expired = expired + 1 end
+    record(reason, id, nil, (reason == 'expired' and entry.drop and 'dropped')
+      or (reason == 'cancelled' and 'stopped') or nil)
     if reason == 'expired' and entry.drop then
       redis.call('HDEL', k.jobs, id)
       redis.call('HDEL', k.attempts, id)
@@ -141,7 +169,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
 local batch = tonumber(ARGV[1])
 
-local meta = redis.call('HMGET', KEYS[8], 'format', 'due', 'opts', 'prio', 'prio_step')
+local meta = redis.call('HMGET', KEYS[8], 'format', 'due', 'opts', 'prio', 'prio_step', 'events')
+log.max = tonumber(meta[6]) or 0
 local record_due = meta[2]
 local steered = meta[3]
 local ranked = meta[4]
@@ -236,6 +265,7 @@ end
 if #ids > 0 then
   redis.call('ZREM', KEYS[1], unpack(ids))
   if ranked then rank(ids, due) else redis.call('RPUSH', KEYS[2], unpack(ids)) end
+  for _, id in ipairs(ids) do record('promoted', id) end
   if record_due then redis.call('HSET', KEYS[9], unpack(due)) end
   redis.call('HINCRBY', KEYS[7], 'promoted', #ids)
 end
@@ -272,6 +302,7 @@ if #expired > 0 then
   redis.call('HDEL', KEYS[4], unpack(expired))
   for _, id in ipairs(expired) do
     local attempt = tonumber(redis.call('HGET', KEYS[5], id) or '0')
+    record('lease_expired', id, attempt)
     redis.call('HSET', KEYS[6], id, cjson.encode({
       reason = 'lease_expired',
       message = 'the worker holding the job stopped renewing its lease (crashed, stalled or cut off)',
@@ -284,6 +315,7 @@ if #expired > 0 then
   redis.call('HINCRBY', KEYS[7], 'lease_expired', #expired)
 end
 
+flush(KEYS[15], now)
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local lease = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 local out = {

@@ -21,6 +21,7 @@
 -- KEYS[17]  results    HASH  (ack.lua)
 -- KEYS[18]  ranked     ZSET  (promote.lua)
 -- KEYS[19]  bell       LIST  (promote.lua)
+-- KEYS[20]  events     STREAM (the event log)
 --
 -- ARGV[1]  "1": delete the jobs too; "0": refuse when there are any
 --

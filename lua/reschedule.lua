@@ -15,6 +15,8 @@
 -- KEYS[9]  completed  ZSET  job id -> time it completed (ms), while kept
 -- KEYS[10] results    HASH  job id -> its completion record, while kept
 -- KEYS[11] ranked     ZSET  ready job ids of a queue that uses priorities, by rank
+-- KEYS[12] meta       HASH  `events` = N while the queue keeps an event log
+-- KEYS[13] events     STREAM the queue's event log (see the `events` snippet); meta's `events` bounds it
 --
 -- ARGV[1]  wake channel, woken (see the `wake` snippet) when the job becomes the head of scheduled
 -- ARGV[2]  job id
@@ -31,6 +33,30 @@ local id = ARGV[2]
 if redis.call('HEXISTS', KEYS[5], id) == 0 then return {'unknown', 0} end
 if redis.call('ZSCORE', KEYS[3], id) then return {'running', 0} end
 
+-- snippet: events
+-- The queue's event log. While `meta` says `events` = N (the script sets `log.max` to N),
+-- every change the call makes is recorded as one line, "event TAB id TAB attempt TAB reason"
+-- (attempt and reason may be empty), and `flush` writes the call's lines in ONE XADD to the
+-- `events` stream (fields `t`: server ms, `now` or read here, `e`: the lines), trimmed to
+-- about N entries. With `log.max` 0 nothing is collected or written.
+local log = {max = 0, lines = {}}
+local function record(event, id, attempt, reason)
+  if log.max > 0 then
+    log.lines[#log.lines + 1] = event .. '\t' .. id .. '\t' .. (attempt and tostring(attempt) or '')
+      .. '\t' .. (reason or '')
+  end
+end
+local function flush(key, now)
+  if #log.lines > 0 then
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    redis.call('XADD', key, 'MAXLEN', '~', log.max, '*', 't', now, 'e', table.concat(log.lines, '\n'))
+    log.lines = {}
+  end
+end
+-- end snippet
 -- snippet: wake
 -- Wakes the queue's promoters (src/wake.rs) with the due time `due`: a sharded SPUBLISH on a
 -- cluster (the channel's hash tag keeps it on this shard), a classic PUBLISH on one server.
@@ -93,4 +119,7 @@ if head[2] == nil or due < tonumber(head[2]) then
   wake(due, false)
 end
 -- end snippet
+log.max = tonumber(redis.call('HGET', KEYS[12], 'events')) or 0
+record('rescheduled', id, nil, state)
+flush(KEYS[13], now)
 return {state, due}

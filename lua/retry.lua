@@ -11,6 +11,8 @@
 -- KEYS[7]  dead       ZSET  job id -> time it died (ms)
 -- KEYS[8]  jobs       HASH  job id -> envelope
 -- KEYS[9]  opts       HASH  job id -> how it is steered (JSON: `deadline`, `drop`, `cancel`)
+-- KEYS[10] meta       HASH  `events` = N while the queue keeps an event log
+-- KEYS[11] events     STREAM the queue's event log (see the `events` snippet); meta's `events` bounds it
 --
 -- ARGV[1]  wake channel, woken (see the `wake` snippet) when the job becomes the head of scheduled
 -- ARGV[2]  job id
@@ -25,6 +27,30 @@
 -- (dead, reason `cancelled`) or the new due time lies past its expiry (dead, reason `expired`,
 -- or deleted); 0 when the caller no longer holds the lease.
 local id, token, reason, message = ARGV[2], ARGV[3], ARGV[6], ARGV[7]
+-- snippet: events
+-- The queue's event log. While `meta` says `events` = N (the script sets `log.max` to N),
+-- every change the call makes is recorded as one line, "event TAB id TAB attempt TAB reason"
+-- (attempt and reason may be empty), and `flush` writes the call's lines in ONE XADD to the
+-- `events` stream (fields `t`: server ms, `now` or read here, `e`: the lines), trimmed to
+-- about N entries. With `log.max` 0 nothing is collected or written.
+local log = {max = 0, lines = {}}
+local function record(event, id, attempt, reason)
+  if log.max > 0 then
+    log.lines[#log.lines + 1] = event .. '\t' .. id .. '\t' .. (attempt and tostring(attempt) or '')
+      .. '\t' .. (reason or '')
+  end
+end
+local function flush(key, now)
+  if #log.lines > 0 then
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    redis.call('XADD', key, 'MAXLEN', '~', log.max, '*', 't', now, 'e', table.concat(log.lines, '\n'))
+    log.lines = {}
+  end
+end
+-- end snippet
 -- snippet: lease check
 if redis.call('HGET', KEYS[2], id) ~= token then return 0 end
 -- end snippet
@@ -73,6 +99,7 @@ local function compensate(k, entry, now)
   if redis.call('HSETNX', k.jobs, undo.id, envelope) == 0 then return false end
   redis.call('ZADD', k.scheduled, now, undo.id)
   redis.call('HINCRBY', k.stats, 'compensated', 1)
+  record('compensated', undo.id)
   return true
 end
 -- end snippet
@@ -89,6 +116,8 @@ local function expire(k, gone, entries, reasons, now)
   for i, id in ipairs(gone) do
     local entry, reason = entries[i], reasons[i]
     if reason == 'expired' then expired = expired + 1 end
+    record(reason, id, nil, (reason == 'expired' and entry.drop and 'dropped')
+      or (reason == 'cancelled' and 'stopped') or nil)
     if reason == 'expired' and entry.drop then
       redis.call('HDEL', k.jobs, id)
       redis.call('HDEL', k.attempts, id)
@@ -127,6 +156,7 @@ end
 -- end snippet
 
 local due = now + tonumber(ARGV[4])
+log.max = tonumber(redis.call('HGET', KEYS[10], 'events')) or 0
 local entry = redis.call('HGET', KEYS[9], id)
 if entry then
   entry = cjson.decode(entry)
@@ -142,6 +172,7 @@ if entry then
     expire({dead = KEYS[7], jobs = KEYS[8], attempts = KEYS[4], errors = KEYS[5], opts = KEYS[9],
       stats = KEYS[6], ended = ARGV[8], scheduled = KEYS[3], wake = ARGV[1]}, {id}, {entry},
       {ended}, now)
+    flush(KEYS[11], now)
     return -1
   end
 end
@@ -150,8 +181,12 @@ redis.call('ZREM', KEYS[1], id)
 redis.call('HDEL', KEYS[2], id)
 if ARGV[5] == '0' then
   redis.call('HINCRBY', KEYS[4], id, -1)
+  record('snoozed', id)
 else
   redis.call('HINCRBY', KEYS[6], 'retried', 1)
+  if log.max > 0 then
+    record('retried', id, tonumber(redis.call('HGET', KEYS[4], id) or '0'), reason)
+  end
 end
 if reason ~= '' then
   -- snippet: error record
@@ -172,4 +207,5 @@ if head[2] == nil or due < tonumber(head[2]) then
   wake(due, false)
 end
 -- end snippet
+flush(KEYS[11], now)
 return due

@@ -17,6 +17,7 @@
 -- KEYS[13]  completed  ZSET  job id -> time it completed (ms), while the retention keeps it
 -- KEYS[14]  results    HASH  job id -> its completion record, while kept
 -- KEYS[15]  ranked     ZSET  ready job ids of a queue that uses priorities, by rank
+-- KEYS[16]  events     STREAM the queue's event log (see the `events` snippet); meta's `events` bounds it
 --
 -- ARGV[1]  wake channel: woken (see the `wake` snippet) when a job becomes the new head of `scheduled`
 -- ARGV[2]  past tolerance in ms for absolute times; -1 accepts any time in the past
@@ -58,6 +59,30 @@
 -- job that is replaced or debounced starts afresh: new envelope and options, attempts and
 -- last error cleared. A malformed options object fails the whole call before anything is
 -- written.
+-- snippet: events
+-- The queue's event log. While `meta` says `events` = N (the script sets `log.max` to N),
+-- every change the call makes is recorded as one line, "event TAB id TAB attempt TAB reason"
+-- (attempt and reason may be empty), and `flush` writes the call's lines in ONE XADD to the
+-- `events` stream (fields `t`: server ms, `now` or read here, `e`: the lines), trimmed to
+-- about N entries. With `log.max` 0 nothing is collected or written.
+local log = {max = 0, lines = {}}
+local function record(event, id, attempt, reason)
+  if log.max > 0 then
+    log.lines[#log.lines + 1] = event .. '\t' .. id .. '\t' .. (attempt and tostring(attempt) or '')
+      .. '\t' .. (reason or '')
+  end
+end
+local function flush(key, now)
+  if #log.lines > 0 then
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    redis.call('XADD', key, 'MAXLEN', '~', log.max, '*', 't', now, 'e', table.concat(log.lines, '\n'))
+    log.lines = {}
+  end
+end
+-- end snippet
 -- snippet: wake
 -- Wakes the queue's promoters (src/wake.rs) with the due time `due`: a sharded SPUBLISH on a
 -- cluster (the channel's hash tag keeps it on this shard), a classic PUBLISH on one server.
@@ -109,6 +134,7 @@ for k = 0, n - 1 do
 end
 
 local recent = redis.call('EXISTS', KEYS[4]) == 1
+log.max = tonumber(redis.call('HGET', KEYS[12], 'events')) or 0
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local head_due = head[2] and tonumber(head[2]) or nil
 
@@ -158,6 +184,7 @@ local function create(id, due, o)
   added[#added + 1] = id
   fresh[id] = #added - 1
   created = created + 1
+  record('scheduled', id)
   note(due)
   if o then
     local cap = nil
@@ -257,6 +284,7 @@ for k = 0, n - 1 do
           note(new)
         end
         out[#out + 1] = code
+        record(code == 3 and 'debounced' or 'replaced', id)
         dues[#dues + 1] = (state == 'scheduled' or new > now) and new or -1
       end
     end
@@ -274,5 +302,6 @@ if with_priority then redis.call('HSETNX', KEYS[12], 'prio', '1') end
 if earliest ~= nil and (head_due == nil or earliest < head_due) then
   wake(earliest, first)
 end
+flush(KEYS[16], now)
 for _, due in ipairs(dues) do out[#out + 1] = due end
 return out

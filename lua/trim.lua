@@ -11,11 +11,37 @@
 -- KEYS[6]  errors     HASH  job id -> last error record
 -- KEYS[7]  opts       HASH  job id -> how it is steered
 -- KEYS[8]  stats      HASH  event counters: `dead_trimmed`, `completed_trimmed` += jobs deleted
--- KEYS[9]  meta       HASH  `keep_dead`, `keep_completed`: the retentions (absent: none)
+-- KEYS[9]  meta       HASH  `keep_dead`, `keep_completed`: the retentions (absent: none);
+--                           `events` = N while the queue keeps an event log
+-- KEYS[10] events     STREAM the queue's event log (see the `events` snippet); meta's `events` bounds it
 --
 -- ARGV[1]  the most jobs deleted from each set per call
 --
 -- Returns {dead trimmed, completed trimmed}; a count equal to ARGV[1] means: call again.
+-- snippet: events
+-- The queue's event log. While `meta` says `events` = N (the script sets `log.max` to N),
+-- every change the call makes is recorded as one line, "event TAB id TAB attempt TAB reason"
+-- (attempt and reason may be empty), and `flush` writes the call's lines in ONE XADD to the
+-- `events` stream (fields `t`: server ms, `now` or read here, `e`: the lines), trimmed to
+-- about N entries. With `log.max` 0 nothing is collected or written.
+local log = {max = 0, lines = {}}
+local function record(event, id, attempt, reason)
+  if log.max > 0 then
+    log.lines[#log.lines + 1] = event .. '\t' .. id .. '\t' .. (attempt and tostring(attempt) or '')
+      .. '\t' .. (reason or '')
+  end
+end
+local function flush(key, now)
+  if #log.lines > 0 then
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    redis.call('XADD', key, 'MAXLEN', '~', log.max, '*', 't', now, 'e', table.concat(log.lines, '\n'))
+    log.lines = {}
+  end
+end
+-- end snippet
 -- snippet: now
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -48,12 +74,16 @@ local function trim(set, spec, limit, now, k)
 end
 -- end snippet
 local limit = tonumber(ARGV[1])
-local keep = redis.call('HMGET', KEYS[9], 'keep_dead', 'keep_completed')
+local keep = redis.call('HMGET', KEYS[9], 'keep_dead', 'keep_completed', 'events')
 if not keep[1] and not keep[2] then return {0, 0} end
+log.max = tonumber(keep[3]) or 0
 local dead = trim(KEYS[1], keep[1] or nil, limit, now, {jobs = KEYS[4], attempts = KEYS[5],
   errors = KEYS[6], opts = KEYS[7]})
 local completed = trim(KEYS[2], keep[2] or nil, limit, now, {jobs = KEYS[4], attempts = KEYS[5],
   errors = KEYS[6], opts = KEYS[7], extra = KEYS[3]})
 if #dead > 0 then redis.call('HINCRBY', KEYS[8], 'dead_trimmed', #dead) end
 if #completed > 0 then redis.call('HINCRBY', KEYS[8], 'completed_trimmed', #completed) end
+for _, id in ipairs(dead) do record('trimmed', id, nil, 'dead') end
+for _, id in ipairs(completed) do record('trimmed', id, nil, 'completed') end
+flush(KEYS[10], now)
 return {#dead, #completed}

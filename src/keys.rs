@@ -80,6 +80,8 @@ pub(crate) struct Keys {
     /// Wakes idle workers of a queue that uses priorities when `ranked` fills (its doorbell:
     /// they block on it instead of on `ready`).
     pub(crate) bell: String,
+    /// The queue's event log, a capped STREAM, written while `meta` has `events`.
+    pub(crate) events: String,
     /// Pub/sub channel the scripts PUBLISH to when a job becomes the earliest due.
     pub(crate) wake: String,
     /// Pub/sub channel told how a job whose cancellation was asked ended (the `tell` snippet),
@@ -136,6 +138,7 @@ impl Keys {
             results: k("results"),
             ranked: k("ranked"),
             bell: k("bell"),
+            events: k("events"),
             wake: k("wake"),
             ended: k("ended"),
         }
@@ -166,12 +169,13 @@ pub(crate) enum Part {
     Results,
     Ranked,
     Bell,
+    Events,
 }
 
 impl Part {
     /// Every part, for the checks that a script covers them all.
     #[cfg(test)]
-    pub(crate) const ALL: [Part; 20] = [
+    pub(crate) const ALL: [Part; 21] = [
         Part::Scheduled,
         Part::Ready,
         Part::Running,
@@ -192,6 +196,7 @@ impl Part {
         Part::Results,
         Part::Ranked,
         Part::Bell,
+        Part::Events,
     ];
 
     /// The part name, as in the key and in the scripts' headers (the header check reads it).
@@ -218,6 +223,7 @@ impl Part {
             Part::Results => "results",
             Part::Ranked => "ranked",
             Part::Bell => "bell",
+            Part::Events => "events",
         }
     }
 }
@@ -246,6 +252,7 @@ impl Keys {
             Part::Results => &self.results,
             Part::Ranked => &self.ranked,
             Part::Bell => &self.bell,
+            Part::Events => &self.events,
         }
     }
 

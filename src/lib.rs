@@ -126,6 +126,7 @@ mod conn;
 mod dead;
 mod envelope;
 mod error;
+mod events;
 mod id;
 mod inspect;
 mod job;
@@ -154,6 +155,7 @@ pub use config::{
 };
 pub use dead::Purge;
 pub use error::{redact_url, Error, Result};
+pub use events::{Change, EventStream, JobEvent, Since, MAX_EVENT_LOG};
 pub use inspect::{Counts, ErrorRecord, JobInfo, QueueStats, Totals, MAX_LIST};
 pub use job::{CancelReason, Context, Job, Outcome};
 pub use namespace::{Namespace, MAX_REGISTERED_QUEUES};

@@ -9,7 +9,8 @@ pub(crate) static BINDING: Binding = Binding::new(
     "ack.lua",
     include_str!("../../lua/ack.lua"),
     &[
-        Running, Leases, Jobs, Attempts, Errors, Stats, Done, Opts, Completed, Results,
+        Running, Leases, Jobs, Attempts, Errors, Stats, Done, Opts, Completed, Results, Meta,
+        Events,
     ],
     &["dedup_window_ms", "ended", "keep", "id, token, record..."],
 );

@@ -10,7 +10,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     "bury.lua",
     include_str!("../../lua/bury.lua"),
     &[
-        Running, Leases, Dead, Attempts, Errors, Stats, Opts, Scheduled, Jobs,
+        Running, Leases, Dead, Attempts, Errors, Stats, Opts, Scheduled, Jobs, Meta, Events,
     ],
     &["id", "token", "reason", "message", "ended", "wake"],
 );

@@ -11,7 +11,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/cancel.lua"),
     &[
         Scheduled, Ready, Running, Dead, Jobs, Attempts, Errors, Stats, Due, Opts, Meta,
-        Completed, Results, Ranked,
+        Completed, Results, Ranked, Events,
     ],
     &["id", "ended"],
 );

@@ -12,7 +12,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/claim.lua"),
     &[
         Ready, Running, Jobs, Attempts, Leases, Seq, Due, Meta, Dead, Errors, Opts, Stats,
-        Ranked, Bell, Scheduled,
+        Ranked, Bell, Scheduled, Events,
     ],
     &["n", "lease_ms", "want_due", "wake"],
 );

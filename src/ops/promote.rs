@@ -10,7 +10,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/promote.lua"),
     &[
         Scheduled, Ready, Running, Leases, Attempts, Errors, Stats, Meta, Due, Dead, Jobs, Opts,
-        Ranked, Bell,
+        Ranked, Bell, Events,
     ],
     &["batch", "format", "ended", "lag_bounds_ms..."],
 );

@@ -8,7 +8,7 @@ use crate::queue::Partition;
 pub(crate) static BINDING: Binding = Binding::new(
     "purge.lua",
     include_str!("../../lua/purge.lua"),
-    &[Dead, Jobs, Attempts, Errors, Stats, Opts],
+    &[Dead, Jobs, Attempts, Errors, Stats, Opts, Meta, Events],
     &["n", "min_age_ms", "ids..."],
 );
 

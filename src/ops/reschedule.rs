@@ -11,7 +11,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/reschedule.lua"),
     &[
         Scheduled, Ready, Running, Dead, Jobs, Attempts, Due, Opts, Completed, Results,
-        Ranked,
+        Ranked, Meta, Events,
     ],
     &["wake", "id", "mode", "ms", "tolerance_ms"],
 );

@@ -10,7 +10,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     "retry.lua",
     include_str!("../../lua/retry.lua"),
     &[
-        Running, Leases, Scheduled, Attempts, Errors, Stats, Dead, Jobs, Opts,
+        Running, Leases, Scheduled, Attempts, Errors, Stats, Dead, Jobs, Opts, Meta, Events,
     ],
     &[
         "wake", "id", "token", "delay_ms", "counts", "reason", "message", "ended",

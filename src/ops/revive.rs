@@ -8,7 +8,7 @@ use crate::queue::Partition;
 pub(crate) static BINDING: Binding = Binding::new(
     "revive.lua",
     include_str!("../../lua/revive.lua"),
-    &[Dead, Scheduled, Attempts, Stats, Opts],
+    &[Dead, Scheduled, Attempts, Stats, Opts, Meta, Events],
     &["wake", "n", "ids..."],
 );
 

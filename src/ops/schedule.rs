@@ -15,7 +15,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/schedule.lua"),
     &[
         Scheduled, Jobs, Stats, Done, Ready, Running, Dead, Attempts, Errors, Due, Opts, Meta,
-        Completed, Results, Ranked,
+        Completed, Results, Ranked, Events,
     ],
     &["wake", "tolerance_ms", "n", "id, mode, ms, envelope, options..."],
 );

@@ -9,7 +9,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     "trim.lua",
     include_str!("../../lua/trim.lua"),
     &[
-        Dead, Completed, Results, Jobs, Attempts, Errors, Opts, Stats, Meta,
+        Dead, Completed, Results, Jobs, Attempts, Errors, Opts, Stats, Meta, Events,
     ],
     &["limit"],
 );

@@ -107,7 +107,9 @@ pub(crate) enum Command {
     Schedule(Box<ScheduleArgs>),
     /// Bulk-schedule jobs from newline-delimited JSON.
     ///
-    /// One object per line: {"id"?, "in"|"at", "data"?, "kind"?, "max_attempts"?}. A bad
+    /// One object per line: {"id"?, "in"|"at", "data"?, "kind"?, "max_attempts"?} and any of
+    /// schedule's options as fields (on_conflict, max_wait, expires_at, max_lateness,
+    /// on_expiry, timeout, priority, compensate_kind, compensate_data). A bad
     /// line is reported with its line number and skipped; the others are scheduled. Exit
     /// status 2 when any line was rejected.
     Import(ImportArgs),
@@ -136,6 +138,10 @@ pub(crate) enum Command {
     Cancel(CancelArgs),
     /// Move a job (scheduled, ready or dead) to a new due time.
     Reschedule(RescheduleArgs),
+    /// Follow a queue's event log (`punctual queue set --events N` turns it on): one line per
+    /// change of a job, as it happens, until SIGTERM or SIGINT. Each line ends with (in JSON:
+    /// has) its position, which --since takes to resume right after it.
+    Watch(WatchArgs),
     /// List jobs oldest first.
     Ls(LsArgs),
     /// Per queue: jobs in each state, next due time, oldest overdue age.
@@ -391,6 +397,20 @@ fn parse_state(text: &str) -> Result<punctual::JobState, String> {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// Where to start: "now" (the default: changes from now on), "start" (the oldest the log
+    /// holds), or a position a previous line printed (resumes right after it).
+    #[arg(long, default_value = "now", value_name = "now|start|POSITION")]
+    pub(crate) since: String,
+    /// Print JSON, one object per line: {"position", "at", "queue", "event", "id", "attempt",
+    /// "reason"}.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct LsArgs {
     /// The queue's name.
     pub(crate) queue: String,
@@ -446,6 +466,10 @@ pub(crate) struct QueueSetArgs {
     /// level before it, and waits at most this long per level behind later ones.
     #[arg(long, value_name = "DURATION|default")]
     pub(crate) priority_step: Option<String>,
+    /// Keep an event log of every job change, about N entries per partition (an entry is one
+    /// script call, which may carry many jobs), for `punctual watch`; "off" stops it.
+    #[arg(long, value_name = "N|off")]
+    pub(crate) events: Option<String>,
 }
 
 #[derive(Debug, Args)]

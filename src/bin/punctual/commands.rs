@@ -536,12 +536,22 @@ pub(crate) async fn queue(ctx: &Ctx, command: QueueCommand) -> CmdResult {
             if args.keep_completed.is_none()
                 && args.keep_dead.is_none()
                 && args.priority_step.is_none()
+                && args.events.is_none()
             {
                 return Err(Failure::Input(
-                    "nothing to set: give --keep-completed, --keep-dead (AGE,COUNT or off) or --priority-step"
+                    "nothing to set: give --keep-completed, --keep-dead (AGE,COUNT or off), --priority-step or --events"
                         .to_owned(),
                 ));
             }
+            let events = match args.events.as_deref().map(str::trim) {
+                None => None,
+                Some("off") => Some(None),
+                Some(text) => Some(Some(text.parse::<u64>().map_err(|_| {
+                    Failure::Input(format!(
+                        "invalid --events {text:?}: expected a number of entries or off"
+                    ))
+                })?)),
+            };
             let step = match args.priority_step.as_deref().map(str::trim) {
                 None => None,
                 Some("default") => Some(None),
@@ -582,6 +592,15 @@ pub(crate) async fn queue(ctx: &Ctx, command: QueueCommand) -> CmdResult {
                     .map_err(|e| ctx.fail(e))?;
                 let off = "keeps dead jobs until retried or purged";
                 println!("queue {:?} {}", args.queue, kept("dead", retention, off));
+            }
+            if let Some(events) = events {
+                queue.set_event_log(events).await.map_err(|e| ctx.fail(e))?;
+                match events {
+                    Some(n) => {
+                        println!("queue {:?} logs job changes, about {n} entries", args.queue)
+                    }
+                    None => println!("queue {:?} logs no job changes", args.queue),
+                }
             }
             if let Some(step) = step {
                 queue
@@ -708,4 +727,63 @@ fn line_ranges(lines: &[usize]) -> String {
         .collect();
     let more = if ranges.len() > 8 { ", ..." } else { "" };
     format!("{}{more}", shown.join(", "))
+}
+
+/// `punctual watch`: prints the queue's events as they come, until SIGTERM or SIGINT.
+pub(crate) async fn watch(ctx: &Ctx, args: crate::cli::WatchArgs) -> CmdResult {
+    use futures_util::StreamExt;
+    use std::io::Write;
+    let since = match args.since.trim() {
+        "now" => punctual::Since::Now,
+        "start" => punctual::Since::Start,
+        position => punctual::Since::After(position.to_owned()),
+    };
+    let queue = ctx.existing_queue(&args.queue).await?;
+    if queue.event_log().await.map_err(|e| ctx.fail(e))?.is_none() {
+        tracing::warn!(queue = %args.queue, "the queue keeps no event log: turn it on with `punctual queue set QUEUE --events N`");
+    }
+    let stop = crate::shutdown_on_signals()?;
+    let mut events = queue.events(since).await.map_err(|e| ctx.fail(e))?;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let event = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            event = events.next() => event,
+        };
+        let event = match event {
+            Some(Ok(event)) => event,
+            // Read errors are retried by the stream (and logged); it goes on.
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "event log read failed; trying again");
+                continue;
+            }
+            None => return Ok(()),
+        };
+        let line = if args.json {
+            serde_json::json!({
+                "position": event.position,
+                "at": format_time(event.at),
+                "queue": event.queue,
+                "event": event.change.as_str(),
+                "id": event.id,
+                "attempt": event.attempt,
+                "reason": event.reason,
+            })
+            .to_string()
+        } else {
+            let mut line = format!("{} {} {}", format_time(event.at), event.change, event.id);
+            if let Some(a) = event.attempt {
+                line.push_str(&format!(" attempt={a}"));
+            }
+            if let Some(r) = &event.reason {
+                line.push_str(&format!(" reason={r}"));
+            }
+            line.push_str(&format!(" position={}", event.position));
+            line
+        };
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            // The reader went away (a closed pipe): nothing more to print.
+            return Ok(());
+        }
+    }
 }

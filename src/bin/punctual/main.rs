@@ -251,6 +251,7 @@ async fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Cancel(args) => commands::cancel(ctx, args).await,
         Command::Wait(args) => commands::wait(ctx, args).await,
         Command::Reschedule(args) => commands::reschedule(ctx, args).await,
+        Command::Watch(args) => commands::watch(ctx, args).await,
         Command::Ls(args) => commands::ls(ctx, args).await,
         Command::Stats(args) => commands::stats(ctx, args).await,
         Command::Pause(args) => commands::pause(ctx, args, true).await,
