@@ -151,9 +151,11 @@ if #done > 0 then
   end
   redis.call('HINCRBY', KEYS[6], 'completed', #done)
   log.max = tonumber(redis.call('HGET', KEYS[11], 'events')) or 0
-  for _, id in ipairs(done) do record('completed', id) end
-  for _, id in ipairs(trimmed) do record('trimmed', id, nil, 'completed') end
-  flush(KEYS[12], now)
+  if log.max > 0 then
+    for _, id in ipairs(done) do record('completed', id) end
+    for _, id in ipairs(trimmed) do record('trimmed', id, nil, 'completed') end
+    flush(KEYS[12], now)
+  end
   if window > 0 then
     local entries = {}
     for i, id in ipairs(done) do

@@ -215,7 +215,7 @@ for i, id in ipairs(ids) do
   out[#out + 1] = id
   out[#out + 1] = token
   out[#out + 1] = attempt
-  record('claimed', id, attempt)
+  if log.max > 0 then record('claimed', id, attempt) end
   out[#out + 1] = data[i]
   out[#out + 1] = due[i]
 end

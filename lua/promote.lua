@@ -265,7 +265,9 @@ end
 if #ids > 0 then
   redis.call('ZREM', KEYS[1], unpack(ids))
   if ranked then rank(ids, due) else redis.call('RPUSH', KEYS[2], unpack(ids)) end
-  for _, id in ipairs(ids) do record('promoted', id) end
+  if log.max > 0 then
+    for _, id in ipairs(ids) do record('promoted', id) end
+  end
   if record_due then redis.call('HSET', KEYS[9], unpack(due)) end
   redis.call('HINCRBY', KEYS[7], 'promoted', #ids)
 end

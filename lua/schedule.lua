@@ -184,7 +184,7 @@ local function create(id, due, o)
   added[#added + 1] = id
   fresh[id] = #added - 1
   created = created + 1
-  record('scheduled', id)
+  if log.max > 0 then record('scheduled', id) end
   note(due)
   if o then
     local cap = nil

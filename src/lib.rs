@@ -96,7 +96,8 @@
 //!   [`OnConflict`], expiry [`OnExpiry`] and timeout) and how it is checked and encoded.
 //! - `inspect`: reading without changing: one job, a page of a state, counts, stats.
 //! - `retention`: how long finished jobs are kept ([`Retention`]; completed jobs and their
-//!   results).
+//!   results). `priority`: the queue's priority aging step. `events`: the event log and
+//!   [`Queue::events`] that follows it ([`JobEvent`], [`Change`]).
 //! - `dead`: the dead set: retry (`revive.lua`) and purge (`purge.lua`).
 //! - `promoter`: the scheduler loop (scheduled → ready, expired leases → ready), for a list
 //!   of queues or every queue of a namespace, one unit per partition; `share`: how promoters

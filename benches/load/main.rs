@@ -10,6 +10,9 @@
 //!                 promote, claim and ack scripts read or delete (the cost of steering, used)
 //!   --keep-completed  W2's queue keeps completed jobs (1 h, 1,000,000): the cost of the
 //!                 completed state, used
+//!   --priority    W2's and W3's jobs carry priorities (-9..9 in turn): their queues rank
+//!                 ready jobs (the cost of priorities, used)
+//!   --events      W2's end-to-end and W3's queues keep an event log (the cost of the log, on)
 //!   --json PATH   where the JSON results go (default target/bench/load.json)
 //! ```
 //!
@@ -114,6 +117,10 @@ impl Args {
                 }
                 "--json" => args.json = it.next().ok_or("--json needs a path")?.into(),
                 "--steered" => workloads::STEERED.store(true, std::sync::atomic::Ordering::Relaxed),
+                "--priority" => {
+                    workloads::PRIORITY.store(true, std::sync::atomic::Ordering::Relaxed)
+                }
+                "--events" => workloads::EVENTS.store(true, std::sync::atomic::Ordering::Relaxed),
                 "--keep-completed" => {
                     workloads::KEEP_COMPLETED.store(true, std::sync::atomic::Ordering::Relaxed)
                 }

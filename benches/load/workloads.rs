@@ -153,6 +153,33 @@ pub(crate) async fn w1_bulk(url: &str, n: usize, run: u64) -> (Measured, f64) {
 pub(crate) static STEERED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// `--priority`: W2's and W3's jobs carry priorities (-9..9 in turn), so their queues rank
+/// ready jobs.
+pub(crate) static PRIORITY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// `--events`: W2's end-to-end and W3's queues keep an event log (100,000 entries).
+pub(crate) static EVENTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Job `i` with the features `--priority` asks for.
+fn featured(job: NewJob, i: usize) -> NewJob {
+    if PRIORITY.load(Ordering::Relaxed) {
+        job.priority((i % 19) as i8 - 9)
+    } else {
+        job
+    }
+}
+
+/// Turns the event log of `queue` on under `--events`.
+async fn log_events(queue: &Queue) {
+    if EVENTS.load(Ordering::Relaxed) {
+        queue
+            .set_event_log(Some(100_000))
+            .await
+            .expect("set event log");
+    }
+}
+
 /// `--keep-completed`: W2's end-to-end queue keeps its completed jobs.
 pub(crate) static KEEP_COMPLETED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
@@ -161,8 +188,8 @@ pub(crate) static KEEP_COMPLETED: std::sync::atomic::AtomicBool =
 /// `--steered`).
 async fn schedule_backlog(queue: &Queue, n: usize, due: u64) {
     let steered = STEERED.load(Ordering::Relaxed);
-    let jobs = (0..n).map(|_| {
-        let job = NewJob::new(&Payload::new(due)).at(at_ms(due));
+    let jobs = (0..n).map(|i| {
+        let job = featured(NewJob::new(&Payload::new(due)).at(at_ms(due)), i);
         if steered {
             job.max_lateness(Duration::from_secs(3600))
         } else {
@@ -200,11 +227,8 @@ pub(crate) async fn w2_promote_only(url: &str, n: usize, run: u64) -> Measured {
     }
     let measured = clock.stop(&mut admin, n).await;
     stop.cancel();
-    let ready: usize = redis::cmd("LLEN")
-        .arg(format!("punctual:{{{name}}}:ready"))
-        .query_async(&mut admin)
-        .await
-        .expect("LLEN");
+    // Ready jobs are in the `ready` list, or ranked under `--priority`: `counts` reads both.
+    let ready = queue.counts().await.expect("counts").ready as usize;
     assert_eq!(ready, n, "every job promoted exactly once");
     measured
 }
@@ -214,6 +238,7 @@ pub(crate) async fn w2_promote_only(url: &str, n: usize, run: u64) -> Measured {
 pub(crate) async fn w2_end_to_end(url: &str, n: usize, run: u64) -> Measured {
     let name = format!("w2-e2e-{run}");
     let producer = Queue::connect(url, &name).await.expect("connect");
+    log_events(&producer).await;
     let keep = KEEP_COMPLETED.load(Ordering::Relaxed);
     if keep {
         let retention =
@@ -273,6 +298,7 @@ const PRODUCER_SLICE_MS: u64 = 100;
 pub(crate) async fn w3_lateness(url: &str, rate: u64, secs: u64, run: u64) -> Lateness {
     let name = format!("w3-{rate}-{run}");
     let producer = Queue::connect(url, &name).await.expect("connect");
+    log_events(&producer).await;
     let mut admin = connect(url).await;
     let stop = CancellationToken::new();
     spawn_promoter(&Queue::connect(url, &name).await.expect("connect"), &stop);
@@ -300,7 +326,7 @@ pub(crate) async fn w3_lateness(url: &str, rate: u64, secs: u64, run: u64) -> La
         sleep_until_unix_ms(due_of(slice[0]).saturating_sub(PRODUCER_LEAD_MS)).await;
         let jobs = slice.iter().map(|&i| {
             let due = due_of(i);
-            NewJob::new(&Payload::new(due)).at(at_ms(due))
+            featured(NewJob::new(&Payload::new(due)).at(at_ms(due)), i as usize)
         });
         let results = producer.schedule_many(jobs).await.expect("schedule_many");
         assert!(results.iter().all(|r| matches!(r, Ok(s) if s.created)));
