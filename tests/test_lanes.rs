@@ -21,6 +21,38 @@ async fn fill(queue: &Queue, n: usize) {
     while Promoter::promote(queue, 5000).await.unwrap().promoted > 0 {}
 }
 
+/// Runs `worker` until it has started `n` jobs, then stops it; how many of those `n` came from
+/// each queue.
+async fn shares(worker: Worker, n: usize, limit: Duration) -> HashMap<String, usize> {
+    let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let started = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let (seen, halt) = (counts.clone(), stop.clone());
+    let task = tokio::spawn(worker.run(
+        move |_job: punctual::Job<u64>, ctx| {
+            // Count the first n starts; stop the worker at the next.
+            if started.fetch_add(1, Ordering::SeqCst) < n {
+                *seen
+                    .lock()
+                    .unwrap()
+                    .entry(ctx.queue().to_owned())
+                    .or_default() += 1;
+            } else {
+                halt.cancel();
+            }
+            async { Outcome::Done }
+        },
+        stop.clone().cancelled_owned(),
+    ));
+    tokio::time::timeout(limit, task)
+        .await
+        .unwrap_or_else(|_| panic!("{n} jobs ran within {limit:?}"))
+        .unwrap()
+        .unwrap();
+    let counts = counts.lock().unwrap().clone();
+    counts
+}
+
 /// Three queues full of jobs, weights 6/3/1: over the first 10,000 jobs the worker runs, each
 /// queue's share is within 10 % of its weight's (60 %, 30 %, 10 %).
 #[tokio::test]
@@ -35,37 +67,12 @@ async fn weighted_shares_follow_the_weights() {
         queues.push(queue);
     }
     let weights = [6u32, 3, 1];
-    let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let started = Arc::new(AtomicUsize::new(0));
-    let stop = CancellationToken::new();
     let worker = Worker::weighted(
         queues.iter().cloned().zip(weights),
         WorkerConfig::default().set_concurrency(8),
     )
     .unwrap();
-    let (seen, count, halt) = (counts.clone(), started.clone(), stop.clone());
-    let task = tokio::spawn(worker.run(
-        move |_job: punctual::Job<u64>, ctx| {
-            // Count the first 10,000 starts; stop the worker at the 10,000th.
-            if count.fetch_add(1, Ordering::SeqCst) < 10_000 {
-                *seen
-                    .lock()
-                    .unwrap()
-                    .entry(ctx.queue().to_owned())
-                    .or_default() += 1;
-            } else {
-                halt.cancel();
-            }
-            async { Outcome::Done }
-        },
-        stop.clone().cancelled_owned(),
-    ));
-    tokio::time::timeout(Duration::from_secs(120), task)
-        .await
-        .expect("10,000 jobs ran within 2 minutes")
-        .unwrap()
-        .unwrap();
-    let counts = counts.lock().unwrap().clone();
+    let counts = shares(worker, 10_000, Duration::from_secs(120)).await;
     let total: usize = counts.values().sum();
     assert_eq!(total, 10_000, "{counts:?}");
     for (name, weight) in names.iter().zip(weights) {
@@ -89,40 +96,12 @@ async fn an_empty_queue_leaves_its_share_to_the_others() {
     let low = Queue::connect(&url, "low").await.unwrap();
     fill(&critical, 2000).await;
     fill(&default, 2000).await;
-    let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let started = Arc::new(AtomicUsize::new(0));
-    let stop = CancellationToken::new();
     let worker = Worker::weighted(
-        [
-            (critical.clone(), 6),
-            (default.clone(), 3),
-            (low.clone(), 1),
-        ],
+        [(critical, 6), (default, 3), (low, 1)],
         WorkerConfig::default().set_concurrency(4),
     )
     .unwrap();
-    let (seen, count, halt) = (counts.clone(), started.clone(), stop.clone());
-    let task = tokio::spawn(worker.run(
-        move |_job: punctual::Job<u64>, ctx| {
-            if count.fetch_add(1, Ordering::SeqCst) < 1500 {
-                *seen
-                    .lock()
-                    .unwrap()
-                    .entry(ctx.queue().to_owned())
-                    .or_default() += 1;
-            } else {
-                halt.cancel();
-            }
-            async { Outcome::Done }
-        },
-        stop.clone().cancelled_owned(),
-    ));
-    tokio::time::timeout(Duration::from_secs(60), task)
-        .await
-        .expect("1,500 jobs ran within a minute")
-        .unwrap()
-        .unwrap();
-    let counts = counts.lock().unwrap().clone();
+    let counts = shares(worker, 1500, Duration::from_secs(60)).await;
     let critical_share = counts.get("critical").copied().unwrap_or(0) as f64 / 1500.0;
     assert!(
         (critical_share - 2.0 / 3.0).abs() < 0.05,
