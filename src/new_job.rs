@@ -372,9 +372,15 @@ impl Queue {
             (None, None) => crate::id::new_id(),
         };
         let (mode, ms) = job.when.to_args(queue, &id)?;
-        let options = match job.compensation.take() {
-            None => options,
-            Some(undo) => self.with_compensation(options, &id, *undo)?,
+        let mut options = options;
+        if let Some(undo) = job.compensation.take() {
+            let (key, value) = self.compensation(&id, *undo)?;
+            options.insert(key.into(), value);
+        }
+        // "" when every option is the default, so a plain job costs nothing more.
+        let options = match options.is_empty() {
+            true => String::new(),
+            false => serde_json::Value::Object(options).to_string(),
         };
         let envelope = self.envelope(job)?;
         Ok(Prepared {
@@ -387,9 +393,9 @@ impl Queue {
         })
     }
 
-    /// `options` with the compensating job `undo` of job `id` added (`"undo": {"id", "e"}`,
-    /// its envelope in hex, which `cjson` and Lua read without a MessagePack decoder).
-    fn with_compensation(&self, options: String, id: &str, undo: NewJob) -> Result<String> {
+    /// The option that names the compensating job `undo` of job `id`: `"undo": {"id", "e"}`,
+    /// its envelope in hex, which `cjson` and Lua read without a MessagePack decoder.
+    fn compensation(&self, id: &str, undo: NewJob) -> Result<(&'static str, serde_json::Value)> {
         let refuse = |reason: &str| Error::InvalidConfig {
             what: "compensating job",
             reason: reason.to_owned(),
@@ -413,15 +419,7 @@ impl Queue {
         })?;
         let envelope = self.envelope(undo)?;
         let hex: String = envelope.iter().map(|b| format!("{b:02x}")).collect();
-        let mut o = match options.is_empty() {
-            true => serde_json::Map::new(),
-            false => match serde_json::from_str::<serde_json::Value>(&options) {
-                Ok(serde_json::Value::Object(o)) => o,
-                _ => return Err(refuse("the job's options did not encode")),
-            },
-        };
-        o.insert("undo".into(), serde_json::json!({"id": undo_id, "e": hex}));
-        Ok(serde_json::Value::Object(o).to_string())
+        Ok(("undo", serde_json::json!({"id": undo_id, "e": hex})))
     }
 
     /// Checks a job's data and settings and encodes its envelope.
@@ -492,9 +490,9 @@ pub fn compensation_id(id: &str) -> Option<String> {
     }
 }
 
-/// The job's options object for `schedule.lua` (`""` when every option is the default, so a
-/// plain job costs nothing more), checked.
-fn options(job: &NewJob) -> Result<String> {
+/// The job's options object for `schedule.lua` (empty when every option is the default),
+/// checked.
+fn options(job: &NewJob) -> Result<serde_json::Map<String, serde_json::Value>> {
     let invalid = |what, reason: &str| Error::InvalidConfig {
         what,
         reason: reason.to_owned(),
@@ -552,10 +550,7 @@ fn options(job: &NewJob) -> Result<String> {
     if job.priority != 0 {
         o.insert("priority".into(), job.priority.into());
     }
-    if o.is_empty() {
-        return Ok(String::new());
-    }
-    Ok(serde_json::Value::Object(o).to_string())
+    Ok(o)
 }
 
 /// A validated job, ready to send.
