@@ -148,16 +148,18 @@ impl RedisServer {
     }
 
     fn start_inner_with(persistent: bool, certs: Option<&std::path::Path>, cluster: bool) -> Self {
-        let cluster = cluster.then(free_port);
         let dir = std::env::temp_dir().join(format!(
             "punctual-test-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("create a temp dir for redis-server");
-        // A port picked by the OS can be taken between our probe and redis' bind: try a few.
+        // A port picked by the OS can be taken between our probe and redis' bind (by another
+        // test's server, or as the local port of an outgoing connection): try a few, each
+        // with fresh ports, the cluster bus port included.
         for _ in 0..5 {
             let port = free_port();
+            let cluster = cluster.then(free_port);
             let mut server = RedisServer {
                 child: None,
                 port,
