@@ -22,6 +22,8 @@
 -- KEYS[18]  ranked     ZSET  (promote.lua)
 -- KEYS[19]  bell       LIST  (promote.lua)
 -- KEYS[20]  events     STREAM (the event log)
+-- KEYS[21]  cron       HASH  (cron.lua: recurring schedules)
+-- KEYS[22]  cron_at    HASH  (cron.lua, schedule.lua)
 --
 -- ARGV[1]  "1": delete the jobs too; "0": refuse when there are any
 --

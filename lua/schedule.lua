@@ -18,6 +18,8 @@
 -- KEYS[14]  results    HASH  job id -> its completion record, while kept
 -- KEYS[15]  ranked     ZSET  ready job ids of a queue that uses priorities, by rank
 -- KEYS[16]  events     STREAM the queue's event log (see the `events` snippet); meta's `events` bounds it
+-- KEYS[17]  cron_at    HASH  recurring schedule id -> its state (cron.lua); read only by a call
+--                            with a guard (below), so callers without one may pass 16 keys
 --
 -- ARGV[1]  wake channel: woken (see the `wake` snippet) when a job becomes the new head of `scheduled`
 -- ARGV[2]  past tolerance in ms for absolute times; -1 accepts any time in the past
@@ -38,6 +40,11 @@
 --            priority      -9..9, not 0: the queue uses priorities from now on (meta `prio`:
 --                          promote.lua ranks its ready jobs); the job's own priority is the
 --                          envelope's `p`, which this only announces
+-- Guard (optional; how promoters create a recurring schedule's occurrences, src/cron.rs): three
+-- more arguments after the jobs, the schedule id, the state the caller read from `cron_at`
+-- ("" for none) and the state to write. Unless `cron_at` still holds the state read, nothing is
+-- written and the reply is {now, -2}; otherwise the new state is written with the jobs, in one
+-- step, so of any number of promoters exactly one creates each occurrence.
 --
 -- Returns {now, r_1, ..., r_n, d_1, ..., d_m} where r_k is
 --    1  created
@@ -103,6 +110,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
 local tolerance = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
+local guard = 3 + 5 * n
 local MODES = {reject = true, replace = true, debounce = true, keep_earliest = true, keep_latest = true}
 
 -- Every job's options first: a malformed one fails the call before anything is written.
@@ -131,6 +139,13 @@ for k = 0, n - 1 do
     options[k] = o
     if o.priority and o.priority ~= 0 then with_priority = true end
   end
+end
+
+if #ARGV > guard then
+  if (redis.call('HGET', KEYS[17], ARGV[guard + 1]) or '') ~= ARGV[guard + 2] then
+    return {now, -2}
+  end
+  redis.call('HSET', KEYS[17], ARGV[guard + 1], ARGV[guard + 3])
 end
 
 local recent = redis.call('EXISTS', KEYS[4]) == 1

@@ -104,6 +104,23 @@ pub(crate) fn decode_data<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Resul
     rmp_serde::from_slice(bytes).map_err(|e| format!("invalid job data: {e}"))
 }
 
+/// Bytes as lowercase hex: how a stored envelope travels inside JSON (a compensation, a
+/// recurring schedule's occurrence).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of lowercase or uppercase hex `text`; `None` if it is not hex.
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,8 @@
 //! | `p:{q}:completed` | ZSET | id → time it completed (unix ms), while the queue's retention keeps it |
 //! | `p:{q}:results` | HASH | id → its completion record (MessagePack: run time, result), while kept |
 //! | `p:{q}:opts` | HASH | id → how the job is steered, JSON: expiry, debounce cap, a cancellation asked while it runs (only jobs that have any) |
+//! | `p:{q}:cron` | HASH | recurring schedule id → its spec, JSON (`cron.lua`; src/cron.rs) |
+//! | `p:{q}:cron_at` | HASH | recurring schedule id → its state, JSON: revision, last fire time created, occurrences created ahead, paused (`cron.lua`, `schedule.lua`) |
 //!
 //! The wake channel `p:{q}:wake` and the `p:{q}:ended` channel (how a job whose cancellation
 //! was asked ended) are pub/sub channels, not keys. The registry `p:queues` (a
@@ -82,6 +84,11 @@ pub(crate) struct Keys {
     pub(crate) bell: String,
     /// The queue's event log, a capped STREAM, written while `meta` has `events`.
     pub(crate) events: String,
+    /// Recurring schedules of the partition: id → spec (`cron.lua`).
+    pub(crate) cron: String,
+    /// Recurring schedules' states: id → revision, last fire created, ... (`cron.lua`, and
+    /// `schedule.lua` when it creates occurrences).
+    pub(crate) cron_at: String,
     /// Pub/sub channel the scripts PUBLISH to when a job becomes the earliest due.
     pub(crate) wake: String,
     /// Pub/sub channel told how a job whose cancellation was asked ended (the `tell` snippet),
@@ -139,6 +146,8 @@ impl Keys {
             ranked: k("ranked"),
             bell: k("bell"),
             events: k("events"),
+            cron: k("cron"),
+            cron_at: k("cron_at"),
             wake: k("wake"),
             ended: k("ended"),
         }
@@ -170,12 +179,14 @@ pub(crate) enum Part {
     Ranked,
     Bell,
     Events,
+    Cron,
+    CronAt,
 }
 
 impl Part {
     /// Every part, for the checks that a script covers them all.
     #[cfg(test)]
-    pub(crate) const ALL: [Part; 21] = [
+    pub(crate) const ALL: [Part; 23] = [
         Part::Scheduled,
         Part::Ready,
         Part::Running,
@@ -197,6 +208,8 @@ impl Part {
         Part::Ranked,
         Part::Bell,
         Part::Events,
+        Part::Cron,
+        Part::CronAt,
     ];
 
     /// The part name, as in the key and in the scripts' headers (the header check reads it).
@@ -224,6 +237,8 @@ impl Part {
             Part::Ranked => "ranked",
             Part::Bell => "bell",
             Part::Events => "events",
+            Part::Cron => "cron",
+            Part::CronAt => "cron_at",
         }
     }
 }
@@ -253,6 +268,8 @@ impl Keys {
             Part::Ranked => &self.ranked,
             Part::Bell => &self.bell,
             Part::Events => &self.events,
+            Part::Cron => &self.cron,
+            Part::CronAt => &self.cron_at,
         }
     }
 

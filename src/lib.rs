@@ -71,6 +71,8 @@
 //!   relative delays are resolved by the server, so application hosts' clock skew does not
 //!   matter. Jobs due in the same millisecond are promoted in id order, which for generated ids
 //!   is scheduling order.
+//! - **Recurring schedules, exactly once.** Each fire time's job is created by a
+//!   compare-and-set on the schedule's state, so any number of promoters create it once.
 //! - **On time.** The promoter sleeps exactly until the next due time (the script returns it)
 //!   and is woken by a PUBLISH when an earlier job is scheduled; it does not poll.
 //!
@@ -99,6 +101,9 @@
 //!   results). `priority`: the queue's priority aging step. `events`: the event log and
 //!   [`Queue::events`] that follows it ([`JobEvent`], [`Change`]).
 //! - `dead`: the dead set: retry (`revive.lua`) and purge (`purge.lua`).
+//! - `cron`: recurring schedules ([`Schedule`], [`ScheduleInfo`], [`Misfire`]): fire times in
+//!   a time zone (pure), and the promoter's pass that creates each occurrence once
+//!   (`schedule.lua` with a guard; `cron.lua` for add, edit, pause, resume, remove).
 //! - `promoter`: the scheduler loop (scheduled → ready, expired leases → ready), for a list
 //!   of queues or every queue of a namespace, one unit per partition; `share`: how promoters
 //!   split a partitioned queue's partitions; `wake`: where wake-ups are heard (pub/sub, or
@@ -124,6 +129,7 @@
 mod backoff;
 mod config;
 mod conn;
+mod cron;
 mod dead;
 mod envelope;
 mod error;
@@ -153,6 +159,10 @@ pub use backoff::{Backoff, BackoffSpec, Exponential, Fixed, Rng, DEFAULT_BASE, D
 pub use config::{
     Durability, QueueConfig, TlsConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DEDUP_WINDOW,
     DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PAST_TOLERANCE, DEFAULT_RESPONSE_TIMEOUT, STORAGE_FORMAT,
+};
+pub use cron::{
+    occurrence_id, Misfire, Schedule, ScheduleInfo, Timing, MIN_HORIZON, MIN_INTERVAL,
+    MISFIRE_ALL_LIMIT,
 };
 pub use dead::Purge;
 pub use error::{redact_url, Error, Result};

@@ -235,6 +235,31 @@ impl NewJob {
         self
     }
 
+    /// Refuses, in a recurring schedule's job, what each occurrence takes from its schedule:
+    /// an id, a partition key, a due time, an absolute expiry; and a compensation.
+    pub(crate) fn check_template(&self) -> Result<()> {
+        if self.id.is_some()
+            || self.partition_key.is_some()
+            || self.when != When::NOW
+            || self.expires_at.is_some()
+            || self.compensation.is_some()
+        {
+            return Err(Error::InvalidConfig {
+                what: "recurring schedule's job",
+                reason: "each occurrence takes its id and due time from its schedule: give the \
+                         job no id, partition key, due time or expiry time (max_lateness is \
+                         fine), and no compensation"
+                    .to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Its kind (see [`NewJob::kind`]).
+    pub(crate) fn kind_name(&self) -> &str {
+        &self.kind
+    }
+
     /// The job's kind, a label shown by inspection tools (default: the data type's name).
     pub fn kind(mut self, kind: impl Into<String>) -> Self {
         self.kind = kind.into();
@@ -418,8 +443,27 @@ impl Queue {
             reason: "a job with a compensating job needs an id with a {tag}, or one without braces",
         })?;
         let envelope = self.envelope(undo)?;
-        let hex: String = envelope.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::envelope::hex(&envelope);
         Ok(("undo", serde_json::json!({"id": undo_id, "e": hex})))
+    }
+
+    /// The occurrence template of a recurring schedule (src/cron.rs): its envelope, its
+    /// options object ("" for none), and its conflict mode (`Some` when occurrences share
+    /// the schedule's id). Refuses what each occurrence takes from its schedule: an id, a
+    /// partition key, a due time, an absolute expiry; and a compensation.
+    pub(crate) fn prepare_template(
+        &self,
+        job: NewJob,
+    ) -> Result<(Vec<u8>, String, Option<OnConflict>)> {
+        job.check_template()?;
+        let shared = (job.on_conflict != OnConflict::Reject).then_some(job.on_conflict);
+        let options = options(&job)?;
+        let options = match options.is_empty() {
+            true => String::new(),
+            false => serde_json::Value::Object(options).to_string(),
+        };
+        let envelope = self.envelope(job)?;
+        Ok((envelope, options, shared))
     }
 
     /// Checks a job's data and settings and encodes its envelope.

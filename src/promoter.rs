@@ -276,10 +276,13 @@ impl Promoter {
                 biased;
                 () = &mut shutdown => break,
                 heard = wake::next(&mut wake) => match heard {
-                    Heard::Wake(channel, _) => match (set.channels.get(&channel), &namespace) {
+                    Heard::Wake(channel, payload) => match (set.channels.get(&channel), &namespace) {
                         (Some(&u), _) => {
-                            debug!(queue = set.name(u), "woken: an earlier job arrived");
+                            debug!(queue = set.name(u), payload, "woken: an earlier job arrived, or a schedule changed");
                             set.units[u].deadline = Instant::now();
+                            if payload == "cron" {
+                                set.units[u].cron_at = Instant::now();
+                            }
                         }
                         (None, Some(ns)) => {
                             if let Some(name) = Keys::queue_of_wake_channel(ns.prefix(), &channel) {
@@ -396,6 +399,9 @@ struct Unit {
     outage: ReconnectBackoff,
     /// When its retentions are next enforced (`trim.lua`, once a heartbeat).
     trim_at: Instant,
+    /// When its recurring schedules' occurrences are next created (src/cron.rs): once a
+    /// heartbeat, at once when a schedule is added, edited or resumed.
+    cron_at: Instant,
 }
 
 /// The queues a running promoter serves: one unit per partition.
@@ -442,6 +448,7 @@ impl QueueSet {
                 deadline: Instant::now(),
                 outage: ReconnectBackoff::new(),
                 trim_at: Instant::now(),
+                cron_at: Instant::now(),
             });
         }
         self.shares.push((queue.partitions() > 1).then(Share::new));
@@ -583,6 +590,29 @@ impl QueueSet {
                     if unit.trim_at <= now {
                         unit.trim_at = now + config.heartbeat;
                         trim_partition(queue.partition(unit.part)).await;
+                    }
+                    if unit.cron_at <= now {
+                        let horizon = crate::cron::horizon(config.heartbeat);
+                        unit.cron_at = match queue.partition(unit.part).materialize(horizon).await {
+                            Ok(m) => {
+                                if m.created > 0 {
+                                    debug!(
+                                        queue = queue.name(),
+                                        partition = unit.part,
+                                        created = m.created,
+                                        "created recurring schedules' occurrences"
+                                    );
+                                }
+                                Instant::now()
+                                    + m.next_in
+                                        .map_or(config.heartbeat, |d| d.min(config.heartbeat))
+                            }
+                            Err(e) => {
+                                warn!(queue = queue.name(), partition = unit.part, error = %e, "cannot create recurring schedules' occurrences; trying at the next heartbeat");
+                                Instant::now() + config.heartbeat
+                            }
+                        };
+                        unit.deadline = unit.deadline.min(unit.cron_at);
                     }
                 }
                 Err(e) => {

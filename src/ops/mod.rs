@@ -28,8 +28,8 @@ macro_rules! bindings {
 }
 
 bindings!(
-    ack, bury, cancel, claim, extend, pause, promote, purge, remove, reschedule, retry, revive,
-    schedule, share, trim, wait,
+    ack, bury, cancel, claim, cron, extend, pause, promote, purge, remove, reschedule, retry,
+    revive, schedule, share, trim, wait,
 );
 
 use std::sync::OnceLock;

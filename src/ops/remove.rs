@@ -10,7 +10,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/remove.lua"),
     &[
         Scheduled, Ready, Running, Dead, Jobs, Attempts, Leases, Errors, Due, Done, Seq, Meta,
-        Stats, Gate, Opts, Completed, Results, Ranked, Bell, Events,
+        Stats, Gate, Opts, Completed, Results, Ranked, Bell, Events, Cron, CronAt,
     ],
     &["force"],
 );

@@ -15,7 +15,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/schedule.lua"),
     &[
         Scheduled, Jobs, Stats, Done, Ready, Running, Dead, Attempts, Errors, Due, Opts, Meta,
-        Completed, Results, Ranked, Events,
+        Completed, Results, Ranked, Events, CronAt,
     ],
     &["wake", "tolerance_ms", "n", "id, mode, ms, envelope, options..."],
 );
@@ -49,6 +49,37 @@ pub(crate) fn command<'a>(
         cmd.arg(id).arg(mode).arg(ms).arg(envelope).arg(options);
     }
     cmd
+}
+
+/// The state change a call of [`command_guarded`] makes with its jobs: a recurring schedule's
+/// id, the state read from `cron_at` ("" for none) and the state to write.
+pub(crate) type Guard<'a> = (&'a str, &'a str, &'a str);
+
+/// The `EVALSHA` of one call for `jobs` that writes them only if `guard`'s schedule still has
+/// the state read (see [`parse_guarded`]).
+pub(crate) fn command_guarded<'a>(
+    keys: &Keys,
+    jobs: impl ExactSizeIterator<Item = NewJobArgs<'a>>,
+    guard: Guard<'_>,
+) -> redis::Cmd {
+    let mut cmd = command(keys, -1, jobs);
+    cmd.arg(guard.0).arg(guard.1).arg(guard.2);
+    cmd
+}
+
+/// The reply of a guarded call: `None` when the schedule's state had changed (nothing
+/// written), else as [`parse`].
+pub(crate) fn parse_guarded(
+    queue: &Partition<'_>,
+    reply: Value,
+    jobs: impl ExactSizeIterator<Item = (&'static str, u64)>,
+) -> Result<Option<(u64, Vec<JobReply>)>> {
+    let codes: Vec<i64> = redis::from_redis_value(reply.clone())
+        .map_err(|e| queue.unexpected("schedule", e.to_string()))?;
+    if codes.len() == 2 && codes[1] == -2 {
+        return Ok(None);
+    }
+    parse(queue, reply, jobs).map(Some)
 }
 
 /// The reply of one call for `jobs` (their mode and ms, in order): the server time it used

@@ -157,6 +157,106 @@ pub(crate) enum Command {
     /// Manage queues: remove one (its keys and its registry entry).
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Recurring schedules: each fire time becomes an ordinary job, created exactly once by
+    /// the promoters (`punctual promote`) a short while before it is due.
+    #[command(subcommand)]
+    Cron(CronCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CronCommand {
+    /// Add a recurring schedule, or change the one with this id (from its next occurrence
+    /// not created yet).
+    Add(Box<CronAddArgs>),
+    /// List a queue's recurring schedules with their next fire time.
+    Ls(CronLsArgs),
+    /// Print a schedule's next fire times, in its time zone and in UTC.
+    Next(CronNextArgs),
+    /// Remove a schedule and its occurrences that wait for their fire time.
+    Rm(CronIdArgs),
+    /// Pause a schedule: it creates nothing, and its occurrences that wait for their fire time
+    /// are removed.
+    Pause(CronIdArgs),
+    /// Resume a paused schedule from its next fire time (the ones that fell in the pause do
+    /// not run).
+    Resume(CronIdArgs),
+}
+
+/// How a schedule fires: exactly one of `--cron` and `--every`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct CronTimingArgs {
+    /// A cron expression: "MIN HOUR DAY-OF-MONTH MONTH DAY-OF-WEEK" ("0 9 * * MON"), or six
+    /// fields with seconds first; names, ranges, steps, lists and @daily-style nicknames.
+    #[arg(long, value_name = "EXPR")]
+    pub(crate) cron: Option<String>,
+    /// A fixed interval from the start time ("90s", "1h"; at least 1s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) every: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CronAddArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// The schedule's id (its occurrences' ids are ID and the fire time).
+    pub(crate) id: String,
+    #[command(flatten)]
+    pub(crate) timing: CronTimingArgs,
+    /// The IANA time zone the cron expression is read in ("Europe/Berlin").
+    #[arg(long, value_name = "ZONE", default_value = "UTC")]
+    pub(crate) tz: String,
+    /// Each occurrence's data, JSON.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) data: Option<String>,
+    /// Each occurrence's kind.
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
+    /// Fire times missed while no promoter ran: once (run the latest, at once; the default),
+    /// all (run each, at most 1000), skip (run none).
+    #[arg(long, value_name = "once|all|skip", default_value = "once")]
+    pub(crate) misfire: punctual::Misfire,
+    /// No fire time before this RFC 3339 time (default: now, or the schedule's when editing).
+    #[arg(long, value_name = "TIME", value_parser = crate::input::parse_time)]
+    pub(crate) start: Option<std::time::SystemTime>,
+    /// No fire time after this RFC 3339 time.
+    #[arg(long, value_name = "TIME", value_parser = crate::input::parse_time)]
+    pub(crate) end: Option<std::time::SystemTime>,
+    /// Attempts of each occurrence before it goes to the dead set.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_attempts: Option<u32>,
+    /// Each occurrence's options (--on-conflict gives every occurrence the schedule's own id,
+    /// and says what a new occurrence does to one that still waits).
+    #[command(flatten)]
+    pub(crate) steer: SteerArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CronLsArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// Print JSON, one array.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CronNextArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// The schedule's id.
+    pub(crate) id: String,
+    /// How many fire times.
+    #[arg(short, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub(crate) n: u16,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CronIdArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// The schedule's id.
+    pub(crate) id: String,
 }
 
 /// Checks of the Redis server made by long-running commands.

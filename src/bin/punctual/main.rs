@@ -14,6 +14,7 @@
 
 mod cli;
 mod commands;
+mod cron;
 mod http;
 mod input;
 mod output;
@@ -258,6 +259,7 @@ async fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Resume(args) => commands::pause(ctx, args, false).await,
         Command::Dead(command) => commands::dead(ctx, command).await,
         Command::Queue(command) => commands::queue(ctx, command).await,
+        Command::Cron(command) => cron::run(ctx, command).await,
     }
 }
 
