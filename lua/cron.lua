@@ -15,6 +15,7 @@
 -- KEYS[8]  stats      HASH  event counters: `cancelled` += occurrences removed
 -- KEYS[9]  meta       HASH  read for `events`
 -- KEYS[10] events     STREAM the queue's event log (see the `events` snippet)
+-- KEYS[11] cron_due   ZSET  schedule id -> when it next needs a promoter's pass (ms)
 --
 -- ARGV[1]  wake channel: told "cron" when a schedule is added, edited or resumed, so that
 --          promoters read it at once (see the `wake` snippet)
@@ -22,7 +23,8 @@
 -- ARGV[3]  the state read ("" when there was no such schedule)
 -- ARGV[4]  the new state ("" removes the schedule: spec and state)
 -- ARGV[5]  the new spec ("" keeps the stored one)
--- ARGV[6..] ids of occurrences to remove if they still wait for their due time (pause, remove)
+-- ARGV[6]  when the schedule next needs a promoter's pass (ms; "" for never: paused, ended)
+-- ARGV[7..] ids of occurrences to remove if they still wait for their due time (pause, remove)
 --
 -- Returns -1 when the state was not the one read (nothing written), else how many occurrences
 -- were removed.
@@ -64,7 +66,7 @@ local function wake(due, announce)
   if announce then redis.call('PUBLISH', ARGV[1], due) end
 end
 -- end snippet
-local id, read, state, spec = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local id, read, state, spec, due = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 if (redis.call('HGET', KEYS[2], id) or '') ~= read then return -1 end
 if state == '' then
   redis.call('HDEL', KEYS[1], id)
@@ -73,9 +75,14 @@ else
   redis.call('HSET', KEYS[2], id, state)
   if spec ~= '' then redis.call('HSET', KEYS[1], id, spec) end
 end
+if state == '' or due == '' then
+  redis.call('ZREM', KEYS[11], id)
+else
+  redis.call('ZADD', KEYS[11], due, id)
+end
 log.max = tonumber(redis.call('HGET', KEYS[9], 'events')) or 0
 local gone = {}
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   if redis.call('ZREM', KEYS[3], ARGV[i]) == 1 then
     gone[#gone + 1] = ARGV[i]
     record('cancelled', ARGV[i], nil, 'schedule')

@@ -24,6 +24,7 @@
 -- KEYS[20]  events     STREAM (the event log)
 -- KEYS[21]  cron       HASH  (cron.lua: recurring schedules)
 -- KEYS[22]  cron_at    HASH  (cron.lua, schedule.lua)
+-- KEYS[23]  cron_due   ZSET  (cron.lua, schedule.lua)
 --
 -- ARGV[1]  "1": delete the jobs too; "0": refuse when there are any
 --

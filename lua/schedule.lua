@@ -20,6 +20,7 @@
 -- KEYS[16]  events     STREAM the queue's event log (see the `events` snippet); meta's `events` bounds it
 -- KEYS[17]  cron_at    HASH  recurring schedule id -> its state (cron.lua); read only by a call
 --                            with a guard (below), so callers without one may pass 16 keys
+-- KEYS[18]  cron_due   ZSET  recurring schedule id -> when it next needs a pass (guard only)
 --
 -- ARGV[1]  wake channel: woken (see the `wake` snippet) when a job becomes the new head of `scheduled`
 -- ARGV[2]  past tolerance in ms for absolute times; -1 accepts any time in the past
@@ -40,11 +41,12 @@
 --            priority      -9..9, not 0: the queue uses priorities from now on (meta `prio`:
 --                          promote.lua ranks its ready jobs); the job's own priority is the
 --                          envelope's `p`, which this only announces
--- Guard (optional; how promoters create a recurring schedule's occurrences, src/cron.rs): three
+-- Guard (optional; how promoters create a recurring schedule's occurrences, src/cron.rs): four
 -- more arguments after the jobs, the schedule id, the state the caller read from `cron_at`
--- ("" for none) and the state to write. Unless `cron_at` still holds the state read, nothing is
--- written and the reply is {now, -2}; otherwise the new state is written with the jobs, in one
--- step, so of any number of promoters exactly one creates each occurrence.
+-- ("" for none), the state to write, and when the schedule next needs a pass (ms, for
+-- `cron_due`; "" for never). Unless `cron_at` still holds the state read, nothing is written
+-- and the reply is {now, -2}; otherwise the new state is written with the jobs, in one step,
+-- so of any number of promoters exactly one creates each occurrence.
 --
 -- Returns {now, r_1, ..., r_n, d_1, ..., d_m} where r_k is
 --    1  created
@@ -146,6 +148,11 @@ if #ARGV > guard then
     return {now, -2}
   end
   redis.call('HSET', KEYS[17], ARGV[guard + 1], ARGV[guard + 3])
+  if ARGV[guard + 4] == '' then
+    redis.call('ZREM', KEYS[18], ARGV[guard + 1])
+  else
+    redis.call('ZADD', KEYS[18], ARGV[guard + 4], ARGV[guard + 1])
+  end
 end
 
 local recent = redis.call('EXISTS', KEYS[4]) == 1

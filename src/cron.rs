@@ -46,6 +46,8 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 pub const MISFIRE_ALL_LIMIT: usize = 1000;
 /// Most occurrences one promoter call creates (more are created by the next call at once).
 const PER_CALL: usize = 256;
+/// Most schedules one promoter pass reads (more are read by the next pass at once).
+const PASS_LIMIT: usize = 500;
 /// A fire time this far in the past when its occurrence would be created counts as missed
 /// (the promoter was away): the misfire policy decides.
 const MISFIRE_GRACE_MS: u64 = 1000;
@@ -575,6 +577,14 @@ struct Stored {
     raw: String,
 }
 
+/// A schedule a pass reads: its id, what is stored (`None`: removed meanwhile, or
+/// unreadable), and its `cron_due` score.
+struct DueSchedule {
+    id: String,
+    stored: Option<Stored>,
+    score: u64,
+}
+
 /// What a promoter's pass over one partition's schedules did.
 #[derive(Debug, Default)]
 pub(crate) struct Materialized {
@@ -601,34 +611,91 @@ impl Partition<'_> {
         let now = time.0 * 1000 + time.1 / 1000;
         let mut out = HashMap::new();
         for (id, text) in specs {
-            let spec: Spec = match serde_json::from_str(&text) {
-                Ok(spec) => spec,
-                Err(e) => {
-                    warn!(queue = self.queue().name(), schedule = %id, error = %e, "unreadable schedule; left alone");
-                    continue;
-                }
-            };
-            let compiled = match spec_timing(&spec)
-                .and_then(|timing| Compiled::new(&timing, &spec.tz, spec.start_ms))
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(queue = self.queue().name(), schedule = %id, error = %e, "schedule cannot be computed; left alone");
-                    continue;
-                }
-            };
             let raw = states.get(&id).cloned().unwrap_or_default();
-            let state = serde_json::from_str(&raw).unwrap_or_default();
-            out.insert(
-                id,
-                Stored {
-                    spec,
-                    compiled,
-                    state,
-                    raw,
-                },
-            );
+            if let Some(stored) = self.stored(&id, &text, raw) {
+                out.insert(id, stored);
+            }
         }
+        Ok((now, out))
+    }
+
+    /// A schedule as read, compiled; `None` (logged) when it cannot be read or computed.
+    fn stored(&self, id: &str, spec: &str, raw: String) -> Option<Stored> {
+        let spec: Spec = match serde_json::from_str(spec) {
+            Ok(spec) => spec,
+            Err(e) => {
+                warn!(queue = self.queue().name(), schedule = %id, error = %e, "unreadable schedule; left alone");
+                return None;
+            }
+        };
+        let compiled = match spec_timing(&spec)
+            .and_then(|timing| Compiled::new(&timing, &spec.tz, spec.start_ms))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(queue = self.queue().name(), schedule = %id, error = %e, "schedule cannot be computed; left alone");
+                return None;
+            }
+        };
+        let state = serde_json::from_str(&raw).unwrap_or_default();
+        Some(Stored {
+            spec,
+            compiled,
+            state,
+            raw,
+        })
+    }
+
+    /// The schedules that need a pass by `now + horizon_ms` (at most [`PASS_LIMIT`]), with
+    /// their `cron_due` scores, and the server's clock; nothing more is read when the
+    /// earliest score is later (an idle pass is one round trip).
+    async fn due_schedules(&self, horizon_ms: u64) -> Result<(u64, Vec<DueSchedule>)> {
+        let keys = self.keys();
+        let (time, earliest): ((u64, u64), Vec<(String, u64)>) = redis::pipe()
+            .cmd("TIME")
+            .zrange_withscores(&keys.cron_due, 0, 0)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.redis_error("read schedules", e))?;
+        let now = time.0 * 1000 + time.1 / 1000;
+        let upto = now.saturating_add(horizon_ms);
+        if earliest.first().is_none_or(|(_, t)| *t > upto) {
+            return Ok((now, Vec::new()));
+        }
+        let due: Vec<(String, u64)> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&keys.cron_due)
+            .arg("-inf")
+            .arg(upto)
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(PASS_LIMIT)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.redis_error("read schedules", e))?;
+        if due.is_empty() {
+            return Ok((now, Vec::new()));
+        }
+        let ids: Vec<&str> = due.iter().map(|(id, _)| id.as_str()).collect();
+        let (specs, states): (Vec<Option<String>>, Vec<Option<String>>) = redis::pipe()
+            .cmd("HMGET")
+            .arg(&keys.cron)
+            .arg(&ids)
+            .cmd("HMGET")
+            .arg(&keys.cron_at)
+            .arg(&ids)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.redis_error("read schedules", e))?;
+        let out = due
+            .iter()
+            .zip(specs.into_iter().zip(states))
+            .map(|((id, score), (spec, state))| DueSchedule {
+                stored: spec.and_then(|text| self.stored(id, &text, state.unwrap_or_default())),
+                id: id.clone(),
+                score: *score,
+            })
+            .collect();
         Ok((now, out))
     }
 
@@ -638,35 +705,78 @@ impl Partition<'_> {
     pub(crate) async fn materialize(&self, horizon: Duration) -> Result<Materialized> {
         let horizon_ms = delay_ms(horizon).unwrap_or(u64::MAX / 4);
         let mut report = Materialized::default();
-        for _round in 0..64 {
-            let (now, schedules) = self.schedules().await?;
-            let mut again = false;
-            let mut next: Option<u64> = None;
-            for (id, stored) in &schedules {
-                let Some(plan) = plan(
-                    &stored.compiled,
-                    &stored.spec,
-                    &stored.state,
-                    now,
-                    horizon_ms,
-                ) else {
-                    next = earliest(next, shared_due(stored, &stored.state, now));
+        let (now, due) = self.due_schedules(horizon_ms).await?;
+        let mut next: Option<u64> = None;
+        let mut again = due.len() >= PASS_LIMIT;
+        let mut planned = Vec::new();
+        for DueSchedule { id, stored, score } in &due {
+            let Some(stored) = stored else {
+                continue; // removed meanwhile (or unreadable: logged)
+            };
+            let Some(plan) = plan(
+                &stored.compiled,
+                &stored.spec,
+                &stored.state,
+                now,
+                horizon_ms,
+            ) else {
+                let due = due_of(&stored.compiled, &stored.spec, &stored.state, now);
+                if due == Some(*score) {
+                    // An occurrence that shares the schedule's id waits: the next one is
+                    // created when it comes due.
+                    next = earliest(next, due);
                     continue;
-                };
-                next = earliest(next, shared_due(stored, &plan.state, now));
-                if plan.skipped > 0 {
-                    info!(
-                        queue = self.queue().name(),
-                        schedule = %id,
-                        skipped = plan.skipped,
-                        policy = %stored.spec.misfire,
-                        "missed fire times of a recurring schedule (no promoter ran) were skipped"
-                    );
                 }
-                match self.create(stored, &plan).await {
+                // The index says a pass is needed and the state says not (a schedule
+                // written before the index existed): mend the index.
+                let change = ops::cron::Change {
+                    id,
+                    read: &stored.raw,
+                    state: &stored.raw,
+                    spec: "",
+                    due,
+                };
+                if let Err(e) = ops::cron::call(self, change, &[]).await {
+                    warn!(queue = self.queue().name(), schedule = %id, error = %e, "cannot mend a schedule's next pass time");
+                }
+                continue;
+            };
+            if plan.skipped > 0 {
+                info!(
+                    queue = self.queue().name(),
+                    schedule = %id,
+                    skipped = plan.skipped,
+                    policy = %stored.spec.misfire,
+                    "missed fire times of a recurring schedule (no promoter ran) were skipped"
+                );
+            }
+            let due = due_of(&stored.compiled, &stored.spec, &plan.state, now);
+            match self.occurrences_call(stored, &plan, due) {
+                Ok(call) => planned.push((id, stored, plan, due, call)),
+                Err(e) => {
+                    warn!(queue = self.queue().name(), schedule = %id, error = %e, "cannot create a schedule's occurrences");
+                }
+            }
+        }
+        if !planned.is_empty() {
+            // Every schedule's call in one pipeline. With durability on, occurrences count as
+            // created once replicas have them (a failover before then loses them with the
+            // schedule's new state, and they are created again).
+            let wait = self.queue().config().durability();
+            let calls: Vec<redis::Cmd> = planned.iter().map(|p| p.4.clone()).collect();
+            let (replies, confirmed) = ops::schedule::BINDING
+                .pipeline(&mut self.conn(), &calls, wait)
+                .await
+                .map_err(|e| self.redis_error("schedule occurrences", e))?;
+            ops::check_replicated(self, "schedule occurrences", wait, confirmed)?;
+            for ((id, stored, plan, due, _), reply) in planned.into_iter().zip(replies) {
+                match self.created(reply, &plan) {
                     Ok(Some(created)) => {
                         report.created += created;
                         again |= plan.more;
+                        if stored.spec.on_conflict.is_some() {
+                            next = earliest(next, due);
+                        }
                     }
                     Ok(None) => {} // another promoter was first, or the schedule changed
                     Err(e) => {
@@ -674,18 +784,23 @@ impl Partition<'_> {
                     }
                 }
             }
-            if !again {
-                report.next_in = next.map(|t| Duration::from_millis(t.saturating_sub(now)));
-                return Ok(report);
-            }
         }
-        report.next_in = Some(Duration::ZERO);
+        report.next_in = match again {
+            true => Some(Duration::ZERO),
+            false => next.map(|t| Duration::from_millis(t.saturating_sub(now))),
+        };
         Ok(report)
     }
 
-    /// Creates `plan`'s occurrences with its new state, if the schedule's state is still the
-    /// one read. `None`: it was not (nothing written).
-    async fn create(&self, stored: &Stored, plan: &Plan) -> Result<Option<u64>> {
+    /// The guarded `schedule.lua` call that creates `plan`'s occurrences with its new state
+    /// (and `due`, the schedule's next pass time), if the schedule's state is still the one
+    /// read.
+    fn occurrences_call(
+        &self,
+        stored: &Stored,
+        plan: &Plan,
+        due: Option<u64>,
+    ) -> Result<redis::Cmd> {
         let spec = &stored.spec;
         let envelope = unhex(&spec.e).ok_or_else(|| self.unexpected("schedule", "bad envelope"))?;
         let ids: Vec<String> = plan
@@ -703,23 +818,19 @@ impl Partition<'_> {
             .iter()
             .zip(&plan.fires)
             .map(|(id, &t)| (id.as_str(), "at", t, envelope.as_slice(), spec.o.as_str()));
-        let cmd =
-            ops::schedule::command_guarded(self.keys(), jobs, (&spec.id, &stored.raw, &state));
-        // With durability on, an occurrence counts as created once replicas have it (a
-        // failover before then loses it with the schedule's new state: it is created again).
-        let wait = self.queue().config().durability();
-        let (replies, confirmed) = ops::schedule::BINDING
-            .pipeline(&mut self.conn(), &[cmd], wait)
-            .await
-            .map_err(|e| self.redis_error("schedule occurrences", e))?;
-        ops::check_replicated(self, "schedule occurrences", wait, confirmed)?;
-        let reply = match replies.into_iter().next() {
-            Some(redis::Value::ServerError(refused)) => {
-                return Err(self.redis_error("schedule occurrences", refused.into()))
-            }
-            Some(reply) => reply,
-            None => return Err(self.unexpected("schedule", "no reply")),
-        };
+        Ok(ops::schedule::command_guarded(
+            self.keys(),
+            jobs,
+            (&spec.id, &stored.raw, &state, due),
+        ))
+    }
+
+    /// How many occurrences a reply of [`Partition::occurrences_call`] created; `None` when
+    /// the schedule's state had changed (nothing written).
+    fn created(&self, reply: redis::Value, plan: &Plan) -> Result<Option<u64>> {
+        if let redis::Value::ServerError(refused) = reply {
+            return Err(self.redis_error("schedule occurrences", refused.into()));
+        }
         let replies =
             ops::schedule::parse_guarded(self, reply, plan.fires.iter().map(|&t| ("at", t)))?;
         Ok(replies.map(|(_, written)| {
@@ -743,13 +854,23 @@ fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
-/// For a schedule whose occurrences share its id: when its waiting occurrence comes due (the
-/// pass that creates the next one), if one waits.
-fn shared_due(stored: &Stored, state: &State, now: u64) -> Option<u64> {
-    if stored.spec.on_conflict.is_none() || state.paused {
+/// When schedule `spec` in `state` next needs a promoter's pass (its `cron_due` score, ms):
+/// when its next fire time not created yet falls within a promoter's horizon, or, while an
+/// occurrence that shares the schedule's id waits, when that one comes due. `None`: never
+/// (paused, or past its end).
+fn due_of(compiled: &Compiled, spec: &Spec, state: &State, now: u64) -> Option<u64> {
+    if state.paused {
         return None;
     }
-    state.ahead.iter().copied().filter(|&t| t > now).min()
+    if spec.on_conflict.is_some() {
+        if let Some(waiting) = state.ahead.iter().copied().filter(|&t| t > now).min() {
+            return Some(waiting);
+        }
+    }
+    let after = state.last.unwrap_or(0).max(spec.start_ms.saturating_sub(1));
+    compiled
+        .next_after(after)
+        .filter(|&t| spec.end_ms.is_none_or(|end| t <= end))
 }
 
 fn spec_timing(spec: &Spec) -> Result<Timing> {
@@ -810,7 +931,7 @@ impl Queue {
             if end_ms.is_some_and(|end| end < start_ms) {
                 return Err(invalid("the end is before the start"));
             }
-            Compiled::new(&timing, &tz, start_ms)?;
+            let compiled = Compiled::new(&timing, &tz, start_ms)?;
             let spec = Spec {
                 id: id.clone(),
                 cron: match &timing {
@@ -839,10 +960,14 @@ impl Queue {
                 .map_err(|e| self.unexpected("schedule", e.to_string()))?;
             let state_text = serde_json::to_string(&state)
                 .map_err(|e| self.unexpected("schedule", e.to_string()))?;
-            if ops::cron::call(&part, &id, &raw, &state_text, &spec_text, &[])
-                .await?
-                .is_some()
-            {
+            let change = ops::cron::Change {
+                id: &id,
+                read: &raw,
+                state: &state_text,
+                spec: &spec_text,
+                due: due_of(&compiled, &spec, &state, now),
+            };
+            if ops::cron::call(&part, change, &[]).await?.is_some() {
                 return Ok(raw.is_empty());
             }
         }
@@ -904,6 +1029,8 @@ impl Queue {
             let Some(spec) = spec else {
                 return Ok(false);
             };
+            let compiled = spec_timing(&spec)
+                .and_then(|timing| Compiled::new(&timing, &spec.tz, spec.start_ms));
             let state: State = serde_json::from_str(&raw).unwrap_or_default();
             let new = change(&state, now);
             let keep: &[u64] = new.as_ref().map_or(&[], |s| s.ahead.as_slice());
@@ -922,10 +1049,19 @@ impl Queue {
                     .map_err(|e| self.unexpected("schedule", e.to_string()))?,
                 None => String::new(),
             };
-            if ops::cron::call(&part, id, &raw, &text, "", &remove)
-                .await?
-                .is_some()
-            {
+            let change = ops::cron::Change {
+                id,
+                read: &raw,
+                state: &text,
+                spec: "",
+                // A schedule that cannot be computed (written by a newer build) is left out
+                // of the passes.
+                due: match (&new, &compiled) {
+                    (Some(state), Ok(compiled)) => due_of(compiled, &spec, state, now),
+                    _ => None,
+                },
+            };
+            if ops::cron::call(&part, change, &remove).await?.is_some() {
                 return Ok(true);
             }
         }

@@ -26,6 +26,7 @@
 //! | `p:{q}:opts` | HASH | id → how the job is steered, JSON: expiry, debounce cap, a cancellation asked while it runs (only jobs that have any) |
 //! | `p:{q}:cron` | HASH | recurring schedule id → its spec, JSON (`cron.lua`; src/cron.rs) |
 //! | `p:{q}:cron_at` | HASH | recurring schedule id → its state, JSON: revision, last fire time created, occurrences created ahead, paused (`cron.lua`, `schedule.lua`) |
+//! | `p:{q}:cron_due` | ZSET | recurring schedule id → when it next needs a promoter's pass (unix ms): its next fire time not created yet (`cron.lua`, `schedule.lua`) |
 //!
 //! The wake channel `p:{q}:wake` and the `p:{q}:ended` channel (how a job whose cancellation
 //! was asked ended) are pub/sub channels, not keys. The registry `p:queues` (a
@@ -89,6 +90,9 @@ pub(crate) struct Keys {
     /// Recurring schedules' states: id → revision, last fire created, ... (`cron.lua`, and
     /// `schedule.lua` when it creates occurrences).
     pub(crate) cron_at: String,
+    /// Recurring schedules by the time they next need a pass (the next fire time not created
+    /// yet, ms): what a promoter's pass reads, so an idle pass is one `ZRANGE`.
+    pub(crate) cron_due: String,
     /// Pub/sub channel the scripts PUBLISH to when a job becomes the earliest due.
     pub(crate) wake: String,
     /// Pub/sub channel told how a job whose cancellation was asked ended (the `tell` snippet),
@@ -148,6 +152,7 @@ impl Keys {
             events: k("events"),
             cron: k("cron"),
             cron_at: k("cron_at"),
+            cron_due: k("cron_due"),
             wake: k("wake"),
             ended: k("ended"),
         }
@@ -181,12 +186,13 @@ pub(crate) enum Part {
     Events,
     Cron,
     CronAt,
+    CronDue,
 }
 
 impl Part {
     /// Every part, for the checks that a script covers them all.
     #[cfg(test)]
-    pub(crate) const ALL: [Part; 23] = [
+    pub(crate) const ALL: [Part; 24] = [
         Part::Scheduled,
         Part::Ready,
         Part::Running,
@@ -210,6 +216,7 @@ impl Part {
         Part::Events,
         Part::Cron,
         Part::CronAt,
+        Part::CronDue,
     ];
 
     /// The part name, as in the key and in the scripts' headers (the header check reads it).
@@ -239,6 +246,7 @@ impl Part {
             Part::Events => "events",
             Part::Cron => "cron",
             Part::CronAt => "cron_at",
+            Part::CronDue => "cron_due",
         }
     }
 }
@@ -270,6 +278,7 @@ impl Keys {
             Part::Events => &self.events,
             Part::Cron => &self.cron,
             Part::CronAt => &self.cron_at,
+            Part::CronDue => &self.cron_due,
         }
     }
 

@@ -298,6 +298,22 @@ async fn edit_pause_resume_and_remove() {
         }
     };
     assert_eq!(ahead(paused_at).await, 0, "waiting occurrences taken back");
+    // A paused schedule is out of the promoters' passes.
+    let tag = punctual::keys::partition_tag("edits", punctual::keys::partition_of("e", 3), 3);
+    let next_pass = |conn: &mut support::TestConn| {
+        let mut conn = conn.clone();
+        let key = format!("punctual:{{{tag}}}:cron_due");
+        async move {
+            let score: Option<u64> = redis::cmd("ZSCORE")
+                .arg(key)
+                .arg("e")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            score
+        }
+    };
+    assert_eq!(next_pass(&mut conn).await, None);
     // Two heartbeats of the promoter: still none.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
@@ -309,6 +325,13 @@ async fn edit_pause_resume_and_remove() {
     // Resume: from now on; the paused span stays empty.
     let resumed_at = server_ms(&mut conn).await;
     assert!(queue.resume_schedule("e").await.unwrap());
+    let next = next_pass(&mut conn)
+        .await
+        .expect("a resumed schedule is passed again");
+    assert!(
+        next > resumed_at && next <= resumed_at + 1500,
+        "{next} vs {resumed_at}"
+    );
     eventually(LIMIT, "occurrences after the resume", || async {
         ahead(resumed_at + 5000).await > 0
     })
@@ -336,6 +359,12 @@ async fn edit_pause_resume_and_remove() {
     assert!(total(&queue, Event::Cancelled).await > 0);
     stop.cancel();
     promoter.await.unwrap().unwrap();
+    let left: Vec<String> = all_keys(&redis)
+        .await
+        .into_iter()
+        .filter(|k| k.contains(":cron"))
+        .collect();
+    assert!(left.is_empty(), "a removed schedule left {left:?}");
 }
 
 /// With a conflict mode, occurrences share the schedule's id: at most one waits, and a new
@@ -388,8 +417,8 @@ async fn occurrences_with_a_conflict_mode_share_the_schedules_id() {
 /// The compare-and-set that makes creation exactly once, at the protocol level: a
 /// `schedule.lua` call whose guard names a state the schedule no longer has (a promoter that
 /// read it before another promoter, an edit, a pause or a removal changed it) writes nothing
-/// and answers `{now, -2}`; with the state the schedule has, it writes the occurrence and the
-/// new state in one step.
+/// and answers `{now, -2}`; with the state the schedule has, it writes the occurrence, the
+/// new state and the schedule's next pass time in one step.
 #[tokio::test]
 async fn schedule_lua_writes_occurrences_only_with_the_state_read() {
     let redis = RedisServer::start();
@@ -415,6 +444,7 @@ async fn schedule_lua_writes_occurrences_only_with_the_state_read() {
         "ranked",
         "events",
         "cron_at",
+        "cron_due",
     ];
     let call = |read: &str, new: &str| {
         let mut invocation = script.prepare_invoke();
@@ -432,7 +462,8 @@ async fn schedule_lua_writes_occurrences_only_with_the_state_read() {
             .arg("")
             .arg("s")
             .arg(read)
-            .arg(new.to_owned());
+            .arg(new.to_owned())
+            .arg(now + 120_000);
         invocation
     };
     let () = redis::cmd("HSET")
@@ -472,6 +503,17 @@ async fn schedule_lua_writes_occurrences_only_with_the_state_read() {
         .unwrap();
     assert_eq!(fresh[1..], [1], "created");
     assert_eq!(state(&mut conn).await, ("state-2".to_owned(), true));
+    let next_pass: Option<u64> = redis::cmd("ZSCORE")
+        .arg(key("cron_due"))
+        .arg("s")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_pass,
+        Some(now + 120_000),
+        "the next pass time is indexed"
+    );
     let again: Vec<i64> = call("state-1", "state-3")
         .invoke_async(&mut conn)
         .await

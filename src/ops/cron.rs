@@ -9,21 +9,35 @@ use crate::queue::Partition;
 pub(crate) static BINDING: Binding = Binding::new(
     "cron.lua",
     include_str!("../../lua/cron.lua"),
-    &[Cron, CronAt, Scheduled, Jobs, Attempts, Errors, Opts, Stats, Meta, Events],
-    &["wake", "id", "read", "state", "spec", "occurrences..."],
+    &[Cron, CronAt, Scheduled, Jobs, Attempts, Errors, Opts, Stats, Meta, Events, CronDue],
+    &["wake", "id", "read", "state", "spec", "due", "occurrences..."],
 );
 
-/// Sets schedule `id`'s state to `state` ("" removes it) and, when given, its spec, if its
-/// state is still `read`; removes the occurrences `remove` that still wait for their due
-/// time. `None` when the state had changed (nothing written), else how many were removed.
+/// A change to schedule `id`: the state read, the new state ("" removes the schedule), the
+/// new spec ("" keeps it), and when it next needs a pass (ms; `None`: never).
+pub(crate) struct Change<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) read: &'a str,
+    pub(crate) state: &'a str,
+    pub(crate) spec: &'a str,
+    pub(crate) due: Option<u64>,
+}
+
+/// Makes `change` if the schedule's state is still the one read; removes the occurrences
+/// `remove` that still wait for their due time. `None` when the state had changed (nothing
+/// written), else how many were removed.
 pub(crate) async fn call(
     part: &Partition<'_>,
-    id: &str,
-    read: &str,
-    state: &str,
-    spec: &str,
+    change: Change<'_>,
     remove: &[String],
 ) -> Result<Option<u64>> {
+    let Change {
+        id,
+        read,
+        state,
+        spec,
+        due,
+    } = change;
     let removed: i64 = BINDING
         .invoke(part.keys())
         .arg(&part.keys().wake)
@@ -31,6 +45,7 @@ pub(crate) async fn call(
         .arg(read)
         .arg(state)
         .arg(spec)
+        .arg(due.map(|t| t.to_string()).unwrap_or_default())
         .arg(remove)
         .invoke_async(&mut part.conn())
         .await

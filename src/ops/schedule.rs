@@ -15,7 +15,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/schedule.lua"),
     &[
         Scheduled, Jobs, Stats, Done, Ready, Running, Dead, Attempts, Errors, Due, Opts, Meta,
-        Completed, Results, Ranked, Events, CronAt,
+        Completed, Results, Ranked, Events, CronAt, CronDue,
     ],
     &["wake", "tolerance_ms", "n", "id, mode, ms, envelope, options..."],
 );
@@ -52,8 +52,9 @@ pub(crate) fn command<'a>(
 }
 
 /// The state change a call of [`command_guarded`] makes with its jobs: a recurring schedule's
-/// id, the state read from `cron_at` ("" for none) and the state to write.
-pub(crate) type Guard<'a> = (&'a str, &'a str, &'a str);
+/// id, the state read from `cron_at` ("" for none), the state to write, and when the schedule
+/// next needs a pass (ms; `None`: never).
+pub(crate) type Guard<'a> = (&'a str, &'a str, &'a str, Option<u64>);
 
 /// The `EVALSHA` of one call for `jobs` that writes them only if `guard`'s schedule still has
 /// the state read (see [`parse_guarded`]).
@@ -63,7 +64,10 @@ pub(crate) fn command_guarded<'a>(
     guard: Guard<'_>,
 ) -> redis::Cmd {
     let mut cmd = command(keys, -1, jobs);
-    cmd.arg(guard.0).arg(guard.1).arg(guard.2);
+    cmd.arg(guard.0)
+        .arg(guard.1)
+        .arg(guard.2)
+        .arg(guard.3.map(|t| t.to_string()).unwrap_or_default());
     cmd
 }
 
