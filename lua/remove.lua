@@ -1,5 +1,5 @@
--- remove.lua: a whole queue -> gone (`punctual queue rm`). Refuses while the queue holds jobs,
--- unless forced. The registry entry is removed by the caller after this (it is outside the
+-- remove.lua: a whole queue -> gone (`punctual queue rm`). Refuses while the queue holds jobs
+-- or recurring schedules, unless forced. The registry entry is removed by the caller after this (it is outside the
 -- queue's hash tag).
 --
 -- KEYS[1]   scheduled  ZSET
@@ -22,16 +22,17 @@
 -- KEYS[18]  ranked     ZSET  (promote.lua)
 -- KEYS[19]  bell       LIST  (promote.lua)
 -- KEYS[20]  events     STREAM (the event log)
--- KEYS[21]  cron       HASH  (cron.lua: recurring schedules)
+-- KEYS[21]  cron       HASH  (cron.lua: recurring schedules): the schedules counted
 -- KEYS[22]  cron_at    HASH  (cron.lua, schedule.lua)
 -- KEYS[23]  cron_due   ZSET  (cron.lua, schedule.lua)
 --
--- ARGV[1]  "1": delete the jobs too; "0": refuse when there are any
+-- ARGV[1]  "1": delete the jobs and schedules too; "0": refuse when there are any
 --
--- Returns {removed, jobs}: removed is 1 when every key was deleted, 0 when refused; jobs is
--- how many jobs the queue held (deleted when removed). UNLINK frees large keys in the
+-- Returns {removed, jobs, schedules}: removed is 1 when every key was deleted, 0 when refused;
+-- jobs and schedules are how many the queue held (deleted when removed). UNLINK frees large keys in the
 -- background, so a big queue does not block the server.
 local jobs = redis.call('HLEN', KEYS[5])
-if jobs > 0 and ARGV[1] ~= '1' then return {0, jobs} end
+local schedules = redis.call('HLEN', KEYS[21])
+if jobs + schedules > 0 and ARGV[1] ~= '1' then return {0, jobs, schedules} end
 redis.call('UNLINK', unpack(KEYS))
-return {1, jobs}
+return {1, jobs, schedules}

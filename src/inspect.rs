@@ -568,16 +568,18 @@ impl Queue {
     }
 
     /// How many jobs the queue holds in every state (the entries of each partition's `jobs`).
-    pub(crate) async fn job_count(&self) -> Result<u64> {
-        let mut total = 0;
+    pub(crate) async fn job_count(&self) -> Result<(u64, u64)> {
+        let (mut jobs, mut schedules) = (0, 0);
         for part in self.each_partition() {
-            let n: u64 = redis::cmd("HLEN")
-                .arg(&part.keys().jobs)
+            let (j, s): (u64, u64) = redis::pipe()
+                .hlen(&part.keys().jobs)
+                .hlen(&part.keys().cron)
                 .query_async(&mut part.conn())
                 .await
                 .map_err(|e| self.redis_error("count", e))?;
-            total += n;
+            jobs += j;
+            schedules += s;
         }
-        Ok(total)
+        Ok((jobs, schedules))
     }
 }

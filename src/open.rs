@@ -22,10 +22,13 @@ pub enum Removed {
         /// Jobs deleted with it.
         jobs: u64,
     },
-    /// The queue holds jobs and removal was not forced: nothing changed.
+    /// The queue holds jobs or recurring schedules and removal was not forced: nothing
+    /// changed.
     Refused {
         /// Jobs the queue holds.
         jobs: u64,
+        /// Recurring schedules the queue holds.
+        schedules: u64,
     },
 }
 
@@ -99,8 +102,8 @@ impl Namespace {
     }
 
     /// Deletes queue `name`: every key of every partition (`remove.lua` on each), then its
-    /// record and registry entry. While the queue holds jobs this is refused unless `force`,
-    /// which deletes them too. Stop the queue's workers first: a promoter serving it would
+    /// record and registry entry. While the queue holds jobs or recurring schedules this is
+    /// refused unless `force`, which deletes them too. Stop the queue's workers first: a promoter serving it would
     /// record its format again.
     ///
     /// # Errors
@@ -113,17 +116,17 @@ impl Namespace {
             None => Queue::from_parts(self.clone(), name, 1)?,
         };
         if !force {
-            let jobs = queue.job_count().await?;
-            if jobs > 0 {
-                return Ok(Removed::Refused { jobs });
+            let (jobs, schedules) = queue.job_count().await?;
+            if jobs + schedules > 0 {
+                return Ok(Removed::Refused { jobs, schedules });
             }
         }
         let mut total = 0;
         for part in queue.each_partition() {
-            let (removed, jobs) = crate::ops::remove::call(&part, force).await?;
+            let (removed, jobs, schedules) = crate::ops::remove::call(&part, force).await?;
             if !removed {
                 // Jobs arrived since the count: partitions removed so far were empty.
-                return Ok(Removed::Refused { jobs });
+                return Ok(Removed::Refused { jobs, schedules });
             }
             total += jobs;
         }

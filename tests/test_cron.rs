@@ -681,12 +681,20 @@ async fn the_cli() {
         "no recurring schedule",
     );
     ok(&redis, &["cron", "rm", "q", "digest"]);
+    // A queue whose only content is a schedule is not removed without --force either.
+    ok(&redis, &["cron", "add", "only", "d", "--every", "1h"]);
+    fails(
+        &run(&redis, &["queue", "rm", "only"], None),
+        1,
+        "holds 0 jobs and 1 recurring schedules",
+    );
+    ok(&redis, &["queue", "rm", "only", "--force"]);
     drop(_promote);
     ok(&redis, &["queue", "rm", "q", "--force"]);
     let left: Vec<String> = all_keys(&redis)
         .await
         .into_iter()
-        .filter(|k| k.contains("{q"))
+        .filter(|k| k.contains("{q") || k.contains("{only"))
         .collect();
     assert!(left.is_empty(), "queue rm left {left:?}");
 }

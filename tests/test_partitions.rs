@@ -244,7 +244,10 @@ async fn a_partitioned_queue_looks_like_one_queue() {
     // Removal takes every partition and the record.
     assert!(matches!(
         ns.remove_queue("doomed", false).await.unwrap(),
-        punctual::Removed::Refused { jobs: 10 }
+        punctual::Removed::Refused {
+            jobs: 10,
+            schedules: 0
+        }
     ));
     assert!(matches!(
         ns.remove_queue("doomed", true).await.unwrap(),

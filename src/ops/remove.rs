@@ -16,14 +16,14 @@ pub(crate) static BINDING: Binding = Binding::new(
     &["force"],
 );
 
-/// Deletes every key of the queue unless it holds jobs and `force` is false. Returns whether
-/// it was removed, and how many jobs it held.
-pub(crate) async fn call(queue: &Partition<'_>, force: bool) -> Result<(bool, u64)> {
-    let (removed, jobs): (i64, u64) = BINDING
+/// Deletes every key of the queue unless it holds jobs or recurring schedules and `force` is
+/// false. Returns whether it was removed, and how many jobs and schedules it held.
+pub(crate) async fn call(queue: &Partition<'_>, force: bool) -> Result<(bool, u64, u64)> {
+    let (removed, jobs, schedules): (i64, u64, u64) = BINDING
         .invoke(queue.keys())
         .arg(if force { "1" } else { "0" })
         .invoke_async(&mut queue.conn())
         .await
         .map_err(|e| queue.redis_error("remove queue", e))?;
-    Ok((removed == 1, jobs))
+    Ok((removed == 1, jobs, schedules))
 }

@@ -541,7 +541,8 @@ pub(crate) enum QueueCommand {
     /// another count is refused.
     Create(QueueCreateArgs),
     /// Remove a queue: every key of it and its registry entry, so sidecars stop serving it.
-    /// Refused while it holds jobs, unless --force. Stop its workers first.
+    /// Refused while it holds jobs or recurring schedules, unless --force. Stop its workers
+    /// first.
     Rm(QueueRmArgs),
     /// Change a queue's settings: how long completed jobs (and their results) and dead jobs
     /// are kept.
@@ -591,7 +592,7 @@ pub(crate) struct QueueCreateArgs {
 pub(crate) struct QueueRmArgs {
     /// The queue's name.
     pub(crate) queue: String,
-    /// Delete its jobs too (scheduled, ready, running and dead).
+    /// Delete its jobs (scheduled, ready, running and dead) and recurring schedules too.
     #[arg(long)]
     pub(crate) force: bool,
 }

@@ -521,8 +521,9 @@ pub(crate) async fn queue(ctx: &Ctx, command: QueueCommand) -> CmdResult {
                 .await
                 .map_err(|e| ctx.fail(e))?
             {
-                punctual::Removed::Refused { jobs } => Err(Failure::Runtime(format!(
-                    "queue {:?} holds {jobs} jobs; nothing was removed (--force deletes them too)",
+                punctual::Removed::Refused { jobs, schedules } => Err(Failure::Runtime(format!(
+                    "queue {:?} holds {jobs} jobs and {schedules} recurring schedules; nothing \
+                     was removed (--force deletes them too)",
                     args.queue
                 ))),
                 punctual::Removed::Removed { jobs } => {
