@@ -13,8 +13,15 @@
 -- KEYS[9]  completed  ZSET  job id -> time it completed (ms), while kept
 -- KEYS[10] results    HASH  job id -> its completion record (MessagePack, made by the worker:
 --                           run time, result), while kept
--- KEYS[11] meta       HASH  `events` = N while the queue keeps an event log
+-- KEYS[11] meta       HASH  `events` = N while the queue keeps an event log; `limits` = 1
+--                           while it has limit rules; `prio` once it uses priorities
 -- KEYS[12] events     STREAM the queue's event log (see the `events` snippet); meta's `events` bounds it
+-- KEYS[13] limit_held ZSET  "key TAB id" of jobs running under a concurrency limit; with the
+--                           next four, touched only when meta says `limits` (see `release`)
+-- KEYS[14] limit_wait ZSET  "key TAB id" of jobs deferred by a concurrency limit
+-- KEYS[15] scheduled  ZSET  where deferred jobs wait
+-- KEYS[16] ready      LIST  where the first deferred job of a freed key goes
+-- KEYS[17] bell       LIST  rung when that job goes to ready in a queue that uses priorities
 --
 -- ARGV[1]  dedup window in ms: acknowledged ids stay in `done` this long, so that a schedule
 --          call sent again after a lost reply cannot make the job a second time (0: keep none)
@@ -93,6 +100,32 @@ local function trim(set, spec, limit, now, k)
   return ids
 end
 -- end snippet
+-- snippet: release
+-- Frees the concurrency slots of jobs that stopped running (`ids`, with their opts
+-- `entries`): each one's "key TAB id" leaves limit_held, and the first job deferred on that
+-- key (limit_wait, in id order) leaves `scheduled` for `ready` at once, where claim.lua
+-- checks it against the limit again (a queue that uses priorities has its bell rung). Entries
+-- of deferred jobs that are no longer scheduled are dropped on the way.
+local function release(k, ids, entries)
+  for i, id in ipairs(ids) do
+    local entry = entries[i] and cjson.decode(entries[i])
+    if entry and entry.lk and redis.call('ZREM', k.held, entry.lk .. '\t' .. id) == 1 then
+      local from, to = '[' .. entry.lk .. '\t', '[' .. entry.lk .. '\t\255'
+      for _ = 1, 10 do
+        local first = redis.call('ZRANGE', k.wait, from, to, 'BYLEX', 'LIMIT', 0, 1)[1]
+        if not first then break end
+        redis.call('ZREM', k.wait, first)
+        local waiting = string.sub(first, #entry.lk + 2)
+        if redis.call('ZREM', k.scheduled, waiting) == 1 then
+          redis.call('RPUSH', k.ready, waiting)
+          if k.prio and redis.call('EXISTS', k.bell) == 0 then redis.call('RPUSH', k.bell, '1') end
+          break
+        end
+      end
+    end
+  end
+end
+-- end snippet
 local window = tonumber(ARGV[1])
 local keep = ARGV[3]
 local stride = 2
@@ -119,6 +152,11 @@ end
 if #done > 0 then
   redis.call('ZREM', KEYS[1], unpack(done))
   redis.call('HDEL', KEYS[2], unpack(done))
+  local meta = redis.call('HMGET', KEYS[11], 'events', 'limits', 'prio')
+  if meta[2] then
+    release({held = KEYS[13], wait = KEYS[14], scheduled = KEYS[15], ready = KEYS[16],
+      bell = KEYS[17], prio = meta[3]}, done, redis.call('HMGET', KEYS[8], unpack(done)))
+  end
   -- snippet: now
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -150,7 +188,7 @@ if #done > 0 then
     if #trimmed > 0 then redis.call('HINCRBY', KEYS[6], 'completed_trimmed', #trimmed) end
   end
   redis.call('HINCRBY', KEYS[6], 'completed', #done)
-  log.max = tonumber(redis.call('HGET', KEYS[11], 'events')) or 0
+  log.max = tonumber(meta[1]) or 0
   if log.max > 0 then
     for _, id in ipairs(done) do record('completed', id) end
     for _, id in ipairs(trimmed) do record('trimmed', id, nil, 'completed') end

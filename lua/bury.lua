@@ -14,6 +14,11 @@
 -- KEYS[9]  jobs      HASH  job id -> envelope: the compensating job's is written here
 -- KEYS[10] meta      HASH  `events` = N while the queue keeps an event log
 -- KEYS[11] events    STREAM the queue's event log (see the `events` snippet); meta's `events` bounds it
+-- KEYS[12] limit_held ZSET  "key TAB id" of jobs running under a concurrency limit; with the
+--                           next three, touched only when meta says `limits` (see `release`)
+-- KEYS[13] limit_wait ZSET  "key TAB id" of jobs deferred by a concurrency limit
+-- KEYS[14] ready      LIST  where the first deferred job of a freed key goes
+-- KEYS[15] bell       LIST  rung when that job goes to ready in a queue that uses priorities
 --
 -- ARGV[1]  job id
 -- ARGV[2]  fencing token the caller holds
@@ -87,7 +92,34 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
 
-log.max = tonumber(redis.call('HGET', KEYS[10], 'events')) or 0
+-- snippet: release
+-- Frees the concurrency slots of jobs that stopped running (`ids`, with their opts
+-- `entries`): each one's "key TAB id" leaves limit_held, and the first job deferred on that
+-- key (limit_wait, in id order) leaves `scheduled` for `ready` at once, where claim.lua
+-- checks it against the limit again (a queue that uses priorities has its bell rung). Entries
+-- of deferred jobs that are no longer scheduled are dropped on the way.
+local function release(k, ids, entries)
+  for i, id in ipairs(ids) do
+    local entry = entries[i] and cjson.decode(entries[i])
+    if entry and entry.lk and redis.call('ZREM', k.held, entry.lk .. '\t' .. id) == 1 then
+      local from, to = '[' .. entry.lk .. '\t', '[' .. entry.lk .. '\t\255'
+      for _ = 1, 10 do
+        local first = redis.call('ZRANGE', k.wait, from, to, 'BYLEX', 'LIMIT', 0, 1)[1]
+        if not first then break end
+        redis.call('ZREM', k.wait, first)
+        local waiting = string.sub(first, #entry.lk + 2)
+        if redis.call('ZREM', k.scheduled, waiting) == 1 then
+          redis.call('RPUSH', k.ready, waiting)
+          if k.prio and redis.call('EXISTS', k.bell) == 0 then redis.call('RPUSH', k.bell, '1') end
+          break
+        end
+      end
+    end
+  end
+end
+-- end snippet
+local meta = redis.call('HMGET', KEYS[10], 'events', 'limits', 'prio')
+log.max = tonumber(meta[1]) or 0
 if log.max > 0 then
   record('dead', id, tonumber(redis.call('HGET', KEYS[4], id) or '0'), reason)
 end
@@ -97,6 +129,11 @@ redis.call('ZADD', KEYS[3], now, id)
 redis.call('HINCRBY', KEYS[6], 'dead', 1)
 if reason == 'cancelled' then redis.call('HINCRBY', KEYS[6], 'cancelled', 1) end
 local entry = redis.call('HGET', KEYS[7], id)
+if entry and meta[2] then
+  -- The job stops running: its concurrency slot goes to the next job waiting for it.
+  release({held = KEYS[12], wait = KEYS[13], scheduled = KEYS[8], ready = KEYS[14],
+    bell = KEYS[15], prio = meta[3]}, {id}, {entry})
+end
 if entry then
   -- A dead job is not run again: its expiry and marks have nothing left to act on.
   entry = cjson.decode(entry)

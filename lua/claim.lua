@@ -12,7 +12,8 @@
 --                           `paused` = 1: the queue is paused (pause.lua), nothing is claimed;
 --                           `opts` = 1: some job has an opts entry (schedule.lua);
 --                           `keep_completed` = "AGE_MS,COUNT": the completed-job retention;
---                           `prio` = 1: the queue uses priorities (its ready jobs are in ranked)
+--                           `prio` = 1: the queue uses priorities (its ready jobs are in ranked);
+--                           `limits` = 1: the queue has limit rules (src/limits.rs)
 -- KEYS[9]  dead      ZSET  job id -> time it died (ms)
 -- KEYS[10] errors    HASH  job id -> last error record
 -- KEYS[11] opts      HASH  job id -> how it is steered (JSON); read only when meta says `opts`
@@ -23,6 +24,14 @@
 --                          `ranked` is empty, so idle workers block until it fills again
 -- KEYS[15] scheduled ZSET  job id -> due time (ms): where a compensating job goes
 -- KEYS[16] events    STREAM the queue's event log (see the `events` snippet); meta's `events` bounds it
+-- KEYS[17] limits    HASH  limit key or `prefix:*` or `*` -> "RATE,PER_MS,CONCURRENCY" (empty: none);
+--                          read, with the next four, only when meta says `limits` and a claimed
+--                          job's opts entry has a limit key `lk`
+-- KEYS[18] limit_tat   HASH  limit key -> the earliest its rate lets the next job start (ms)
+-- KEYS[19] limit_held  ZSET  "key TAB id" of jobs running under a concurrency limit
+-- KEYS[20] limit_wait  ZSET  "key TAB id" of jobs deferred by a concurrency limit (ack.lua
+--                            makes the first of a key ready when one of the key's jobs ends)
+-- KEYS[21] limit_stats HASH  limit key -> jobs deferred, in all
 --
 -- ARGV[1]  the most jobs to claim (at most a few thousand: ids are unpacked onto Lua's stack)
 -- ARGV[2]  lease length in ms
@@ -38,6 +47,12 @@
 --
 -- Every write takes the whole batch in one command, so a call costs a fixed handful of
 -- commands however many jobs it claims.
+--
+-- Limits: a job with a limit key whose rule does not let it start now goes back to
+-- `scheduled`, due when the rule allows (rate: the GCRA time; concurrency: the earliest lease
+-- deadline of the key's running jobs, or sooner when ack.lua frees a slot), with no attempt
+-- used; its opts entry says why (`limited`, `limited_until`), `stats` counts it (`deferred`)
+-- and `limit_stats` per key. Other jobs of the call are claimed as usual.
 -- snippet: events
 -- The queue's event log. While `meta` says `events` = N (the script sets `log.max` to N),
 -- every change the call makes is recorded as one line, "event TAB id TAB attempt TAB reason"
@@ -151,7 +166,7 @@ end
 -- end snippet
 
 local flags = redis.call('HMGET', KEYS[8], 'due', 'paused', 'opts', 'keep_completed', 'prio',
-  'events')
+  'events', 'limits')
 if flags[2] then return {0} end
 log.max = tonumber(flags[6]) or 0
 local record_due = flags[1]
@@ -180,19 +195,98 @@ end
 -- hand-edited or foreign entry from becoming a running job with no data.
 local entries = {}
 if flags[3] then entries = redis.call('HMGET', KEYS[11], unpack(popped)) end
+-- Whether job `id` with limit key `key` may start now; if not, when it may (ms) and why.
+-- Starting it takes its rate token and, under a concurrency limit, its place in limit_held.
+local starting = {}
+local function limited(key, id, entry)
+  local names, pos = {key}, #key
+  while pos > 1 do
+    pos = pos - 1
+    if string.sub(key, pos, pos) == ':' then names[#names + 1] = string.sub(key, 1, pos) .. '*' end
+  end
+  names[#names + 1] = '*'
+  local rule = nil
+  for _, r in ipairs(redis.call('HMGET', KEYS[17], unpack(names))) do
+    if r then rule = r break end
+  end
+  if not rule then return nil end
+  local n, per, c = string.match(rule, '^(%d*),(%d*),(%d*)$')
+  n, per, c = tonumber(n), tonumber(per), tonumber(c)
+  local held = key .. '\t' .. id
+  if c then
+    -- Running holders of the key; entries of jobs that stopped running (failed, died, lease
+    -- expired) are dropped here, so the count never drifts.
+    local live, first_end = 0, nil
+    for _, h in ipairs(redis.call('ZRANGE', KEYS[19], '[' .. key .. '\t', '[' .. key .. '\t\255',
+        'BYLEX')) do
+      local hid = string.sub(h, #key + 2)
+      local lease = starting[hid] and deadline or tonumber(redis.call('ZSCORE', KEYS[2], hid))
+      if lease then
+        live = live + 1
+        if first_end == nil or lease < first_end then first_end = lease end
+      else
+        redis.call('ZREM', KEYS[19], h)
+      end
+    end
+    if live >= c then
+      redis.call('ZADD', KEYS[20], 0, held)
+      return math.max(first_end or now, now + 1), 'concurrency'
+    end
+  end
+  local reserved = entry.limited == 'rate' and entry.limited_until and entry.limited_until <= now
+  if n and per and n > 0 and per > 0 and not reserved then
+    -- GCRA without burst: starts at least per/n ms apart, so never more than n in any window
+    -- of `per` ms; one time per key, the next free slot. A job that cannot start now takes
+    -- the next slot (its reservation, kept in its opts entry), so it is deferred once.
+    local slot = math.max(tonumber(redis.call('HGET', KEYS[18], key)) or now, now)
+    redis.call('HSET', KEYS[18], key, tostring(slot + per / n))
+    if slot > now then return math.ceil(slot), 'rate' end
+  end
+  if c then
+    redis.call('ZADD', KEYS[19], 0, held)
+    redis.call('ZREM', KEYS[20], held)
+    starting[id] = true
+  end
+  return nil
+end
+
 local gone, gone_entries, reasons = {}, {}, {}
 local ids, data, due = {}, {}, {}
+local deferred, deferred_at = {}, nil
 for i, id in ipairs(popped) do
   local entry = entries[i] and cjson.decode(entries[i])
+  local until_ms, why = nil, nil
   if entry and entry.deadline and entry.deadline < now then
     gone[#gone + 1] = id
     gone_entries[#gone_entries + 1] = entry
     reasons[#reasons + 1] = 'expired'
   elseif envelopes[i] then
-    ids[#ids + 1] = id
-    data[#data + 1] = envelopes[i]
-    due[#due + 1] = dues[i] or false
+    if flags[7] and entry and entry.lk then until_ms, why = limited(entry.lk, id, entry) end
+    if until_ms then
+      deferred[#deferred + 1] = until_ms
+      deferred[#deferred + 1] = id
+      if deferred_at == nil or until_ms < deferred_at then deferred_at = until_ms end
+      entry.limited, entry.limited_until = why, until_ms
+      redis.call('HSET', KEYS[11], id, cjson.encode(entry))
+      redis.call('HINCRBY', KEYS[21], entry.lk, 1)
+      if log.max > 0 then record('deferred', id, nil, why) end
+    else
+      if entry and entry.limited then
+        -- Starting: the deferral (and any rate reservation) is used up.
+        entry.limited, entry.limited_until = nil, nil
+        redis.call('HSET', KEYS[11], id, cjson.encode(entry))
+      end
+      ids[#ids + 1] = id
+      data[#data + 1] = envelopes[i]
+      due[#due + 1] = dues[i] or false
+    end
   end
+end
+if #deferred > 0 then
+  -- Back to waiting, due when the limit allows; the promoter hears the earliest time.
+  redis.call('ZADD', KEYS[15], unpack(deferred))
+  redis.call('HINCRBY', KEYS[12], 'deferred', #deferred / 2)
+  tell(ARGV[4], tostring(deferred_at))
 end
 if #gone > 0 then
   expire({dead = KEYS[9], jobs = KEYS[3], attempts = KEYS[4], errors = KEYS[10], opts = KEYS[11],

@@ -25,6 +25,11 @@
 -- KEYS[21]  cron       HASH  (cron.lua: recurring schedules): the schedules counted
 -- KEYS[22]  cron_at    HASH  (cron.lua, schedule.lua)
 -- KEYS[23]  cron_due   ZSET  (cron.lua, schedule.lua)
+-- KEYS[24]  limits     HASH  (src/limits.rs: limit rules)
+-- KEYS[25]  limit_tat  HASH  (claim.lua)
+-- KEYS[26]  limit_held ZSET  (claim.lua, ack.lua)
+-- KEYS[27]  limit_wait ZSET  (claim.lua, ack.lua)
+-- KEYS[28]  limit_stats HASH (claim.lua)
 --
 -- ARGV[1]  "1": delete the jobs and schedules too; "0": refuse when there are any
 --

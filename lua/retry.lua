@@ -13,6 +13,11 @@
 -- KEYS[9]  opts       HASH  job id -> how it is steered (JSON: `deadline`, `drop`, `cancel`)
 -- KEYS[10] meta       HASH  `events` = N while the queue keeps an event log
 -- KEYS[11] events     STREAM the queue's event log (see the `events` snippet); meta's `events` bounds it
+-- KEYS[12] limit_held ZSET  "key TAB id" of jobs running under a concurrency limit; with the
+--                           next three, touched only when meta says `limits` (see `release`)
+-- KEYS[13] limit_wait ZSET  "key TAB id" of jobs deferred by a concurrency limit
+-- KEYS[14] ready      LIST  where the first deferred job of a freed key goes
+-- KEYS[15] bell       LIST  rung when that job goes to ready in a queue that uses priorities
 --
 -- ARGV[1]  wake channel, woken (see the `wake` snippet) when the job becomes the head of scheduled
 -- ARGV[2]  job id
@@ -154,10 +159,42 @@ local function expire(k, gone, entries, reasons, now)
   if compensated and k.wake then tell(k.wake, tostring(now)) end
 end
 -- end snippet
+-- snippet: release
+-- Frees the concurrency slots of jobs that stopped running (`ids`, with their opts
+-- `entries`): each one's "key TAB id" leaves limit_held, and the first job deferred on that
+-- key (limit_wait, in id order) leaves `scheduled` for `ready` at once, where claim.lua
+-- checks it against the limit again (a queue that uses priorities has its bell rung). Entries
+-- of deferred jobs that are no longer scheduled are dropped on the way.
+local function release(k, ids, entries)
+  for i, id in ipairs(ids) do
+    local entry = entries[i] and cjson.decode(entries[i])
+    if entry and entry.lk and redis.call('ZREM', k.held, entry.lk .. '\t' .. id) == 1 then
+      local from, to = '[' .. entry.lk .. '\t', '[' .. entry.lk .. '\t\255'
+      for _ = 1, 10 do
+        local first = redis.call('ZRANGE', k.wait, from, to, 'BYLEX', 'LIMIT', 0, 1)[1]
+        if not first then break end
+        redis.call('ZREM', k.wait, first)
+        local waiting = string.sub(first, #entry.lk + 2)
+        if redis.call('ZREM', k.scheduled, waiting) == 1 then
+          redis.call('RPUSH', k.ready, waiting)
+          if k.prio and redis.call('EXISTS', k.bell) == 0 then redis.call('RPUSH', k.bell, '1') end
+          break
+        end
+      end
+    end
+  end
+end
+-- end snippet
 
 local due = now + tonumber(ARGV[4])
-log.max = tonumber(redis.call('HGET', KEYS[10], 'events')) or 0
+local meta = redis.call('HMGET', KEYS[10], 'events', 'limits', 'prio')
+log.max = tonumber(meta[1]) or 0
 local entry = redis.call('HGET', KEYS[9], id)
+if entry and meta[2] then
+  -- The job stops running: its concurrency slot goes to the next job waiting for it.
+  release({held = KEYS[12], wait = KEYS[13], scheduled = KEYS[3], ready = KEYS[14],
+    bell = KEYS[15], prio = meta[3]}, {id}, {entry})
+end
 if entry then
   entry = cjson.decode(entry)
   local ended = nil

@@ -38,6 +38,9 @@
 --            undo          {"id": ..., "e": hex envelope}: the compensating job scheduled,
 --                          due now, when this job dies after it ran (kept in its opts entry;
 --                          see the `compensate` snippet of bury.lua)
+--            lk            the job's limit key (1-200 bytes, no tab or newline): claim.lua starts
+--                          it only as the queue's limit rule for the key allows (kept in its
+--                          opts entry, which makes claim.lua read opts)
 --            priority      -9..9, not 0: the queue uses priorities from now on (meta `prio`:
 --                          promote.lua ranks its ready jobs); the job's own priority is the
 --                          envelope's `p`, which this only announces
@@ -128,6 +131,10 @@ for k = 0, n - 1 do
       for _, field in ipairs({'max_wait', 'expires_at', 'max_lateness', 'priority'}) do
         if o[field] ~= nil and type(o[field]) ~= 'number' then good = false end
       end
+      local lk = o.lk
+      if lk ~= nil and (type(lk) ~= 'string' or #lk == 0 or #lk > 200 or string.find(lk, '[\t\n]')) then
+        good = false
+      end
       local undo = o.undo
       if undo ~= nil and (type(undo) ~= 'table' or type(undo.id) ~= 'string' or
           type(undo.e) ~= 'string' or string.find(undo.e, '[^%x]') or #undo.e % 2 ~= 0) then
@@ -184,7 +191,7 @@ local function store_options(id, o, due, cap, wait)
     local late = due + o.max_lateness
     if deadline == nil or late < deadline then deadline = late end
   end
-  if deadline == nil and cap == nil and not wait and o.undo == nil then
+  if deadline == nil and cap == nil and not wait and o.undo == nil and o.lk == nil then
     redis.call('HDEL', KEYS[11], id)
     return
   end
@@ -196,9 +203,10 @@ local function store_options(id, o, due, cap, wait)
     cap = cap,
     wait = wait,
     undo = o.undo,
+    lk = o.lk,
   }))
   -- Only what promote.lua and claim.lua act on makes them read opts.
-  if deadline ~= nil then with_options = true end
+  if deadline ~= nil or o.lk ~= nil then with_options = true end
 end
 
 local function create(id, due, o)

@@ -87,6 +87,11 @@ pub struct JobInfo {
     pub result: Option<Vec<u8>>,
     /// Why a result was not kept (it was over the payload limit).
     pub result_note: Option<String>,
+    /// Its limit key ([`crate::NewJob::limit_key`]).
+    pub limit_key: Option<String>,
+    /// While it waits because its limit did not let it start: `rate` or `concurrency`, and
+    /// until when at the latest.
+    pub limited: Option<(String, SystemTime)>,
 }
 
 impl JobInfo {
@@ -243,6 +248,9 @@ struct Steering {
     deadline: Option<f64>,
     cancel: Option<f64>,
     undo: Option<Undo>,
+    lk: Option<String>,
+    limited: Option<String>,
+    limited_until: Option<f64>,
 }
 
 /// The compensating job an `opts` entry names (only its id is read).
@@ -429,6 +437,8 @@ impl Queue {
             run_time: None,
             result: None,
             result_note: None,
+            limit_key: None,
+            limited: None,
         };
         if let Some(record) = record
             .as_deref()
@@ -444,6 +454,10 @@ impl Queue {
         info.expires_at = at(steering.deadline);
         info.cancel_requested = steering.cancel.is_some();
         info.compensation = steering.undo.map(|u| u.id);
+        info.limit_key = steering.lk;
+        if state == JobState::Scheduled {
+            info.limited = steering.limited.zip(at(steering.limited_until));
+        }
         info.due_at = at(due);
         info.lease_until = at(lease);
         info.died_at = at(died);

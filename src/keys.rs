@@ -27,6 +27,11 @@
 //! | `p:{q}:cron` | HASH | recurring schedule id → its spec, JSON (`cron.lua`; src/cron.rs) |
 //! | `p:{q}:cron_at` | HASH | recurring schedule id → its state, JSON: revision, last fire time created, occurrences created ahead, paused (`cron.lua`, `schedule.lua`) |
 //! | `p:{q}:cron_due` | ZSET | recurring schedule id → when it next needs a promoter's pass (unix ms): its next fire time not created yet (`cron.lua`, `schedule.lua`) |
+//! | `p:{q}:limits` | HASH | limit key or `prefix:*` or `*` → its rule, `RATE,PER_MS,CONCURRENCY` (empty parts: none) (src/limits.rs) |
+//! | `p:{q}:limit_tat` | HASH | limit key → its rate's theoretical arrival time (GCRA, ms; `claim.lua`) |
+//! | `p:{q}:limit_held` | ZSET | `key TAB id` of jobs running under a concurrency limit (`claim.lua` adds, `ack.lua` removes; entries of jobs no longer running are dropped when counted) |
+//! | `p:{q}:limit_wait` | ZSET | `key TAB id` of jobs deferred by a concurrency limit (`claim.lua`), the first of a key made ready when a slot frees (`ack.lua`) |
+//! | `p:{q}:limit_stats` | HASH | limit key → jobs deferred by its limit, in all (`claim.lua`) |
 //!
 //! The wake channel `p:{q}:wake` and the `p:{q}:ended` channel (how a job whose cancellation
 //! was asked ended) are pub/sub channels, not keys. The registry `p:queues` (a
@@ -93,6 +98,16 @@ pub(crate) struct Keys {
     /// Recurring schedules by the time they next need a pass (the next fire time not created
     /// yet, ms): what a promoter's pass reads, so an idle pass is one `ZRANGE`.
     pub(crate) cron_due: String,
+    /// Limit rules: key or pattern → `RATE,PER_MS,CONCURRENCY` (src/limits.rs).
+    pub(crate) limits: String,
+    /// Per limit key: the rate's theoretical arrival time (GCRA, ms).
+    pub(crate) limit_tat: String,
+    /// `key TAB id` of jobs running under a concurrency limit.
+    pub(crate) limit_held: String,
+    /// `key TAB id` of jobs deferred by a concurrency limit.
+    pub(crate) limit_wait: String,
+    /// Per limit key: jobs deferred, in all.
+    pub(crate) limit_stats: String,
     /// Pub/sub channel the scripts PUBLISH to when a job becomes the earliest due.
     pub(crate) wake: String,
     /// Pub/sub channel told how a job whose cancellation was asked ended (the `tell` snippet),
@@ -153,6 +168,11 @@ impl Keys {
             cron: k("cron"),
             cron_at: k("cron_at"),
             cron_due: k("cron_due"),
+            limits: k("limits"),
+            limit_tat: k("limit_tat"),
+            limit_held: k("limit_held"),
+            limit_wait: k("limit_wait"),
+            limit_stats: k("limit_stats"),
             wake: k("wake"),
             ended: k("ended"),
         }
@@ -187,12 +207,17 @@ pub(crate) enum Part {
     Cron,
     CronAt,
     CronDue,
+    Limits,
+    LimitTat,
+    LimitHeld,
+    LimitWait,
+    LimitStats,
 }
 
 impl Part {
     /// Every part, for the checks that a script covers them all.
     #[cfg(test)]
-    pub(crate) const ALL: [Part; 24] = [
+    pub(crate) const ALL: [Part; 29] = [
         Part::Scheduled,
         Part::Ready,
         Part::Running,
@@ -217,6 +242,11 @@ impl Part {
         Part::Cron,
         Part::CronAt,
         Part::CronDue,
+        Part::Limits,
+        Part::LimitTat,
+        Part::LimitHeld,
+        Part::LimitWait,
+        Part::LimitStats,
     ];
 
     /// The part name, as in the key and in the scripts' headers (the header check reads it).
@@ -247,6 +277,11 @@ impl Part {
             Part::Cron => "cron",
             Part::CronAt => "cron_at",
             Part::CronDue => "cron_due",
+            Part::Limits => "limits",
+            Part::LimitTat => "limit_tat",
+            Part::LimitHeld => "limit_held",
+            Part::LimitWait => "limit_wait",
+            Part::LimitStats => "limit_stats",
         }
     }
 }
@@ -279,6 +314,11 @@ impl Keys {
             Part::Cron => &self.cron,
             Part::CronAt => &self.cron_at,
             Part::CronDue => &self.cron_due,
+            Part::Limits => &self.limits,
+            Part::LimitTat => &self.limit_tat,
+            Part::LimitHeld => &self.limit_held,
+            Part::LimitWait => &self.limit_wait,
+            Part::LimitStats => &self.limit_stats,
         }
     }
 

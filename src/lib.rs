@@ -101,6 +101,8 @@
 //!   results). `priority`: the queue's priority aging step. `events`: the event log and
 //!   [`Queue::events`] that follows it ([`JobEvent`], [`Change`]).
 //! - `dead`: the dead set: retry (`revive.lua`) and purge (`purge.lua`).
+//! - `limits`: rate and concurrency limits per key ([`Limit`], [`Queue::set_limit`]), checked
+//!   by `claim.lua`; `ack.lua` hands a freed slot on.
 //! - `cron`: recurring schedules ([`Schedule`], [`ScheduleInfo`], [`Misfire`]): fire times in
 //!   a time zone (pure), and the promoter's pass that creates each occurrence once
 //!   (`schedule.lua` with a guard; `cron.lua` for add, edit, pause, resume, remove).
@@ -138,6 +140,7 @@ mod id;
 mod inspect;
 mod job;
 pub mod keys;
+mod limits;
 pub mod metrics;
 mod namespace;
 mod new_job;
@@ -169,6 +172,7 @@ pub use error::{redact_url, Error, Result};
 pub use events::{Change, EventStream, JobEvent, Since, MAX_EVENT_LOG};
 pub use inspect::{Counts, ErrorRecord, JobInfo, QueueStats, Totals, MAX_LIST};
 pub use job::{CancelReason, Context, Job, Outcome};
+pub use limits::{check_limit, Limit, MAX_LIMIT_KEY};
 pub use namespace::{Namespace, MAX_REGISTERED_QUEUES};
 pub use new_job::{
     compensation_id, NewJob, OnConflict, OnExpiry, Scheduled, When, DEFAULT_PRIORITY_STEP,

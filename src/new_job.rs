@@ -144,6 +144,7 @@ pub struct NewJob {
     timeout: Option<Duration>,
     priority: i8,
     compensation: Option<Box<NewJob>>,
+    limit_key: Option<String>,
 }
 
 impl NewJob {
@@ -172,6 +173,7 @@ impl NewJob {
             timeout: None,
             priority: 0,
             compensation: None,
+            limit_key: None,
         }
     }
 
@@ -192,6 +194,7 @@ impl NewJob {
             timeout: None,
             priority: 0,
             compensation: None,
+            limit_key: None,
         }
     }
 
@@ -318,6 +321,17 @@ impl NewJob {
     /// (a ZSET; see docs/layout.md): a queue that never uses priorities pays nothing.
     pub fn priority(mut self, priority: i8) -> Self {
         self.priority = priority;
+        self
+    }
+
+    /// Start this job only as the queue's limit rule for `key` allows ([`crate::Queue::set_limit`]:
+    /// at most N starts per period and/or C running at once, per key): a job that may not
+    /// start yet goes back to wait until the rule lets it, with no attempt used, while other
+    /// keys' jobs flow. 1 to 200 bytes, no tab or newline (`customer:42`, `smtp`). Jobs that
+    /// share a key should share a partition ([`NewJob::partition_key`]) on a partitioned
+    /// queue: each partition keeps its own count.
+    pub fn limit_key(mut self, key: impl Into<String>) -> Self {
+        self.limit_key = Some(key.into());
         self
     }
 
@@ -593,6 +607,15 @@ fn options(job: &NewJob) -> Result<serde_json::Map<String, serde_json::Value>> {
     }
     if job.priority != 0 {
         o.insert("priority".into(), job.priority.into());
+    }
+    if let Some(key) = &job.limit_key {
+        if key.is_empty() || key.len() > 200 || key.contains(['\t', '\n']) {
+            return Err(invalid(
+                "job limit key",
+                "must be 1 to 200 bytes without tab or newline",
+            ));
+        }
+        o.insert("lk".into(), key.as_str().into());
     }
     Ok(o)
 }

@@ -91,11 +91,14 @@ pub enum Event {
     Revived,
     /// A dead job was deleted (`purge.lua`).
     Purged,
+    /// A job whose limit key's rule did not let it start went back to wait, no attempt used
+    /// (`claim.lua`; per key in `limit_stats`, see [`crate::Queue::limits`]).
+    Deferred,
 }
 
 impl Event {
     /// Every event, in the order they are shown.
-    pub const ALL: [Event; 13] = [
+    pub const ALL: [Event; 14] = [
         Event::Scheduled,
         Event::Promoted,
         Event::LeaseExpired,
@@ -109,6 +112,7 @@ impl Event {
         Event::Cancelled,
         Event::Revived,
         Event::Purged,
+        Event::Deferred,
     ];
 
     /// Its field in the `stats` hash, also its name in `punctual stats --json`.
@@ -127,6 +131,7 @@ impl Event {
             Event::Cancelled => "cancelled",
             Event::Revived => "revived",
             Event::Purged => "purged",
+            Event::Deferred => "deferred",
         }
     }
 
@@ -151,6 +156,7 @@ impl Event {
             Event::Cancelled => "punctual_cancelled_total",
             Event::Revived => "punctual_revived_total",
             Event::Purged => "punctual_purged_total",
+            Event::Deferred => "punctual_deferred_total",
         }
     }
 
@@ -176,6 +182,7 @@ impl Event {
             Event::Cancelled => "Jobs cancelled (queue-wide, from redis).",
             Event::Revived => "Dead jobs sent back to scheduled (queue-wide, from redis).",
             Event::Purged => "Dead jobs deleted (queue-wide, from redis).",
+            Event::Deferred => "Jobs a limit rule sent back to wait, no attempt used (queue-wide).",
         }
     }
 }

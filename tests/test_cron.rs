@@ -15,7 +15,7 @@ use punctual::{
     WorkerConfig, MAX_LIST,
 };
 use support::cli::*;
-use support::{eventually, server_ms, spawn_promoter, spawn_worker, total, RedisServer};
+use support::{all_keys, eventually, server_ms, spawn_promoter, spawn_worker, total, RedisServer};
 use tokio_util::sync::CancellationToken;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -520,25 +520,6 @@ async fn schedule_lua_writes_occurrences_only_with_the_state_read() {
         .unwrap();
     assert_eq!(again[1..], [-2], "the state read is stale now");
     assert_eq!(state(&mut conn).await, ("state-2".to_owned(), true));
-}
-
-/// Every key of every node.
-async fn all_keys(redis: &RedisServer) -> Vec<String> {
-    let mut keys = Vec::new();
-    for node in redis.each_node() {
-        let mut conn = node
-            .client()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        let mut k: Vec<String> = redis::cmd("KEYS")
-            .arg("*")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        keys.append(&mut k);
-    }
-    keys
 }
 
 /// `punctual cron add|ls|next|pause|resume|rm`: a weekly Berlin schedule's next fire times in

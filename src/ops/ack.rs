@@ -10,7 +10,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/ack.lua"),
     &[
         Running, Leases, Jobs, Attempts, Errors, Stats, Done, Opts, Completed, Results, Meta,
-        Events,
+        Events, LimitHeld, LimitWait, Scheduled, Ready, Bell,
     ],
     &["dedup_window_ms", "ended", "keep", "id, token, record..."],
 );

@@ -11,6 +11,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/bury.lua"),
     &[
         Running, Leases, Dead, Attempts, Errors, Stats, Opts, Scheduled, Jobs, Meta, Events,
+        LimitHeld, LimitWait, Ready, Bell,
     ],
     &["id", "token", "reason", "message", "ended", "wake"],
 );

@@ -12,7 +12,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/claim.lua"),
     &[
         Ready, Running, Jobs, Attempts, Leases, Seq, Due, Meta, Dead, Errors, Opts, Stats,
-        Ranked, Bell, Scheduled, Events,
+        Ranked, Bell, Scheduled, Events, Limits, LimitTat, LimitHeld, LimitWait, LimitStats,
     ],
     &["n", "lease_ms", "want_due", "wake"],
 );

@@ -11,7 +11,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     &[
         Scheduled, Ready, Running, Dead, Jobs, Attempts, Leases, Errors, Due, Done, Seq, Meta,
         Stats, Gate, Opts, Completed, Results, Ranked, Bell, Events, Cron, CronAt,
-        CronDue,
+        CronDue, Limits, LimitTat, LimitHeld, LimitWait, LimitStats,
     ],
     &["force"],
 );

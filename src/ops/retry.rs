@@ -11,6 +11,7 @@ pub(crate) static BINDING: Binding = Binding::new(
     include_str!("../../lua/retry.lua"),
     &[
         Running, Leases, Scheduled, Attempts, Errors, Stats, Dead, Jobs, Opts, Meta, Events,
+        LimitHeld, LimitWait, Ready, Bell,
     ],
     &[
         "wake", "id", "token", "delay_ms", "counts", "reason", "message", "ended",

@@ -399,6 +399,25 @@ fn ping(port: u16) -> bool {
     matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
 }
 
+/// Every key of every node.
+pub async fn all_keys(redis: &RedisServer) -> Vec<String> {
+    let mut keys = Vec::new();
+    for node in redis.each_node() {
+        let mut conn = node
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut k: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.append(&mut k);
+    }
+    keys
+}
+
 /// The server's clock, unix ms.
 pub async fn server_ms<C: redis::aio::ConnectionLike>(conn: &mut C) -> u64 {
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await.unwrap();

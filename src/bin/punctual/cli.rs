@@ -109,7 +109,7 @@ pub(crate) enum Command {
     ///
     /// One object per line: {"id"?, "in"|"at", "data"?, "kind"?, "max_attempts"?} and any of
     /// schedule's options as fields (on_conflict, max_wait, expires_at, max_lateness,
-    /// on_expiry, timeout, priority, compensate_kind, compensate_data). A bad
+    /// on_expiry, timeout, priority, compensate_kind, compensate_data, limit_key). A bad
     /// line is reported with its line number and skipped; the others are scheduled. Exit
     /// status 2 when any line was rejected.
     Import(ImportArgs),
@@ -161,6 +161,53 @@ pub(crate) enum Command {
     /// the promoters (`punctual promote`) a short while before it is due.
     #[command(subcommand)]
     Cron(CronCommand),
+    /// Rate and concurrency limits per key: jobs scheduled with `--limit-key KEY` start only as
+    /// the rule for KEY allows; until then they wait, no attempt used.
+    #[command(subcommand)]
+    Limit(LimitCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LimitCommand {
+    /// Set the rule for a limit key, a prefix pattern ("customer:*": each key with the prefix
+    /// counted on its own) or "*" (every key).
+    Set(LimitSetArgs),
+    /// List a queue's rules, and how many jobs each limit key has deferred.
+    Ls(LimitLsArgs),
+    /// Remove the rule for a key or pattern.
+    Rm(LimitRmArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LimitSetArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// The limit key, pattern or "*".
+    pub(crate) key: String,
+    /// At most N starts per PERIOD, evenly spaced ("10/1s", "100/1m"): never more than N in
+    /// any window of PERIOD.
+    #[arg(long, value_name = "N/PERIOD", value_parser = crate::input::parse_rate)]
+    pub(crate) rate: Option<(u32, Duration)>,
+    /// At most C running at once.
+    #[arg(long, value_name = "C", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) concurrency: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LimitLsArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// Print JSON: {"rules": [{"key", "rate", "per", "concurrency"}], "deferred": {KEY: N}}.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LimitRmArgs {
+    /// The queue's name.
+    pub(crate) queue: String,
+    /// The key or pattern, as set.
+    pub(crate) key: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -371,6 +418,10 @@ pub(crate) struct SteerArgs {
     /// The compensating job's data, JSON (default null).
     #[arg(long, value_name = "JSON")]
     pub(crate) compensate_data: Option<String>,
+    /// Start the job only as the queue's limit rule for this key allows (`punctual limit
+    /// set`); until then it waits, no attempt used.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) limit_key: Option<String>,
 }
 
 #[derive(Debug, Args)]

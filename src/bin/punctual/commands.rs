@@ -105,6 +105,7 @@ struct ImportLine {
     priority: Option<i64>,
     compensate_kind: Option<String>,
     compensate_data: Option<serde_json::Value>,
+    limit_key: Option<String>,
 }
 
 impl ImportLine {
@@ -133,6 +134,7 @@ impl ImportLine {
             priority: self.priority,
             compensate_kind: self.compensate_kind,
             compensate_data: self.compensate_data.map(|d| d.to_string()),
+            limit_key: self.limit_key,
         };
         crate::input::steer(job, &steer)
     }

@@ -86,6 +86,15 @@ pub(crate) fn format_duration(d: Duration) -> String {
     humantime::format_duration(ms).to_string()
 }
 
+/// A rate, `N/PERIOD` ("10/1s", "100/1m").
+pub(crate) fn parse_rate(text: &str) -> Result<(u32, Duration), String> {
+    let bad = || format!("invalid rate {text:?}: expected N/PERIOD, e.g. 10/1s or 100/1m");
+    let (n, per) = text.split_once('/').ok_or_else(bad)?;
+    let n: u32 = n.trim().parse().ok().filter(|&n| n > 0).ok_or_else(bad)?;
+    let per = parse_duration(per.trim()).map_err(|e| format!("{}: {e}", bad()))?;
+    Ok((n, per))
+}
+
 /// JSON text to the MessagePack the library stores (maps with named fields).
 pub(crate) fn json_to_msgpack(json: &str, origin: &str) -> Result<Vec<u8>, String> {
     let value: serde_json::Value =
@@ -144,6 +153,15 @@ pub(crate) fn steer(
         }
         (None, Some(_)) => return Err("compensate_data goes with compensate_kind".to_owned()),
         (None, None) => {}
+    }
+    if let Some(key) = &args.limit_key {
+        if key.is_empty() || key.len() > punctual::MAX_LIMIT_KEY || key.contains(['\t', '\n']) {
+            return Err(format!(
+                "invalid limit key {key:?}: 1 to {} bytes without tab or newline",
+                punctual::MAX_LIMIT_KEY
+            ));
+        }
+        job = job.limit_key(key.clone());
     }
     if let Some(priority) = args.priority {
         let bounds = i64::from(punctual::MIN_PRIORITY)..=i64::from(punctual::MAX_PRIORITY);

@@ -17,6 +17,7 @@ mod commands;
 mod cron;
 mod http;
 mod input;
+mod limits;
 mod output;
 mod sidecar;
 mod work;
@@ -260,6 +261,7 @@ async fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Dead(command) => commands::dead(ctx, command).await,
         Command::Queue(command) => commands::queue(ctx, command).await,
         Command::Cron(command) => cron::run(ctx, command).await,
+        Command::Limit(command) => limits::run(ctx, command).await,
     }
 }
 

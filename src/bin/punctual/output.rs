@@ -40,6 +40,11 @@ pub(crate) fn job_json(job: &JobInfo) -> Value {
         "timeout": job.timeout.map(format_duration),
         "priority": job.priority,
         "compensation": job.compensation,
+        "limit_key": job.limit_key,
+        "limited": job.limited.as_ref().map(|(why, until)| serde_json::json!({
+            "by": why,
+            "until": format_time(*until),
+        })),
     })
 }
 
@@ -113,6 +118,18 @@ pub(crate) fn job_text(job: &JobInfo) -> String {
     }
     if let Some(undo) = &job.compensation {
         line("on death", format!("schedules {undo}"));
+    }
+    if let Some(key) = &job.limit_key {
+        line("limit key", key.clone());
+    }
+    if let Some((why, until)) = &job.limited {
+        line(
+            "waiting",
+            format!(
+                "on its {why} limit, until {} at the latest",
+                format_time(*until)
+            ),
+        );
     }
     if job.cancel_requested {
         line(

@@ -110,10 +110,14 @@ async fn health(endpoint: &Endpoint) -> Result<(), String> {
 async fn render(endpoint: &Endpoint) -> String {
     let activity = endpoint.metrics.snapshot();
     let mut stats: Vec<QueueStats> = Vec::new();
+    let mut deferrals: Vec<(String, Vec<(String, u64)>)> = Vec::new();
     let mut up = 1;
     for name in activity.keys() {
         match queue_stats(endpoint, name).await {
-            Ok(s) => stats.push(s),
+            Ok((s, d)) => {
+                stats.push(s);
+                deferrals.push((name.clone(), d));
+            }
             Err(e) => {
                 up = 0;
                 tracing::warn!(queue = %name, error = %e, "metrics: cannot read queue stats");
@@ -196,6 +200,20 @@ async fn render(endpoint: &Endpoint) -> String {
         }
     }
 
+    let name = "punctual_limit_deferred_total";
+    family(
+        &mut out,
+        name,
+        "counter",
+        "Jobs a limit rule sent back to wait, per limit key (the 20 keys with most per queue).",
+    );
+    for (queue, keys) in &deferrals {
+        for (key, n) in keys.iter().take(DEFERRAL_KEYS) {
+            let key = key.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(out, "{name}{{queue=\"{queue}\",key=\"{key}\"}} {n}");
+        }
+    }
+
     let name = "punctual_promotion_lag_seconds";
     family(
         &mut out,
@@ -220,7 +238,14 @@ async fn render(endpoint: &Endpoint) -> String {
     out
 }
 
-async fn queue_stats(endpoint: &Endpoint, name: &str) -> punctual::Result<QueueStats> {
+/// Limit keys per queue in `punctual_limit_deferred_total`: the ones with most deferrals
+/// (`punctual limit ls` lists them all).
+const DEFERRAL_KEYS: usize = 20;
+
+async fn queue_stats(
+    endpoint: &Endpoint,
+    name: &str,
+) -> punctual::Result<(QueueStats, Vec<(String, u64)>)> {
     let queue = {
         let mut queues = endpoint.queues.lock().await;
         match queues.get(name) {
@@ -232,5 +257,5 @@ async fn queue_stats(endpoint: &Endpoint, name: &str) -> punctual::Result<QueueS
             }
         }
     };
-    queue.stats().await
+    Ok((queue.stats().await?, queue.limit_deferrals().await?))
 }
