@@ -367,11 +367,7 @@ async fn sigterm_during_work_loses_nothing() {
 async fn the_sidecar_serves_metrics_and_new_queues() {
     let redis = RedisServer::start();
     ok(&redis, &["schedule", "early", "--in", "0s"]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut sidecar = spawn_promote(&redis, &["--metrics-addr", &addr, "--heartbeat", "10m"]);
     let conn = redis.conn().await;

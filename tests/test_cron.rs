@@ -243,6 +243,106 @@ async fn misfire_policies_and_the_end() {
     ));
 }
 
+/// After a stopped sidecar. Three schedules every 2 s (`all`, `once`, `skip`) are served by a
+/// promoter until their occurrences are created ahead, then no promoter runs until fire times
+/// past the last created one are missed (more than the 10 s horizon). A new promoter, started
+/// 1 s after a fire time F, then creates, after the last occurrence created before: every
+/// missed one (`all`), only F (`once`), none (`skip`), and goes on from F + 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misfire_policies_after_a_stopped_sidecar() {
+    let redis = RedisServer::start();
+    let ns = Namespace::connect(&redis.url(), QueueConfig::default())
+        .await
+        .unwrap();
+    let queue = ns.queue("outage").await.unwrap();
+    let mut conn = redis.conn().await;
+    let start = server_ms(&mut conn).await + 1000;
+    let policies = [Misfire::All, Misfire::Once, Misfire::Skip];
+    for policy in policies {
+        let schedule = Schedule::every(policy.as_str(), Duration::from_secs(2), NewJob::new(&0))
+            .start(at(start))
+            .misfire(policy);
+        queue.upsert_schedule(schedule).await.unwrap();
+    }
+    let last = |queue: &Queue, id: &'static str| {
+        let queue = queue.clone();
+        async move {
+            let info = queue.get_schedule(id).await.unwrap().unwrap();
+            info.last_fire.map(ms_of)
+        }
+    };
+    let stop = CancellationToken::new();
+    let promoter = spawn_promoter(&queue, Duration::from_secs(1), &stop);
+    eventually(LIMIT, "occurrences created ahead", || async {
+        let mut ahead = true;
+        for p in policies {
+            ahead &= last(&queue, p.as_str()).await >= Some(start + 8000);
+        }
+        ahead
+    })
+    .await;
+    stop.cancel();
+    promoter.await.unwrap().unwrap();
+    let mut created_before = HashMap::new();
+    for p in policies {
+        created_before.insert(p.as_str(), last(&queue, p.as_str()).await.unwrap());
+    }
+    let latest = *created_before.values().max().unwrap();
+    // The outage: until fire times after the last created are missed, and then 1 s after a
+    // fire time F (so that F is the latest missed one when the new promoter looks).
+    let outage = conn.clone();
+    eventually(
+        Duration::from_secs(40),
+        "an outage past the horizon",
+        || {
+            let mut conn = outage.clone();
+            async move {
+                let now = server_ms(&mut conn).await;
+                now > latest + 5500 && (1000..1400).contains(&((now - start) % 2000))
+            }
+        },
+    )
+    .await;
+    let resumed = server_ms(&mut conn).await;
+    let fire = start + (resumed - start) / 2000 * 2000;
+    let stop = CancellationToken::new();
+    let promoter = spawn_promoter(&queue, Duration::from_secs(1), &stop);
+    eventually(LIMIT, "the new promoter caught up", || async {
+        let mut caught_up = true;
+        for p in policies {
+            caught_up &= last(&queue, p.as_str()).await > Some(resumed);
+        }
+        caught_up
+    })
+    .await;
+    stop.cancel();
+    promoter.await.unwrap().unwrap();
+    for p in policies {
+        let before = created_before[p.as_str()];
+        let mut after: Vec<u64> = waiting(&queue, p.as_str())
+            .await
+            .into_keys()
+            .filter(|&t| t > before)
+            .collect();
+        after.sort_unstable();
+        let first = match p {
+            Misfire::All => before + 2000,
+            Misfire::Once => fire,
+            _ => fire + 2000,
+        };
+        assert!(
+            fire > before + 2000,
+            "the outage missed more than one fire time"
+        );
+        assert_contiguous(
+            &format!("{} after the outage", p.as_str()),
+            &after,
+            first,
+            2000,
+        );
+    }
+}
+
 /// An edit takes effect from the next occurrence not yet created; a pause takes back the
 /// occurrences that wait for their fire time and creates none; a resume goes on from now
 /// (nothing for the paused span); a removal takes back what waits and leaves no schedule.
@@ -520,6 +620,68 @@ async fn schedule_lua_writes_occurrences_only_with_the_state_read() {
         .unwrap();
     assert_eq!(again[1..], [-2], "the state read is stale now");
     assert_eq!(state(&mut conn).await, ("state-2".to_owned(), true));
+}
+
+/// `examples/weekly_digest.rs`, as the README runs it: it adds the weekly Berlin digest,
+/// prints its next fire times in Berlin time and UTC, runs 3 occurrences of its demo
+/// schedule and removes the demo before it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_weekly_digest_example_runs() {
+    let redis = RedisServer::start();
+    // Built like `cargo run --example` would (a no-op after a whole `cargo test`, which builds
+    // the examples), next to the test binaries' directory.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let built = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "--example", "weekly_digest"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build --example weekly_digest");
+    assert!(
+        built.success(),
+        "cargo build --example weekly_digest failed"
+    );
+    let exe = std::env::current_exe().unwrap();
+    let example = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("examples").join("weekly_digest"))
+        .unwrap();
+    assert!(example.exists(), "{} was not built", example.display());
+    let out = tokio::time::timeout(
+        LIMIT,
+        tokio::process::Command::new(&example)
+            .env("PUNCTUAL_REDIS_URL", redis.url())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the example did not finish")
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("added weekly-digest"), "{text}");
+    let berlin = text
+        .lines()
+        .filter(|l| l.contains("T09:00:00+01:00") || l.contains("T09:00:00+02:00"))
+        .count();
+    assert_eq!(berlin, 3, "{text}");
+    assert_eq!(text.matches("ran {digest-demo}@").count(), 3, "{text}");
+    let ns = Namespace::connect(&redis.url(), QueueConfig::default())
+        .await
+        .unwrap();
+    let queue = ns.queue("digests").await.unwrap();
+    let ids: Vec<String> = queue
+        .list_schedules()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids, ["weekly-digest"]);
 }
 
 /// `punctual cron add|ls|next|pause|resume|rm`: a weekly Berlin schedule's next fire times in
