@@ -359,24 +359,75 @@ impl EventStream {
                     skip: if n + 1 == total { 0 } else { n + 1 },
                 };
             }
-            let mut fields = line.split('\t');
-            let (Some(change), Some(id)) = (fields.next().and_then(Change::parse), fields.next())
-            else {
+            let Some(mut event) = parse_line(&self.queue, entry.at_ms, line) else {
                 warn!(line = %line, "event log line not understood; skipped");
                 continue;
             };
-            let attempt = fields.next().and_then(|a| a.parse().ok());
-            let reason = fields.next().filter(|r| !r.is_empty()).map(str::to_owned);
-            self.ready.push_back(JobEvent {
-                queue: self.queue.clone(),
-                position: Cursor::render(&self.cursors),
-                at: from_unix_ms(entry.at_ms),
-                change,
-                id: id.to_owned(),
-                attempt,
-                reason,
+            event.position = Cursor::render(&self.cursors);
+            self.ready.push_back(event);
+        }
+    }
+}
+
+/// One line of an entry (`event TAB id TAB attempt TAB reason`) as an event without a
+/// position; `None` when it is not one.
+fn parse_line(queue: &str, at_ms: u64, line: &str) -> Option<JobEvent> {
+    let mut fields = line.split('\t');
+    let (Some(change), Some(id)) = (fields.next().and_then(Change::parse), fields.next()) else {
+        return None;
+    };
+    Some(JobEvent {
+        queue: queue.to_owned(),
+        position: String::new(),
+        at: from_unix_ms(at_ms),
+        change,
+        id: id.to_owned(),
+        attempt: fields.next().and_then(|a| a.parse().ok()),
+        reason: fields.next().filter(|r| !r.is_empty()).map(str::to_owned),
+    })
+}
+
+/// Most log entries [`Queue::job_events`] reads.
+pub const MAX_EVENT_SCAN: usize = 10_000;
+
+impl Queue {
+    /// Job `id`'s events among the newest `scan` entries (at most [`MAX_EVENT_SCAN`]) of its
+    /// partition's log, oldest first: a bounded look back for a job page, not a full history
+    /// (older entries are not read; the log's own bound drops the oldest). Their
+    /// [`JobEvent::position`] is empty: to follow the log, use [`Queue::events`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a scan over [`MAX_EVENT_SCAN`]; [`Error::Redis`].
+    pub async fn job_events(&self, id: &str, scan: usize) -> Result<Vec<JobEvent>> {
+        if scan > MAX_EVENT_SCAN {
+            return Err(Error::InvalidConfig {
+                what: "event scan",
+                reason: format!("must be at most {MAX_EVENT_SCAN} entries"),
             });
         }
+        let part = self.partition_of(id);
+        let entries: Vec<RawEntry> = redis::cmd("XREVRANGE")
+            .arg(&part.keys().events)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(scan)
+            .query_async(&mut part.conn())
+            .await
+            .map_err(|e| part.redis_error("job events", e))?;
+        let mut events = Vec::new();
+        for (_, fields) in entries.iter().rev() {
+            let field = |name: &str| fields.iter().find(|(f, _)| f == name).map(|(_, v)| v);
+            let at_ms = field("t").and_then(|t| t.parse().ok()).unwrap_or(0);
+            let Some(lines) = field("e") else { continue };
+            events.extend(
+                lines
+                    .split('\n')
+                    .filter(|line| line.split('\t').nth(1) == Some(id))
+                    .filter_map(|line| parse_line(self.name(), at_ms, line)),
+            );
+        }
+        Ok(events)
     }
 }
 

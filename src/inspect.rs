@@ -21,6 +21,51 @@ use crate::vocab::JobState;
 /// Most jobs [`Queue::list`] returns in one call.
 pub const MAX_LIST: usize = 10_000;
 
+/// Most edges [`Queue::due_counts`] takes.
+pub const MAX_EDGES: usize = 1000;
+
+/// Where a page of [`Queue::list_page`] starts: how many jobs of each partition the pages
+/// before it showed. Its text form (`Display`, [`PageCursor::parse`]) is one number per
+/// partition, dot-separated, for a URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageCursor {
+    offsets: Vec<u64>,
+}
+
+impl PageCursor {
+    /// The first page.
+    pub fn start() -> PageCursor {
+        PageCursor::default()
+    }
+
+    /// A cursor from its text form; `None` when it is not one.
+    pub fn parse(text: &str) -> Option<PageCursor> {
+        let offsets = text
+            .split('.')
+            .map(|n| n.parse::<u64>().ok())
+            .collect::<Option<Vec<u64>>>()?;
+        (!offsets.is_empty() && offsets.len() <= usize::from(u16::MAX))
+            .then_some(PageCursor { offsets })
+    }
+}
+
+impl std::fmt::Display for PageCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.offsets.iter().map(u64::to_string).collect();
+        f.write_str(&parts.join("."))
+    }
+}
+
+/// One page of jobs ([`Queue::list_page`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Page {
+    /// The jobs, in the state's order.
+    pub jobs: Vec<JobInfo>,
+    /// Where the next page starts; `None` when this one is the last.
+    pub next: Option<PageCursor>,
+}
+
 /// The last error recorded for a job (written by the scripts as JSON).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[non_exhaustive]
@@ -301,67 +346,133 @@ impl Queue {
     /// [`Error::InvalidConfig`] for a limit above [`MAX_LIST`];
     /// [`Error::Redis`].
     pub async fn list(&self, state: JobState, limit: usize) -> Result<Vec<JobInfo>> {
+        Ok(self
+            .list_page(state, &PageCursor::start(), limit)
+            .await?
+            .jobs)
+    }
+
+    /// One page of the jobs in `state`, in [`Queue::list`]'s order, starting at `from`
+    /// ([`PageCursor::start`], or the [`Page::next`] of the page before). Each page reads at
+    /// most `limit` ids per partition, by rank, however deep it is and however many jobs the
+    /// state holds: paging through a million jobs never loads them. Jobs that move between
+    /// pages can be shown twice or skipped, as in any paging of a live set.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a limit above [`MAX_LIST`] or a cursor of another
+    /// partition count; [`Error::Redis`].
+    pub async fn list_page(
+        &self,
+        state: JobState,
+        from: &PageCursor,
+        limit: usize,
+    ) -> Result<Page> {
         if limit > MAX_LIST {
             return Err(Error::InvalidConfig {
                 what: "list limit",
                 reason: format!("must be at most {MAX_LIST}"),
             });
         }
+        let offsets: Vec<u64> = if from.offsets.is_empty() {
+            vec![0; usize::from(self.partitions())]
+        } else if from.offsets.len() == usize::from(self.partitions()) {
+            from.offsets.clone()
+        } else {
+            return Err(Error::InvalidConfig {
+                what: "page cursor",
+                reason: format!(
+                    "{from} is not a cursor of this queue ({} partitions)",
+                    self.partitions()
+                ),
+            });
+        };
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Page {
+                jobs: Vec::new(),
+                next: None,
+            });
         }
-        let last = limit as isize - 1;
-        // Each partition's first `limit` ids, with their scores (a ready list's position).
-        let pages = self.each_partition().map(|part| async move {
-            let k = part.keys();
-            let mut conn = part.conn();
-            let page: Vec<(String, f64)> = match state {
-                JobState::Ready => {
-                    // Workers take `ready` first, then `ranked` (a queue that uses
-                    // priorities) by rank: positions in that order.
-                    let (listed, ranked): (Vec<String>, Vec<String>) = redis::pipe()
-                        .lrange(&k.ready, 0, last)
-                        .zrange(&k.ranked, 0, last)
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(|e| self.redis_error("list", e))?;
-                    listed
-                        .into_iter()
-                        .chain(ranked)
-                        .enumerate()
-                        .map(|(i, id)| (id, i as f64))
-                        .collect()
-                }
-                _ => {
-                    let key = match state {
-                        JobState::Scheduled => &k.scheduled,
-                        JobState::Running => &k.running,
-                        JobState::Completed => &k.completed,
-                        _ => &k.dead,
-                    };
-                    redis::cmd("ZRANGE")
-                        .arg(key)
-                        .arg(0)
-                        .arg(last)
-                        .arg("WITHSCORES")
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(|e| self.redis_error("list", e))?
-                }
-            };
-            Ok::<_, Error>((part.index(), page))
+        let n = limit as isize;
+        // Each partition's next `limit` ids from its offset, with their scores (ready: the
+        // position, so partitions interleave).
+        let pages = self.each_partition().map(|part| {
+            let start = offsets[usize::from(part.index())];
+            async move {
+                let k = part.keys();
+                let mut conn = part.conn();
+                let first = start.min(isize::MAX as u64) as isize;
+                let page: Vec<(String, f64)> = match state {
+                    JobState::Ready => {
+                        // Workers take `ready` first, then `ranked` (a queue that uses
+                        // priorities) by rank: positions in that order.
+                        let (length, listed): (isize, Vec<String>) = redis::pipe()
+                            .llen(&k.ready)
+                            .lrange(&k.ready, first, first + n - 1)
+                            .query_async(&mut conn)
+                            .await
+                            .map_err(|e| self.redis_error("list", e))?;
+                        let mut ids = listed;
+                        if ids.len() < limit {
+                            let from_ranked = (first + ids.len() as isize - length).max(0);
+                            let more = n - ids.len() as isize;
+                            let ranked: Vec<String> = redis::cmd("ZRANGE")
+                                .arg(&k.ranked)
+                                .arg(from_ranked)
+                                .arg(from_ranked + more - 1)
+                                .query_async(&mut conn)
+                                .await
+                                .map_err(|e| self.redis_error("list", e))?;
+                            ids.extend(ranked);
+                        }
+                        ids.into_iter()
+                            .enumerate()
+                            .map(|(i, id)| (id, (first as f64) + i as f64))
+                            .collect()
+                    }
+                    _ => {
+                        let key = match state {
+                            JobState::Scheduled => &k.scheduled,
+                            JobState::Running => &k.running,
+                            JobState::Completed => &k.completed,
+                            _ => &k.dead,
+                        };
+                        redis::cmd("ZRANGE")
+                            .arg(key)
+                            .arg(first)
+                            .arg(first + n - 1)
+                            .arg("WITHSCORES")
+                            .query_async(&mut conn)
+                            .await
+                            .map_err(|e| self.redis_error("list", e))?
+                    }
+                };
+                Ok::<_, Error>((part.index(), page))
+            }
         });
         let mut listed: Vec<(f64, u16, String)> = Vec::new();
+        let mut fetched = vec![0u64; offsets.len()];
         for page in futures_util::future::join_all(pages).await {
             let (index, page) = page?;
+            fetched[usize::from(index)] = page.len() as u64;
             listed.extend(page.into_iter().map(|(id, score)| (score, index, id)));
         }
-        // By score (ready: by position, so partitions interleave), then id: the order a
-        // single partition gives, merged.
+        // By score (ready: by position), then id: the order a single partition gives, merged.
         listed.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.2.cmp(&b.2)));
         listed.truncate(limit);
+        let mut taken = vec![0u64; offsets.len()];
+        for (_, index, _) in &listed {
+            taken[usize::from(*index)] += 1;
+        }
+        // More to come where a partition filled its page or had jobs left out of this one.
+        let more = (0..offsets.len()).any(|p| fetched[p] == limit as u64 || taken[p] < fetched[p]);
+        let next = more.then(|| PageCursor {
+            offsets: offsets.iter().zip(&taken).map(|(o, t)| o + t).collect(),
+        });
         if listed.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Page {
+                jobs: Vec::new(),
+                next,
+            });
         }
         // Details: one pipeline per partition, then back in the merged order.
         let mut replies: Vec<Option<JobReply>> = listed.iter().map(|_| None).collect();
@@ -394,7 +505,58 @@ impl Queue {
             // A job that finished since the listing is left out.
             jobs.extend(reply.and_then(|reply| self.job_info(id, reply)));
         }
-        Ok(jobs)
+        Ok(Page { jobs, next })
+    }
+
+    /// How many scheduled jobs fall due between consecutive `edges` (ascending): the first
+    /// count is of jobs due before `edges[0]` (overdue, when it is now), the last of jobs due
+    /// at or after the last edge; so `edges.len() + 1` counts. One `ZCOUNT` per edge and
+    /// partition, O(log n) each: a due-time chart of a queue of millions reads no job.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for more than [`MAX_EDGES`] edges or edges out of order;
+    /// [`Error::Redis`].
+    pub async fn due_counts(&self, edges: &[SystemTime]) -> Result<Vec<u64>> {
+        let ms: Vec<u64> = edges
+            .iter()
+            .map(|&t| crate::time::unix_ms(t).unwrap_or(u64::MAX))
+            .collect();
+        if ms.len() > MAX_EDGES || ms.windows(2).any(|w| w[0] > w[1]) {
+            return Err(Error::InvalidConfig {
+                what: "due-time edges",
+                reason: format!("must be at most {MAX_EDGES}, in ascending order"),
+            });
+        }
+        let mut bounds: Vec<(String, String)> = Vec::with_capacity(ms.len() + 1);
+        let mut low = "-inf".to_owned();
+        for edge in &ms {
+            bounds.push((low, format!("({edge}")));
+            low = edge.to_string();
+        }
+        bounds.push((low, "+inf".to_owned()));
+        let reads = self.each_partition().map(|part| {
+            let bounds = &bounds;
+            async move {
+                let mut pipe = redis::pipe();
+                for (low, high) in bounds {
+                    pipe.zcount(&part.keys().scheduled, low, high);
+                }
+                let counts: Vec<u64> = read_again(|| {
+                    let (pipe, mut conn) = (&pipe, part.conn());
+                    async move { pipe.query_async(&mut conn).await }
+                })
+                .await
+                .map_err(|e| self.redis_error("due counts", e))?;
+                Ok::<_, Error>(counts)
+            }
+        });
+        let mut total = vec![0u64; bounds.len()];
+        for counts in futures_util::future::join_all(reads).await {
+            for (sum, n) in total.iter_mut().zip(counts?) {
+                *sum += n;
+            }
+        }
+        Ok(total)
     }
 
     /// Builds a [`JobInfo`] from the replies of [`job_commands`]; `None` when the job does

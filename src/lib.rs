@@ -169,8 +169,10 @@ pub use cron::{
 };
 pub use dead::Purge;
 pub use error::{redact_url, Error, Result};
-pub use events::{Change, EventStream, JobEvent, Since, MAX_EVENT_LOG};
-pub use inspect::{Counts, ErrorRecord, JobInfo, QueueStats, Totals, MAX_LIST};
+pub use events::{Change, EventStream, JobEvent, Since, MAX_EVENT_LOG, MAX_EVENT_SCAN};
+pub use inspect::{
+    Counts, ErrorRecord, JobInfo, Page, PageCursor, QueueStats, Totals, MAX_EDGES, MAX_LIST,
+};
 pub use job::{CancelReason, Context, Job, Outcome};
 pub use limits::{check_limit, Limit, MAX_LIMIT_KEY};
 pub use namespace::{Namespace, MAX_REGISTERED_QUEUES};

@@ -62,6 +62,34 @@ impl LagHistogram {
         self.sum_ms
     }
 
+    /// The upper bound (ms) of the bucket that holds quantile `q` (0 to 1) of the
+    /// observations: the lag that fraction of them were at or under, to the bucket. `None`
+    /// without observations; `Some(u64::MAX)` when the quantile falls above the last bound.
+    pub fn quantile_ms(&self, q: f64) -> Option<u64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = ((self.count as f64) * q.clamp(0.0, 1.0)).ceil().max(1.0) as u64;
+        let (bound, _) = self
+            .cumulative()
+            .into_iter()
+            .find(|&(_, total)| total >= rank)?;
+        Some(bound.unwrap_or(u64::MAX))
+    }
+
+    /// The observations made since `earlier`, a copy of this histogram taken before.
+    pub fn since(&self, earlier: &LagHistogram) -> LagHistogram {
+        let mut counts = self.counts;
+        for (mine, theirs) in counts.iter_mut().zip(earlier.counts) {
+            *mine = mine.saturating_sub(theirs);
+        }
+        LagHistogram {
+            counts,
+            sum_ms: self.sum_ms.saturating_sub(earlier.sum_ms),
+            count: self.count.saturating_sub(earlier.count),
+        }
+    }
+
     /// `(upper bound in ms, observations at or below it)` for each bucket, as Prometheus
     /// histograms want them (cumulative); the last entry has bound `None` (+Inf) and equals
     /// [`LagHistogram::count`].
@@ -155,5 +183,26 @@ mod tests {
         let mut merged = h;
         merged.merge(&h);
         assert_eq!(merged.count(), 14);
+    }
+
+    #[test]
+    fn quantiles_are_bucket_bounds_and_intervals_subtract() {
+        let mut h = LagHistogram::default();
+        assert_eq!(h.quantile_ms(0.99), None);
+        for _ in 0..98 {
+            h.record(1);
+        }
+        h.record(40);
+        h.record(45);
+        assert_eq!(h.quantile_ms(0.5), Some(1));
+        assert_eq!(h.quantile_ms(0.98), Some(1));
+        assert_eq!(h.quantile_ms(0.99), Some(50));
+        let before = h;
+        h.record(70_000);
+        assert_eq!(h.quantile_ms(1.0), Some(u64::MAX));
+        let recent = h.since(&before);
+        assert_eq!(recent.count(), 1);
+        assert_eq!(recent.quantile_ms(0.5), Some(u64::MAX));
+        assert_eq!(h.since(&h).count(), 0);
     }
 }
