@@ -96,7 +96,8 @@
 //!   too), rescheduling, pausing (producer side).
 //! - `new_job`: what a producer sends ([`NewJob`], [`When`], its conflict mode
 //!   [`OnConflict`], expiry [`OnExpiry`] and timeout) and how it is checked and encoded.
-//! - `inspect`: reading without changing: one job, a page of a state, counts, stats.
+//! - `inspect`: reading without changing: one job, pages of a state ([`Queue::list_page`]),
+//!   counts, stats, due-time counts ([`Queue::due_counts`]).
 //! - `retention`: how long finished jobs are kept ([`Retention`]; completed jobs and their
 //!   results). `priority`: the queue's priority aging step. `events`: the event log and
 //!   [`Queue::events`] that follows it ([`JobEvent`], [`Change`]).

@@ -331,3 +331,100 @@ async fn a_namespace_promoter_picks_up_new_queues() {
     assert_eq!(snapshot["fresh"].lag.count(), 1);
     assert!(snapshot["fresh"].last_error.is_none());
 }
+
+/// Pages of a partitioned queue: every job once, in due order across partitions, each page
+/// reading at most its limit per partition; a cursor of another partition count is refused;
+/// due-time counts add up across partitions and read no job.
+#[tokio::test]
+async fn pages_cover_a_partitioned_queue_once_in_order() {
+    let redis = RedisServer::start();
+    let ns = Namespace::connect(&redis.url(), QueueConfig::default())
+        .await
+        .unwrap();
+    let queue = ns.create_queue("paged", 4).await.unwrap();
+    let jobs: Vec<NewJob> = (0..250u64)
+        .map(|i| {
+            NewJob::new(&i)
+                .id(format!("job-{i:03}"))
+                .delay(Duration::from_secs(60 + (i * 7919) % 250))
+        })
+        .collect();
+    queue.schedule_many(jobs).await.unwrap();
+    let mut seen: Vec<(std::time::SystemTime, String)> = Vec::new();
+    let mut cursor = punctual::PageCursor::start();
+    let mut pages = 0;
+    loop {
+        let page = queue
+            .list_page(JobState::Scheduled, &cursor, 60)
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.jobs.len() <= 60);
+        seen.extend(page.jobs.iter().map(|j| (j.due_at.unwrap(), j.id.clone())));
+        match page.next {
+            Some(next) => {
+                // The text form survives a URL round trip.
+                cursor = punctual::PageCursor::parse(&next.to_string()).unwrap();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 5, "250 jobs in pages of 60");
+    assert_eq!(seen.len(), 250);
+    let ids: std::collections::BTreeSet<&String> = seen.iter().map(|(_, id)| id).collect();
+    assert_eq!(ids.len(), 250, "no job twice");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "in due order");
+    let foreign = punctual::PageCursor::parse("1.2").unwrap();
+    assert!(queue
+        .list_page(JobState::Scheduled, &foreign, 10)
+        .await
+        .unwrap_err()
+        .is_input());
+    assert!(punctual::PageCursor::parse("x").is_none());
+
+    let now = std::time::SystemTime::now();
+    let edges: Vec<std::time::SystemTime> =
+        (0..=5).map(|i| now + Duration::from_secs(60 * i)).collect();
+    let counts = queue.due_counts(&edges).await.unwrap();
+    assert_eq!(counts.len(), 7);
+    assert_eq!(counts.iter().sum::<u64>(), 250);
+    assert_eq!(counts[0], 0, "nothing overdue");
+    assert!(
+        counts[1] <= 1,
+        "at most one job due in the first minute: {counts:?}"
+    );
+    let backwards = [edges[1], edges[0]];
+    assert!(queue.due_counts(&backwards).await.unwrap_err().is_input());
+}
+
+/// A job's recent events come from its partition's log, oldest first, only its own.
+#[tokio::test]
+async fn a_jobs_recent_events_are_its_own_in_order() {
+    let redis = RedisServer::start();
+    let queue = Queue::connect(&redis.url(), "ev").await.unwrap();
+    assert!(
+        queue.job_events("a", 100).await.unwrap().is_empty(),
+        "log off"
+    );
+    queue.set_event_log(Some(100)).await.unwrap();
+    for id in ["a", "b"] {
+        queue
+            .schedule(NewJob::new(&1).id(id).delay(Duration::from_secs(60)))
+            .await
+            .unwrap();
+    }
+    queue
+        .reschedule("a", punctual::When::In(Duration::from_secs(90)))
+        .await
+        .unwrap();
+    queue.cancel("a").await.unwrap();
+    let events = queue.job_events("a", 100).await.unwrap();
+    let changes: Vec<&str> = events.iter().map(|e| e.change.as_str()).collect();
+    assert_eq!(changes, ["scheduled", "rescheduled", "cancelled"]);
+    assert!(events.iter().all(|e| e.id == "a"));
+    assert!(queue
+        .job_events("a", 1_000_000)
+        .await
+        .unwrap_err()
+        .is_input());
+}
