@@ -26,6 +26,12 @@ impl std::ops::DerefMut for Owned {
     }
 }
 
+impl From<Child> for Owned {
+    fn from(child: Child) -> Owned {
+        Owned(child)
+    }
+}
+
 impl Drop for Owned {
     fn drop(&mut self) {
         // Exited already (the usual case): kill fails harmlessly and wait reaps.
@@ -207,7 +213,11 @@ pub fn http_get(port: u16, path: &str) -> String {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
     response

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod proxy;
+pub mod web;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 

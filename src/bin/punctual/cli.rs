@@ -103,6 +103,11 @@ pub(crate) enum Command {
     /// With no QUEUE it serves every queue of the namespace, including ones created later.
     /// Safe to run as several replicas. SIGTERM or SIGINT stops it at once (it holds no jobs).
     Promote(PromoteArgs),
+    /// Serve the web dashboard and the HTTP API (/api/v1), with /metrics and /healthz.
+    ///
+    /// Without --token-env or --basic-auth-env it listens on a loopback address only (or with
+    /// --no-auth, behind a proxy that authenticates). SIGTERM or SIGINT stops it.
+    Web(WebArgs),
     /// Schedule one job; prints its id.
     Schedule(Box<ScheduleArgs>),
     /// Bulk-schedule jobs from newline-delimited JSON.
@@ -321,6 +326,12 @@ pub(crate) struct PromoteArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics and a health check at /healthz.
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics_addr: Option<SocketAddr>,
+    /// Serve the web dashboard and the HTTP API at http://ADDR/ (as `punctual web`, with
+    /// this promoter's promotion lag), with /metrics and /healthz.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) web_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub(crate) site: SiteArgs,
     /// Most jobs moved per script call.
     #[arg(long, default_value_t = punctual::DEFAULT_BATCH)]
     pub(crate) batch: usize,
@@ -681,4 +692,36 @@ pub(crate) struct DeadPurgeArgs {
     /// Dead jobs that died at least this long ago.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) older_than: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WebArgs {
+    /// Where to listen.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:7474",
+        env = "PUNCTUAL_WEB_ADDR"
+    )]
+    pub(crate) addr: SocketAddr,
+    #[command(flatten)]
+    pub(crate) site: SiteArgs,
+}
+
+/// Who may use the dashboard and the HTTP API, and what they may do.
+#[derive(Debug, Args, Default)]
+pub(crate) struct SiteArgs {
+    /// Serve reads only: every action and API write is refused (403 read_only).
+    #[arg(long)]
+    pub(crate) read_only: bool,
+    /// Require `Authorization: Bearer TOKEN`, TOKEN read from the environment variable VAR
+    /// (the dashboard asks for it once per browser tab).
+    #[arg(long, value_name = "VAR")]
+    pub(crate) token_env: Option<String>,
+    /// Require HTTP basic auth, `user:password` read from the environment variable VAR.
+    #[arg(long, value_name = "VAR", conflicts_with = "token_env")]
+    pub(crate) basic_auth_env: Option<String>,
+    /// Serve without authentication on any address (behind a proxy that authenticates).
+    #[arg(long, conflicts_with_all = ["token_env", "basic_auth_env"])]
+    pub(crate) no_auth: bool,
 }

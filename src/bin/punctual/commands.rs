@@ -4,19 +4,16 @@
 use std::io::Read;
 
 use punctual::{Cancelled, NewJob, Purge, Rescheduled, ScheduleOutcome, Waited, When};
-use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::cli::{
     CancelArgs, DeadCommand, ImportArgs, JobArgs, LsArgs, QueueArgs, QueueCommand, RescheduleArgs,
     ScheduleArgs, StatsArgs, WaitArgs,
 };
-use crate::input::{format_duration, format_time, json_to_msgpack, parse_at, parse_when};
+use crate::input::{format_duration, format_time, json_to_msgpack};
 use crate::output;
 use crate::{CmdResult, Ctx, Failure};
 
-/// Kind given to jobs scheduled from the command line without `--kind`.
-const DEFAULT_KIND: &str = "json";
 /// Lines of an import sent per `schedule_each` call: bounds memory for any file size.
 const IMPORT_CHUNK: usize = 10_000;
 
@@ -42,7 +39,7 @@ pub(crate) async fn schedule(ctx: &Ctx, args: ScheduleArgs) -> CmdResult {
         Some((text, origin)) => json_to_msgpack(&text, &origin).map_err(Failure::Input)?,
         None => json_to_msgpack("null", "default data").map_err(Failure::Input)?,
     };
-    let mut job = NewJob::from_msgpack(args.kind.as_deref().unwrap_or(DEFAULT_KIND), data)
+    let mut job = NewJob::from_msgpack(args.kind.as_deref().unwrap_or(crate::DEFAULT_KIND), data)
         .when(args.when.when());
     if let Some(id) = &args.id {
         job = job.id(id.clone());
@@ -84,62 +81,6 @@ pub(crate) async fn schedule(ctx: &Ctx, args: ScheduleArgs) -> CmdResult {
     Ok(())
 }
 
-/// One line of an import file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImportLine {
-    id: Option<String>,
-    #[serde(rename = "in")]
-    in_: Option<String>,
-    at: Option<String>,
-    #[serde(default)]
-    data: serde_json::Value,
-    kind: Option<String>,
-    max_attempts: Option<u32>,
-    on_conflict: Option<String>,
-    max_wait: Option<String>,
-    expires_at: Option<String>,
-    max_lateness: Option<String>,
-    on_expiry: Option<String>,
-    timeout: Option<String>,
-    priority: Option<i64>,
-    compensate_kind: Option<String>,
-    compensate_data: Option<serde_json::Value>,
-    limit_key: Option<String>,
-}
-
-impl ImportLine {
-    fn into_job(self) -> Result<NewJob, String> {
-        let when = match (&self.in_, &self.at) {
-            (Some(d), None) => parse_when(d)?.0,
-            (None, Some(t)) => parse_at(t)?.0,
-            _ => return Err("needs exactly one of \"in\" and \"at\"".to_owned()),
-        };
-        let data = rmp_serde::to_vec_named(&self.data).map_err(|e| format!("data: {e}"))?;
-        let mut job =
-            NewJob::from_msgpack(self.kind.as_deref().unwrap_or(DEFAULT_KIND), data).when(when);
-        if let Some(id) = self.id {
-            job = job.id(id);
-        }
-        if let Some(n) = self.max_attempts {
-            job = job.max_attempts(n);
-        }
-        let steer = crate::cli::SteerArgs {
-            on_conflict: self.on_conflict,
-            max_wait: self.max_wait,
-            expires_at: self.expires_at,
-            max_lateness: self.max_lateness,
-            on_expiry: self.on_expiry,
-            timeout: self.timeout,
-            priority: self.priority,
-            compensate_kind: self.compensate_kind,
-            compensate_data: self.compensate_data.map(|d| d.to_string()),
-            limit_key: self.limit_key,
-        };
-        crate::input::steer(job, &steer)
-    }
-}
-
 pub(crate) async fn import(ctx: &Ctx, args: ImportArgs) -> CmdResult {
     let reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if args.file == "-" {
         Box::new(tokio::io::stdin())
@@ -178,9 +119,9 @@ pub(crate) async fn import(ctx: &Ctx, args: ImportArgs) -> CmdResult {
             if line.trim().is_empty() {
                 continue;
             }
-            let parsed = serde_json::from_str::<ImportLine>(&line)
+            let parsed = serde_json::from_str::<crate::input::JobSpec>(&line)
                 .map_err(|e| format!("invalid JSON: {e}"))
-                .and_then(ImportLine::into_job);
+                .and_then(crate::input::JobSpec::into_job);
             match parsed {
                 Ok(job) => chunk.push((line_no, job)),
                 Err(reason) => {

@@ -9,9 +9,6 @@ use crate::cli::{CronAddArgs, CronCommand, CronIdArgs, CronLsArgs, CronNextArgs}
 use crate::input::{format_duration, format_time, json_to_msgpack};
 use crate::{CmdResult, Ctx, Failure};
 
-/// Kind given to occurrences of a schedule added without `--kind`.
-const DEFAULT_KIND: &str = "json";
-
 pub(crate) async fn run(ctx: &Ctx, command: CronCommand) -> CmdResult {
     match command {
         CronCommand::Add(args) => add(ctx, *args).await,
@@ -26,7 +23,7 @@ pub(crate) async fn run(ctx: &Ctx, command: CronCommand) -> CmdResult {
 async fn add(ctx: &Ctx, args: CronAddArgs) -> CmdResult {
     let data = json_to_msgpack(args.data.as_deref().unwrap_or("null"), "--data")
         .map_err(Failure::Input)?;
-    let mut job = NewJob::from_msgpack(args.kind.as_deref().unwrap_or(DEFAULT_KIND), data);
+    let mut job = NewJob::from_msgpack(args.kind.as_deref().unwrap_or(crate::DEFAULT_KIND), data);
     if let Some(n) = args.max_attempts {
         job = job.max_attempts(n);
     }
@@ -168,7 +165,7 @@ fn next_text(info: &ScheduleInfo) -> String {
     }
 }
 
-fn to_json(s: &ScheduleInfo) -> serde_json::Value {
+pub(crate) fn to_json(s: &ScheduleInfo) -> serde_json::Value {
     let data: serde_json::Value = rmp_serde::from_slice(&s.data).unwrap_or(serde_json::Value::Null);
     let (cron, every) = match &s.timing {
         Timing::Cron(expr) => (Some(expr.clone()), None),

@@ -177,6 +177,79 @@ pub(crate) fn steer(
     Ok(job)
 }
 
+/// A job as JSON: one line of an `import` file, and the body of `POST
+/// /api/v1/queues/{queue}/jobs`. The fields and their meaning are the `schedule` flags'.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JobSpec {
+    id: Option<String>,
+    #[serde(rename = "in")]
+    in_: Option<String>,
+    at: Option<String>,
+    #[serde(default)]
+    data: serde_json::Value,
+    kind: Option<String>,
+    max_attempts: Option<u32>,
+    on_conflict: Option<String>,
+    max_wait: Option<String>,
+    expires_at: Option<String>,
+    max_lateness: Option<String>,
+    on_expiry: Option<String>,
+    timeout: Option<String>,
+    priority: Option<i64>,
+    compensate_kind: Option<String>,
+    compensate_data: Option<serde_json::Value>,
+    limit_key: Option<String>,
+    partition_key: Option<String>,
+}
+
+impl JobSpec {
+    /// Due now when neither `in` nor `at` is given (the HTTP API's default; an import line
+    /// must say).
+    pub(crate) fn due_now_by_default(mut self) -> Self {
+        if self.in_.is_none() && self.at.is_none() {
+            self.in_ = Some("0s".to_owned());
+        }
+        self
+    }
+
+    pub(crate) fn into_job(self) -> Result<punctual::NewJob, String> {
+        let when = match (&self.in_, &self.at) {
+            (Some(d), None) => crate::input::parse_when(d)?.0,
+            (None, Some(t)) => crate::input::parse_at(t)?.0,
+            _ => return Err("needs exactly one of \"in\" and \"at\"".to_owned()),
+        };
+        let data = rmp_serde::to_vec_named(&self.data).map_err(|e| format!("data: {e}"))?;
+        let mut job = punctual::NewJob::from_msgpack(
+            self.kind.as_deref().unwrap_or(crate::DEFAULT_KIND),
+            data,
+        )
+        .when(when);
+        if let Some(id) = self.id {
+            job = job.id(id);
+        }
+        if let Some(key) = self.partition_key {
+            job = job.partition_key(key);
+        }
+        if let Some(n) = self.max_attempts {
+            job = job.max_attempts(n);
+        }
+        let steer = crate::cli::SteerArgs {
+            on_conflict: self.on_conflict,
+            max_wait: self.max_wait,
+            expires_at: self.expires_at,
+            max_lateness: self.max_lateness,
+            on_expiry: self.on_expiry,
+            timeout: self.timeout,
+            priority: self.priority,
+            compensate_kind: self.compensate_kind,
+            compensate_data: self.compensate_data.map(|d| d.to_string()),
+            limit_key: self.limit_key,
+        };
+        crate::input::steer(job, &steer)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,25 +55,7 @@ async fn ls(ctx: &Ctx, args: LimitLsArgs) -> CmdResult {
         None => (Vec::new(), Vec::new()),
     };
     if args.json {
-        let rules: Vec<serde_json::Value> = rules
-            .iter()
-            .map(|(key, l)| {
-                serde_json::json!({
-                    "key": key,
-                    "rate": l.rate.map(|(n, _)| n),
-                    "per": l.rate.map(|(_, per)| format_duration(per)),
-                    "concurrency": l.concurrency,
-                })
-            })
-            .collect();
-        let deferred: serde_json::Map<String, serde_json::Value> = deferred
-            .into_iter()
-            .map(|(key, n)| (key, n.into()))
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({"rules": rules, "deferred": deferred})
-        );
+        println!("{}", to_json(&rules, deferred));
         return Ok(());
     }
     for (key, limit) in &rules {
@@ -83,6 +65,29 @@ async fn ls(ctx: &Ctx, args: LimitLsArgs) -> CmdResult {
         println!("deferred\t{key}\t{n}");
     }
     Ok(())
+}
+
+/// A queue's limit rules and deferral counts as JSON (`limit ls --json`, the HTTP API).
+pub(crate) fn to_json(
+    rules: &[(String, punctual::Limit)],
+    deferred: Vec<(String, u64)>,
+) -> serde_json::Value {
+    let rules: Vec<serde_json::Value> = rules
+        .iter()
+        .map(|(key, l)| {
+            serde_json::json!({
+                "key": key,
+                "rate": l.rate.map(|(n, _)| n),
+                "per": l.rate.map(|(_, per)| format_duration(per)),
+                "concurrency": l.concurrency,
+            })
+        })
+        .collect();
+    let deferred: serde_json::Map<String, serde_json::Value> = deferred
+        .into_iter()
+        .map(|(key, n)| (key, n.into()))
+        .collect();
+    serde_json::json!({"rules": rules, "deferred": deferred})
 }
 
 async fn rm(ctx: &Ctx, args: LimitRmArgs) -> CmdResult {

@@ -15,11 +15,11 @@
 mod cli;
 mod commands;
 mod cron;
-mod http;
 mod input;
 mod limits;
 mod output;
 mod sidecar;
+mod web;
 mod work;
 
 use std::process::ExitCode;
@@ -29,6 +29,9 @@ use punctual::{Namespace, Queue, QueueConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, LogFormat, ServerCheckArgs};
+
+/// Kind given to jobs scheduled without one (`schedule`, `import`, `cron add`, the HTTP API).
+pub(crate) const DEFAULT_KIND: &str = "json";
 
 /// Why a command failed, and so which exit status it gets.
 #[derive(Debug)]
@@ -245,6 +248,7 @@ fn tls_config(cli: &Cli) -> Result<Option<punctual::TlsConfig>, String> {
 async fn run(ctx: &Ctx, command: Command) -> CmdResult {
     match command {
         Command::Promote(args) => sidecar::promote(ctx, args).await,
+        Command::Web(args) => web::run(ctx, args).await,
         Command::Work(args) => work::work(ctx, args).await,
         Command::Supervise(_) => Err(Failure::Input("__supervise is internal".to_owned())),
         Command::Schedule(args) => commands::schedule(ctx, *args).await,

@@ -1,9 +1,9 @@
-//! `punctual promote`: the promoter as a process, with a Prometheus endpoint.
+//! `punctual promote`: the promoter as a process, with a Prometheus endpoint and, with
+//! `--web-addr`, the dashboard and the HTTP API (`web/`).
 //!
 //! The promoter holds no jobs, so SIGTERM or SIGINT stops it at once and loses nothing; any
-//! number of replicas may run. With `--metrics-addr` it answers plain HTTP/1.1 `GET /metrics`
-//! (Prometheus text format) and `GET /healthz` on a small built-in server: two fixed routes do
-//! not earn a web framework.
+//! number of replicas may run. With `--metrics-addr` it answers `GET /metrics` (Prometheus
+//! text format) and `GET /healthz`; `--web-addr` serves both too, beside the site.
 //!
 //! Two kinds of figures are served. Queue-wide ones are read from Redis at scrape time (job
 //! counts per state, the oldest overdue job, and the event totals the scripts keep), so every
@@ -19,13 +19,17 @@ use punctual::{Namespace, Promoter, PromoterConfig, Queue, QueueStats};
 use tokio::sync::Mutex;
 
 use crate::cli::PromoteArgs;
-use crate::http;
+use crate::web;
 use crate::work::metrics::{family, histogram};
 use crate::{shutdown_on_signals, CmdResult, Ctx};
 
 pub(crate) async fn promote(ctx: &Ctx, args: PromoteArgs) -> CmdResult {
     for name in &args.queues {
         punctual::keys::validate_name(name).map_err(|e| ctx.fail(e))?;
+    }
+    // Refused credentials flags are refused before anything starts.
+    if let Some(addr) = args.web_addr {
+        web::Auth::from_args(&args.site, addr)?;
     }
     let config = PromoterConfig::default()
         .set_batch(args.batch)
@@ -45,17 +49,21 @@ pub(crate) async fn promote(ctx: &Ctx, args: PromoteArgs) -> CmdResult {
     .map_err(|e| ctx.fail(e))?;
 
     let stop = shutdown_on_signals()?;
+    let endpoint = Endpoint::new(ns.clone(), promoter.metrics(), false);
     if let Some(addr) = args.metrics_addr {
-        let endpoint = Arc::new(Endpoint {
+        web::serve_probes(addr, stop.clone(), endpoint.probes()).await?;
+    }
+    if let Some(addr) = args.web_addr {
+        web::start_in_promoter(
+            addr,
+            &args.site,
             ns,
-            metrics: promoter.metrics(),
-            queues: Mutex::new(HashMap::new()),
-        });
-        http::serve(addr, stop.clone(), move |path| {
-            let endpoint = endpoint.clone();
-            async move { route(&endpoint, &path).await }
-        })
+            promoter.metrics(),
+            endpoint.probes(),
+            stop.clone(),
+        )
         .await?;
+        tracing::info!("dashboard and API at http://{addr}/");
     }
     promoter
         .run(stop.cancelled_owned())
@@ -63,27 +71,40 @@ pub(crate) async fn promote(ctx: &Ctx, args: PromoteArgs) -> CmdResult {
         .map_err(|e| ctx.fail(e))
 }
 
-/// What the HTTP endpoint reads.
-struct Endpoint {
+/// What `/metrics` and `/healthz` read.
+pub(crate) struct Endpoint {
     ns: Namespace,
     metrics: PromoterMetrics,
+    /// Every queue of the namespace (`punctual web`), not only those this process promotes.
+    all_queues: bool,
     /// Queue handles opened for scrapes, kept so a scrape does not reopen them.
     queues: Mutex<HashMap<String, Queue>>,
 }
 
-async fn route(endpoint: &Endpoint, path: &str) -> Option<http::Response> {
-    Some(match path {
-        "/metrics" => ("200 OK", http::PROMETHEUS, render(endpoint).await),
-        "/healthz" => match health(endpoint).await {
-            Ok(()) => ("200 OK", http::TEXT, "ok\n".to_owned()),
-            Err(why) => (
-                "503 Service Unavailable",
-                http::TEXT,
-                format!("unhealthy: {why}\n"),
-            ),
-        },
-        _ => return None,
-    })
+impl Endpoint {
+    pub(crate) fn new(ns: Namespace, metrics: PromoterMetrics, all_queues: bool) -> Arc<Endpoint> {
+        Arc::new(Endpoint {
+            ns,
+            metrics,
+            all_queues,
+            queues: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `/metrics` and `/healthz` of this endpoint.
+    pub(crate) fn probes(self: &Arc<Self>) -> web::Probes {
+        let (a, b) = (self.clone(), self.clone());
+        web::Probes {
+            metrics: Arc::new(move || {
+                let e = a.clone();
+                Box::pin(async move { render(&e).await })
+            }),
+            health: Arc::new(move || {
+                let e = b.clone();
+                Box::pin(async move { health(&e).await })
+            }),
+        }
+    }
 }
 
 /// Healthy when Redis answers and the latest promotion pass of every queue succeeded.
@@ -112,7 +133,17 @@ async fn render(endpoint: &Endpoint) -> String {
     let mut stats: Vec<QueueStats> = Vec::new();
     let mut deferrals: Vec<(String, Vec<(String, u64)>)> = Vec::new();
     let mut up = 1;
-    for name in activity.keys() {
+    let mut names: Vec<String> = activity.keys().cloned().collect();
+    if endpoint.all_queues {
+        match endpoint.ns.queue_names().await {
+            Ok(all) => names = all,
+            Err(e) => {
+                up = 0;
+                tracing::warn!(error = %e, "metrics: cannot list queues");
+            }
+        }
+    }
+    for name in &names {
         match queue_stats(endpoint, name).await {
             Ok((s, d)) => {
                 stats.push(s);

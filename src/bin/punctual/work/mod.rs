@@ -28,7 +28,7 @@ use punctual::{CancelReason, Context, Job, Outcome, Worker, WorkerConfig};
 use self::metrics::{outcome_label, KillReason, WorkerMetrics};
 use self::supervisor::{Supervisor, MARK_VAR};
 use crate::cli::WorkArgs;
-use crate::{http, shutdown_on_signals, CmdResult, Ctx, Failure};
+use crate::{shutdown_on_signals, CmdResult, Ctx, Failure};
 
 /// Longest `--kill-after` accepted.
 const MAX_KILL_AFTER: Duration = Duration::from_secs(3600);
@@ -223,17 +223,14 @@ async fn run(
     if let Some(addr) = args.metrics_addr {
         let queue = runner.setup().queues.clone();
         let concurrency = args.concurrency;
-        http::serve(addr, stop.clone(), move |path| {
-            let body = (path == "/metrics").then(|| metrics.render(&queue, concurrency));
-            async move {
-                match path.as_str() {
-                    "/metrics" => Some(("200 OK", http::PROMETHEUS, body.unwrap_or_default())),
-                    "/healthz" => Some(("200 OK", http::TEXT, "ok\n".to_owned())),
-                    _ => None,
-                }
-            }
-        })
-        .await?;
+        let probes = crate::web::Probes {
+            metrics: Arc::new(move || {
+                let body = metrics.render(&queue, concurrency);
+                Box::pin(async move { body })
+            }),
+            health: Arc::new(|| Box::pin(async { Ok(()) })),
+        };
+        crate::web::serve_probes(addr, stop.clone(), probes).await?;
     }
     tracing::info!(
         queue = %runner.setup().queues,
