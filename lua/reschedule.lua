@@ -20,7 +20,7 @@
 --
 -- ARGV[1]  wake channel, woken (see the `wake` snippet) when the job becomes the head of scheduled
 -- ARGV[2]  job id
--- ARGV[3]  mode: "in" (due = server now + ms) or "at" (due = ms)
+-- ARGV[3]  mode: "in" (due = server now + 1 + ms, or now for 0 ms) or "at" (due = ms)
 -- ARGV[4]  ms
 -- ARGV[5]  past tolerance in ms for "at"; -1 accepts any time in the past
 --
@@ -76,8 +76,12 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
 local due = tonumber(ARGV[4])
-if ARGV[3] == 'in' then
-  due = now + due
+if ARGV[3] == 'in' and due > 0 then
+  -- now + 1: the server's clock in whole ms, rounded up (never due before the instant
+  -- asked for).
+  due = now + 1 + due
+elseif ARGV[3] == 'in' then
+  due = now
 elseif tonumber(ARGV[5]) >= 0 and due < now - tonumber(ARGV[5]) then
   return {'past', now}
 end

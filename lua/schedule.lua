@@ -27,7 +27,9 @@
 -- ARGV[3]  n, the number of jobs that follow (a few thousand at most: the created ones are
 --          unpacked onto Lua's stack for one ZADD)
 -- ARGV[4 + 5k .. 8 + 5k]  for job k (0-based): id, mode ("in" | "at"), ms, envelope, options
---          mode "in": due = server now + ms; mode "at": due = ms (unix ms)
+--          mode "in": due = server now + 1 + ms when ms > 0 (now is whole ms, so + 1 keeps
+--          the job from being due before the instant asked for), server now when ms = 0;
+--          mode "at": due = ms (unix ms)
 --          options: "" for none, or a JSON object with any of
 --            on_conflict   "reject" (default) | "replace" | "debounce" | "keep_earliest" |
 --                          "keep_latest": what happens when a job with this id exists
@@ -62,7 +64,8 @@
 --   -1  "at" lies further in the past than the tolerance (nothing written for it)
 -- and d_1 .. d_m are the due times now (ms, or -1 when the job is not waiting in `scheduled`:
 -- ready, running, dead, finished) of the jobs whose r_k is 0, 2, 3, 4 or 5, in job order. A
--- created job's due time is the one asked for: now + ms for "in", ms for "at" (so the reply
+-- created job's due time is the one asked for: now + 1 + ms for "in" (now for ms = 0), ms
+-- for "at" (so the reply
 -- of a call that only creates jobs stays one integer per job).
 --
 -- A conflict mode other than reject treats a job that finished (dead, completed and kept, or
@@ -241,8 +244,12 @@ for k = 0, n - 1 do
   local o = options[k]
   local conflict = (o and o.on_conflict) or 'reject'
   local due
-  if mode == 'in' then
-    due = now + ms
+  if mode == 'in' and ms > 0 then
+    -- now + 1: the server's clock in whole ms, rounded up, so that a job is never due
+    -- before the instant asked for (the reply's `now` lets a client compute it).
+    due = now + 1 + ms
+  elseif mode == 'in' then
+    due = now
   else
     due = ms
   end

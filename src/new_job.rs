@@ -10,7 +10,7 @@ use crate::backoff::BackoffSpec;
 use crate::envelope::{self, Envelope, ENVELOPE_VERSION};
 use crate::error::{clip, Error, Result};
 use crate::queue::Queue;
-use crate::time::{delay_ms, unix_ms};
+use crate::time::{delay_ms, delay_ms_up, unix_ms, unix_ms_up};
 use crate::vocab::ScheduleOutcome;
 
 /// Longest caller-chosen job id, in bytes.
@@ -31,13 +31,16 @@ impl When {
     /// `("in" | "at", milliseconds)` for the scripts, validated.
     pub(crate) fn to_args(self, queue: &str, id: &str) -> Result<(&'static str, u64)> {
         match self {
-            When::In(d) => delay_ms(d)
-                .map(|ms| ("in", ms))
-                .ok_or_else(|| Error::DelayOverflow {
-                    queue: queue.to_owned(),
-                    delay: d,
-                }),
-            When::At(t) => unix_ms(t)
+            // Rounded up: a job is never due before the instant asked for.
+            When::In(d) => {
+                delay_ms_up(d)
+                    .map(|ms| ("in", ms))
+                    .ok_or_else(|| Error::DelayOverflow {
+                        queue: queue.to_owned(),
+                        delay: d,
+                    })
+            }
+            When::At(t) => unix_ms_up(t)
                 .map(|ms| ("at", ms))
                 .ok_or_else(|| Error::DelayOverflow {
                     queue: queue.to_owned(),

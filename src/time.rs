@@ -18,6 +18,23 @@ pub(crate) fn delay_ms(d: Duration) -> Option<u64> {
     u64::try_from(d.as_millis()).ok()
 }
 
+/// Milliseconds in `d` rounded *up*, for a delay before a job is due: a job must never be due
+/// before the instant asked for, so 1.2 ms is 2 ms. `None` when `d` exceeds [`MAX_DELAY`].
+pub(crate) fn delay_ms_up(d: Duration) -> Option<u64> {
+    let ms = delay_ms(d)?;
+    Some(ms + u64::from(!d.subsec_nanos().is_multiple_of(1_000_000)))
+}
+
+/// Unix milliseconds of `t` rounded *up*, for a due time (see [`delay_ms_up`]); as
+/// [`unix_ms`] otherwise.
+pub(crate) fn unix_ms_up(t: SystemTime) -> Option<u64> {
+    let ms = unix_ms(t)?;
+    let fraction = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() % 1_000_000);
+    Some(ms + u64::from(fraction != 0))
+}
+
 /// Unix milliseconds of `t`; times before 1970 count as 0, times beyond the
 /// [`MAX_DELAY`] horizon as `None`.
 pub(crate) fn unix_ms(t: SystemTime) -> Option<u64> {
@@ -87,5 +104,27 @@ mod tests {
         assert_eq!(unix_ms(t), Some(1_763_740_800_123));
         assert_eq!(unix_ms(UNIX_EPOCH - Duration::from_secs(5)), Some(0));
         assert_eq!(unix_ms(UNIX_EPOCH + MAX_DELAY * 3), None);
+    }
+
+    /// A due time or delay with a fraction of a millisecond is rounded up, never down: the
+    /// job is never due before the instant asked for.
+    #[test]
+    fn due_times_round_up_to_the_millisecond() {
+        assert_eq!(delay_ms_up(Duration::from_micros(1_200)), Some(2));
+        assert_eq!(delay_ms_up(Duration::from_nanos(1)), Some(1));
+        assert_eq!(delay_ms_up(Duration::from_millis(7)), Some(7));
+        assert_eq!(delay_ms_up(Duration::ZERO), Some(0));
+        assert_eq!(delay_ms_up(MAX_DELAY + Duration::from_nanos(1)), None);
+        let t = from_unix_ms(1_763_740_800_123);
+        assert_eq!(unix_ms_up(t), Some(1_763_740_800_123));
+        assert_eq!(
+            unix_ms_up(t + Duration::from_nanos(1)),
+            Some(1_763_740_800_124)
+        );
+        assert_eq!(
+            unix_ms_up(t + Duration::from_micros(999)),
+            Some(1_763_740_800_124)
+        );
+        assert_eq!(unix_ms_up(UNIX_EPOCH - Duration::from_secs(5)), Some(0));
     }
 }

@@ -56,7 +56,8 @@ async fn schedule_in_resolves_due_time_on_the_server_and_get_reports_it() {
         .unwrap()
         .as_millis() as u64;
     assert!(
-        (before + 90_000..=after + 90_000).contains(&due),
+        // The server's whole-ms clock, plus one: never due before now + 90 s.
+        (before + 90_001..=after + 90_001).contains(&due),
         "due {due} not within [{}, {}]",
         before + 90_000,
         after + 90_000
@@ -539,4 +540,58 @@ async fn public_futures_can_be_spawned() {
     let n = ns.clone();
     spawn(async move { n.queue_names().await });
     spawn(async move { ns.server_info().await });
+}
+
+/// A due time or delay finer than a millisecond is rounded up, never down (the job must never
+/// be due before the instant asked for), and a delay counts from the server's clock rounded
+/// up: `in` 5 ms is due no earlier than the request's arrival plus 5 ms.
+#[tokio::test]
+async fn sub_millisecond_due_times_round_up() {
+    let redis = RedisServer::start();
+    let queue = Queue::connect(&redis.url(), "exact").await.unwrap();
+    let base = SystemTime::UNIX_EPOCH + Duration::from_millis(server_ms_at(&redis).await + 60_000);
+    for (id, fraction) in [("plus-1ns", 1), ("plus-999us", 999_000), ("whole", 0)] {
+        let at = base + Duration::from_nanos(fraction);
+        let s = queue.schedule(NewJob::new(&1).id(id).at(at)).await.unwrap();
+        let due = s.due_at.unwrap();
+        assert!(due >= at, "{id}: due {due:?} is before {at:?}");
+        let expected = base + Duration::from_millis(u64::from(fraction > 0));
+        assert_eq!(due, expected, "{id}");
+    }
+    let mut conn = redis.conn().await;
+    for _ in 0..50 {
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+        let before_us = secs * 1_000_000 + micros;
+        let s = queue
+            .schedule(NewJob::new(&1).delay(Duration::from_micros(4_500)))
+            .await
+            .unwrap();
+        let due_ms = s
+            .due_at
+            .unwrap()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(
+            due_ms * 1000 >= before_us + 4_500,
+            "due {due_ms} ms is before {before_us} µs + 4.5 ms"
+        );
+        let moved = queue
+            .reschedule(&s.id, When::In(Duration::from_micros(2_100)))
+            .await
+            .unwrap();
+        let Rescheduled::Moved { due_at, .. } = moved else {
+            panic!("{moved:?}")
+        };
+        let due_ms = due_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(due_ms * 1000 >= before_us + 2_100);
+    }
+}
+
+async fn server_ms_at(redis: &RedisServer) -> u64 {
+    let mut conn = redis.conn().await;
+    server_ms(&mut conn).await
 }

@@ -429,7 +429,10 @@ async fn max_wait_caps_a_stream_of_debounces() {
     };
     let first = queue.schedule(job(0)).await.unwrap();
     assert_eq!(first.outcome, ScheduleOutcome::Created);
-    let capped_at = first.due_at.unwrap() - Duration::from_secs(3600) + cap;
+    // The first due time is the server's whole-ms clock + 1 ms + the delay; the cap counts
+    // from that clock.
+    let capped_at =
+        first.due_at.unwrap() - Duration::from_secs(3600) - Duration::from_millis(1) + cap;
     let mut debounced = 0;
     for i in 1..1000u32 {
         let s = queue.schedule(job(i)).await.unwrap();

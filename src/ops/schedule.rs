@@ -113,7 +113,12 @@ pub(crate) fn parse(
                 continue;
             }
             1 => {
-                let due = if mode == "in" { now_ms.saturating_add(ms) } else { ms };
+                // As `schedule.lua` computes it: whole-ms `now` rounded up for a delay.
+                let due = match (mode, ms) {
+                    ("in", 0) => now_ms,
+                    ("in", ms) => now_ms.saturating_add(1).saturating_add(ms),
+                    _ => ms,
+                };
                 out.push((Written::Outcome(ScheduleOutcome::Created), Some(due)));
                 continue;
             }

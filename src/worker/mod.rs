@@ -44,7 +44,7 @@ use crate::job::{CancelReason, Context, Job, Outcome};
 use crate::ops::extend::Extended;
 use crate::queue::Queue;
 use crate::reconnect::{send_again, ReconnectBackoff};
-use crate::time::{delay_ms, from_unix_ms};
+use crate::time::{delay_ms, delay_ms_up, from_unix_ms};
 
 use self::acks::{Ack, Acks};
 pub use self::config::{
@@ -763,7 +763,8 @@ async fn send_report(queue: &Queue, claimed: &Claimed, report: &Report) -> Resul
             counts,
             error,
         } => {
-            let delay = delay_ms(*delay).unwrap_or(crate::MAX_DELAY.as_millis() as u64);
+            // Rounded up: a retry or snooze never comes back before the delay asked for.
+            let delay = delay_ms_up(*delay).unwrap_or(crate::MAX_DELAY.as_millis() as u64);
             let error = error.as_ref().map(|(r, m)| (*r, m.as_str()));
             crate::ops::retry::call(queue, id, token, delay, *counts, error).await
         }
