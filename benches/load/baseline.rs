@@ -135,3 +135,108 @@ pub(crate) async fn lua_move(url: &str, n: usize, consume: bool) -> Measured {
     }
     clock.stop(&mut conn, n).await
 }
+
+/// The least a *reliable* consumer must do per batch: take ids from the ready list, give
+/// each a lease deadline in a running set, and read their data, in one script; then, once
+/// handled, drop them from the running set and their data. No attempts, no counters, no
+/// fencing: the floor under any queue that survives a consumer's crash.
+const CLAIM_LUA: &str = r"
+local ids = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
+if not ids then return {{}, {}} end
+local t = redis.call('TIME')
+local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + 30000
+local zargs = {}
+for i, id in ipairs(ids) do
+  zargs[2 * i - 1] = deadline
+  zargs[2 * i] = id
+end
+redis.call('ZADD', KEYS[2], unpack(zargs))
+return {ids, redis.call('HMGET', KEYS[3], unpack(ids))}
+";
+
+const ACK_LUA: &str = r"
+redis.call('ZREM', KEYS[1], unpack(ARGV))
+return redis.call('HDEL', KEYS[2], unpack(ARGV))
+";
+
+/// Consumers of the reliable baseline, each on its own connection.
+pub(crate) const RELIABLE_CONSUMERS: usize = 4;
+/// Ids per claim of the reliable baseline.
+pub(crate) const RELIABLE_BATCH: usize = 100;
+
+/// `n` due jobs with `payload`-byte data moved with [`MOVE_LUA`] ([`BATCH`] per call) while
+/// [`RELIABLE_CONSUMERS`] consumers claim ([`CLAIM_LUA`], [`RELIABLE_BATCH`] at a time) and
+/// acknowledge ([`ACK_LUA`]) them; the clock stops when all `n` are acknowledged. The
+/// reliable raw limit that W2's end-to-end figure is compared with.
+pub(crate) async fn reliable_drain(url: &str, n: usize, payload: usize) -> Measured {
+    let mut conn = connect(url).await;
+    let data = vec![b'x'; payload];
+    let mut i = 0;
+    while i < n {
+        let mut pipe = redis::pipe();
+        for j in i..(i + N_PIPELINE).min(n) {
+            let id = format!("{j:026}");
+            pipe.cmd("ZADD").arg("base:due").arg(0).arg(&id).ignore();
+            pipe.cmd("HSET")
+                .arg("base:data")
+                .arg(&id)
+                .arg(&data)
+                .ignore();
+        }
+        let () = pipe.query_async(&mut conn).await.expect("load the backlog");
+        i += N_PIPELINE;
+    }
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clock = Clock::start(&mut conn).await;
+    let consumers: Vec<_> = (0..RELIABLE_CONSUMERS)
+        .map(|_| {
+            let (url, acked) = (url.to_owned(), acked.clone());
+            tokio::spawn(async move {
+                let mut conn = connect(&url).await;
+                let (claim, ack) = (redis::Script::new(CLAIM_LUA), redis::Script::new(ACK_LUA));
+                while acked.load(std::sync::atomic::Ordering::Relaxed) < n {
+                    let (ids, data): (Vec<String>, Vec<Option<Vec<u8>>>) = claim
+                        .key("base:ready")
+                        .key("base:running")
+                        .key("base:data")
+                        .arg(RELIABLE_BATCH)
+                        .invoke_async(&mut conn)
+                        .await
+                        .expect("claim script");
+                    if ids.is_empty() {
+                        tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+                        continue;
+                    }
+                    assert!(
+                        data.iter().all(Option::is_some),
+                        "every claimed job has data"
+                    );
+                    let mut call = ack.key("base:running");
+                    call.key("base:data");
+                    for id in &ids {
+                        call.arg(id);
+                    }
+                    let removed: usize = call.invoke_async(&mut conn).await.expect("ack script");
+                    acked.fetch_add(removed, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let script = redis::Script::new(MOVE_LUA);
+    loop {
+        let moved: usize = script
+            .key("base:due")
+            .key("base:ready")
+            .arg(BATCH)
+            .invoke_async(&mut conn)
+            .await
+            .expect("move script");
+        if moved < BATCH {
+            break;
+        }
+    }
+    for consumer in consumers {
+        consumer.await.expect("consumer task");
+    }
+    clock.stop(&mut conn, n).await
+}

@@ -27,13 +27,42 @@ pub(crate) struct Payload {
 }
 
 impl Payload {
-    /// Filler that makes the encoded payload exactly [`PAYLOAD_BYTES`]; the fixed part (map
-    /// header, two names, a u64 and a bin header) is 20 bytes.
+    /// Filler that makes the encoded payload exactly [`PAYLOAD_BYTES`], whatever `due` is (a
+    /// small number encodes shorter, and the filler makes up for it): map header, the name
+    /// "due", the number, the name "pad", a bin8 header, the filler. [`check_payload`] checks
+    /// the arithmetic against the encoder.
     pub(crate) fn new(due: u64) -> Payload {
+        let number = match due {
+            0..=127 => 1,
+            128..=255 => 2,
+            256..=65_535 => 3,
+            65_536..=4_294_967_295 => 5,
+            _ => 9,
+        };
         Payload {
             due,
-            pad: vec![b'x'; PAYLOAD_BYTES - 20],
+            pad: vec![b'x'; PAYLOAD_BYTES - (1 + 4 + number + 4 + 2)],
         }
+    }
+}
+
+/// Panics unless every payload encodes to exactly [`PAYLOAD_BYTES`]: a figure "at 100 B of
+/// data" is measured at 100 B.
+pub(crate) fn check_payload() {
+    for due in [
+        0,
+        127,
+        128,
+        255,
+        256,
+        65_535,
+        65_536,
+        4_294_967_295,
+        1 << 40,
+        u64::MAX,
+    ] {
+        let bytes = rmp_serde::to_vec_named(&Payload::new(due)).expect("encode");
+        assert_eq!(bytes.len(), PAYLOAD_BYTES, "payload for due {due}");
     }
 }
 
@@ -460,4 +489,59 @@ pub(crate) async fn idle(url: &str, n: usize, secs: u64) -> IdleCounts {
             .or_default() += 1;
     }
     counts
+}
+
+/// What W4 measured: scheduling `jobs` in bulk, the memory per job with all of them waiting,
+/// and draining them (promoted, claimed, run, acknowledged) end to end.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scale {
+    pub(crate) schedule: Measured,
+    pub(crate) bytes_per_job: f64,
+    pub(crate) drain: Measured,
+}
+
+/// W4: `n` jobs (100 B of data each) scheduled in chunks of 10,000 with nothing promoting,
+/// all due by the end; then a promoter and a worker (the library's defaults) start and drain
+/// them. The cost of scale: memory per job at `n`, and whether throughput holds.
+pub(crate) async fn w4_scale(url: &str, n: usize) -> Scale {
+    let name = "w4";
+    let queue = Queue::connect(url, name).await.expect("connect");
+    let mut admin = connect(url).await;
+    let due = server_ms(&mut admin).await;
+    let before = used_memory(&mut admin).await;
+    let clock = Clock::start(&mut admin).await;
+    let mut i = 0;
+    while i < n {
+        let end = (i + 10_000).min(n);
+        let jobs = (i..end).map(|_| NewJob::new(&Payload::new(due)).at(at_ms(due)));
+        let results = queue.schedule_many(jobs).await.expect("schedule_many");
+        assert!(results.iter().all(|r| matches!(r, Ok(s) if s.created)));
+        i = end;
+    }
+    let schedule = clock.stop(&mut admin, n).await;
+    let bytes_per_job = (used_memory(&mut admin).await - before) as f64 / n as f64;
+
+    let stop = CancellationToken::new();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let counter = ran.clone();
+    let clock = Clock::start(&mut admin).await;
+    let worker = spawn_worker(url, name, &stop, move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    })
+    .await;
+    spawn_promoter(&queue, &stop);
+    while completed(&mut admin, name).await < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let drain = clock.stop(&mut admin, n).await;
+    stop.cancel();
+    worker.await.expect("worker task").expect("worker");
+    assert_eq!(ran.load(Ordering::Relaxed), n, "every job ran exactly once");
+    let left = hash_len(&mut admin, &format!("punctual:{{{name}}}:jobs")).await;
+    assert_eq!(left, 0, "acknowledged jobs leave nothing behind");
+    Scale {
+        schedule,
+        bytes_per_job,
+        drain,
+    }
 }
