@@ -38,6 +38,17 @@ fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
 
+/// Asserts that `answer` is a 400 `invalid_input`, naming `what` if it is not.
+#[track_caller]
+fn bad_input(answer: &(StatusCode, Value), what: &str) {
+    assert_eq!(
+        (answer.0, code(&answer.1)),
+        (StatusCode::BAD_REQUEST, "invalid_input"),
+        "{what}: {}",
+        answer.1
+    );
+}
+
 /// Every method and path of the served OpenAPI document answers with its own handler (not
 /// the router's 404 or 405), and every answer is JSON: the document and the routes agree
 /// from the outside too (a unit test in the binary compares the route table with it).
@@ -157,11 +168,9 @@ async fn jobs_are_scheduled_read_paged_rescheduled_and_cancelled() {
         json!({"jobs": []}),
         json!([1, 2]),
     ] {
-        let (status, body) = post(&site, "/queues/mail/jobs", bad.clone()).await;
-        assert_eq!(
-            (status, code(&body)),
-            (StatusCode::BAD_REQUEST, "invalid_input"),
-            "{bad}: {body}"
+        bad_input(
+            &post(&site, "/queues/mail/jobs", bad.clone()).await,
+            &bad.to_string(),
         );
     }
     let (status, body) = send(
@@ -247,12 +256,7 @@ async fn jobs_are_scheduled_read_paged_rescheduled_and_cancelled() {
         "cursor=1.2.3",
         "color=red",
     ] {
-        let (status, body) = get(&site, &format!("/queues/mail/jobs?{bad}")).await;
-        assert_eq!(
-            (status, code(&body)),
-            (StatusCode::BAD_REQUEST, "invalid_input"),
-            "{bad}: {body}"
-        );
+        bad_input(&get(&site, &format!("/queues/mail/jobs?{bad}")).await, bad);
     }
 
     // Reschedule, and "run now".
@@ -488,11 +492,9 @@ async fn wait_dead_jobs_pause_and_the_queue_pages_data() {
         json!({"ids": ["a"], "all": true}),
         json!({"older_than": "soon"}),
     ] {
-        let (status, body) = post(&site, "/queues/hooks/dead/purge", bad.clone()).await;
-        assert_eq!(
-            (status, code(&body)),
-            (StatusCode::BAD_REQUEST, "invalid_input"),
-            "{bad}"
+        bad_input(
+            &post(&site, "/queues/hooks/dead/purge", bad.clone()).await,
+            &bad.to_string(),
         );
     }
     let (status, body) = post(

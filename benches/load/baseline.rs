@@ -22,6 +22,23 @@ end
 return #ids
 ";
 
+/// Moves every due id of `base:due` to `base:ready` with [`MOVE_LUA`], [`BATCH`] per call.
+async fn move_all(conn: &mut MultiplexedConnection) {
+    let script = redis::Script::new(MOVE_LUA);
+    loop {
+        let moved: usize = script
+            .key("base:due")
+            .key("base:ready")
+            .arg(BATCH)
+            .invoke_async(conn)
+            .await
+            .expect("move script");
+        if moved < BATCH {
+            break;
+        }
+    }
+}
+
 /// A member of `len` bytes for job `i`: the id first, then filler standing in for the payload.
 fn member(i: usize, len: usize) -> Vec<u8> {
     let mut m = format!("{i:026}").into_bytes();
@@ -96,7 +113,6 @@ pub(crate) async fn lua_move(url: &str, n: usize, consume: bool) -> Measured {
         let () = pipe.query_async(&mut conn).await.expect("ZADD due ids");
         i += N_PIPELINE;
     }
-    let script = redis::Script::new(MOVE_LUA);
     let consumer = consume.then(|| {
         let url = url.to_owned();
         tokio::spawn(async move {
@@ -118,18 +134,7 @@ pub(crate) async fn lua_move(url: &str, n: usize, consume: bool) -> Measured {
         })
     });
     let clock = Clock::start(&mut conn).await;
-    loop {
-        let moved: usize = script
-            .key("base:due")
-            .key("base:ready")
-            .arg(BATCH)
-            .invoke_async(&mut conn)
-            .await
-            .expect("move script");
-        if moved < BATCH {
-            break;
-        }
-    }
+    move_all(&mut conn).await;
     if let Some(consumer) = consumer {
         consumer.await.expect("consumer task");
     }
@@ -222,19 +227,7 @@ pub(crate) async fn reliable_drain(url: &str, n: usize, payload: usize) -> Measu
             })
         })
         .collect();
-    let script = redis::Script::new(MOVE_LUA);
-    loop {
-        let moved: usize = script
-            .key("base:due")
-            .key("base:ready")
-            .arg(BATCH)
-            .invoke_async(&mut conn)
-            .await
-            .expect("move script");
-        if moved < BATCH {
-            break;
-        }
-    }
+    move_all(&mut conn).await;
     for consumer in consumers {
         consumer.await.expect("consumer task");
     }
