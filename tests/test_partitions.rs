@@ -388,7 +388,7 @@ async fn promoters_split_the_partitions_and_take_over_a_dead_ones_within_a_heart
 
 /// An idle partitioned queue costs no polling: with nothing due for an hour, a promoter and a
 /// worker on 4 partitions send what their heartbeats and idle waits call for (commands inside
-/// scripts included), not a busy loop: under 50 commands in 3 s.
+/// scripts included), not a busy loop: under 200 commands in 6 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_partitioned_queue_is_not_polled() {
     let redis = RedisServer::start();
@@ -414,9 +414,13 @@ async fn an_idle_partitioned_queue_is_not_polled() {
         redis.blocked_clients().await == 4
     })
     .await;
-    let sent = redis.commands_during(Duration::from_secs(3)).await;
-    println!("idle, 4 partitions: {sent} commands in 3 s");
-    assert!(sent < 50, "{sent} commands in 3 s while idle");
+    // Idle cost, by design: every 5 s the worker's blocking wait on each partition times out
+    // and it calls claim.lua there (about 17 commands inside Redis each), and each promoter
+    // heartbeat is about 12; so at most about 170 in 6 s when two cycles fall in the window.
+    // A busy loop would be thousands.
+    let sent = redis.commands_during(Duration::from_secs(6)).await;
+    println!("idle, 4 partitions: {sent} commands in 6 s");
+    assert!(sent < 200, "{sent} commands in 6 s while idle");
     stop.cancel();
     worker.await.unwrap().unwrap();
 }
