@@ -183,6 +183,19 @@ async fn an_operator_retries_a_dead_job_and_a_read_only_dashboard_cannot() {
         .await;
     assert!(pager.contains("1–50"), "{pager}");
     shot(&browser, "queue").await;
+    // While the operator types, the page does not rebuild itself under them.
+    let search = browser.find("form.search input").await;
+    browser.type_into(&search, "half-typed-id").await;
+    browser
+        .wait_for_text("#status", "paused while you type", Duration::from_secs(15))
+        .await;
+    let kept = browser
+        .run(
+            "return document.querySelector('form.search input').value;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(kept, json!("half-typed-id"));
 
     // The dead job: its error, then Retry, then it completes.
     browser

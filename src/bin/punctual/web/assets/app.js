@@ -175,7 +175,7 @@ function action(label, run, opts) {
         flash(`${label}: ${err.message}`, true);
       } finally {
         e.target.disabled = false;
-        refresh();
+        refresh(true);
       }
     },
   }, label);
@@ -193,9 +193,21 @@ function scheduleRefresh() {
   app.timer = setTimeout(refresh, REFRESH_MS);
 }
 
-async function refresh() {
+// True while the operator is typing in the view (a job id to find, a new due time): a
+// refresh would rebuild the page and lose what they typed.
+function typing() {
+  const view = document.getElementById('view');
+  return Array.from(view.querySelectorAll('input')).some((i) => i === document.activeElement || i.value);
+}
+
+async function refresh(forced) {
   stopRefresh();
   if (document.hidden) { scheduleRefresh(); return; }
+  if (forced !== true && typing()) {
+    document.getElementById('status').textContent = 'refresh paused while you type';
+    scheduleRefresh();
+    return;
+  }
   const status = document.getElementById('status');
   try {
     await app.render();
@@ -334,13 +346,13 @@ async function queuePage(name) {
   const tabs = STATES.map((s) => h('button', {
     class: s === l.state ? 'tab on' : 'tab',
     'data-state': s,
-    onclick: () => { Object.assign(l, { state: s, back: [], cursor: '' }); refresh(); },
+    onclick: () => { Object.assign(l, { state: s, back: [], cursor: '' }); refresh(true); },
   }, `${s} (${num(stats[s])})`));
   const first = l.back.length * PAGE;
   const pager = h('div', { class: 'pager' },
-    h('button', { disabled: l.back.length === 0, onclick: () => { l.cursor = l.back.pop() || ''; refresh(); } }, '‹ previous'),
+    h('button', { disabled: l.back.length === 0, onclick: () => { l.cursor = l.back.pop() || ''; refresh(true); } }, '‹ previous'),
     h('span', {}, page.jobs.length ? `${num(first + 1)}–${num(first + page.jobs.length)} of ${num(page.total)}` : `0 of ${num(page.total)}`),
-    h('button', { 'data-page': 'next', disabled: !page.next, onclick: () => { l.back.push(l.cursor); l.cursor = page.next; refresh(); } }, 'next ›'));
+    h('button', { 'data-page': 'next', disabled: !page.next, onclick: () => { l.back.push(l.cursor); l.cursor = page.next; refresh(true); } }, 'next ›'));
   const search = h('form', { class: 'search', onsubmit: async (e) => {
     e.preventDefault();
     const id = e.target.elements.id.value.trim();
@@ -355,7 +367,7 @@ async function queuePage(name) {
   const deadActions = l.state === 'dead' && stats.dead > 0 ? h('div', { class: 'actions' },
     action('Retry all dead', async () => `${(await api(`/queues/${q}/dead/retry`, { method: 'POST', body: { all: true } })).retried} jobs sent back`, { confirm: `Retry every dead job of ${name}?` }),
     action('Purge all dead', async () => `${(await api(`/queues/${q}/dead/purge`, { method: 'POST', body: { all: true } })).purged} jobs deleted`, { danger: true, confirm: `Delete every dead job of ${name}? This cannot be undone.` })) : null;
-  const spanButtons = SPANS.map((s, i) => h('button', { class: i === app.span ? 'tab on' : 'tab', onclick: () => { app.span = i; refresh(); } }, s.label));
+  const spanButtons = SPANS.map((s, i) => h('button', { class: i === app.span ? 'tab on' : 'tab', onclick: () => { app.span = i; refresh(true); } }, s.label));
   show(
     h('div', { class: 'title' }, h('h1', {}, name), stats.paused ? h('span', { class: 'badge paused' }, 'paused') : null,
       stats.paused ? action('Resume', async () => { await api(`/queues/${q}/resume`, { method: 'POST' }); return `${name} resumed`; })
@@ -423,7 +435,8 @@ async function jobPage(name, id) {
       const r = await api(`${path}/reschedule`, { method: 'POST', body: { at: new Date(local).toISOString() } });
       flash(`Due ${new Date(r.due_at).toLocaleString()}`);
     } catch (err) { flash(`Reschedule: ${err.message}`, true); }
-    refresh();
+    e.target.reset();
+    refresh(true);
   } }, h('input', { type: 'datetime-local', name: 'at', step: 1, 'aria-label': 'new due time (your time zone)' }), h('button', { type: 'submit', 'data-action': 'reschedule' }, 'Reschedule')) : null;
   const actions = h('div', { class: 'actions' },
     ['scheduled', 'ready', 'dead'].includes(job.state) ? action('Run now', async () => { await api(`${path}/reschedule`, { method: 'POST', body: { in: '0s' } }); return 'Due now'; }) : null,
@@ -474,7 +487,7 @@ function route() {
   else if (parts[0] === 'queues' && parts[2] === 'jobs' && parts.length === 4) app.render = () => jobPage(parts[1], parts[3]);
   else app.render = overview;
   window.scrollTo(0, 0);
-  refresh();
+  refresh(true);
 }
 
 async function start() {
