@@ -154,11 +154,15 @@ impl RedisServer {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(&dir).expect("create a temp dir for redis-server");
         // A port picked by the OS can be taken between our probe and redis' bind (by another
         // test's server, or as the local port of an outgoing connection): try a few, each
         // with fresh ports, the cluster bus port included.
+        let mut last_log = String::new();
         for _ in 0..5 {
+            // Made again for every try: a failed try's server removes it when dropped, and
+            // redis-server cannot start in a missing directory (that turned one taken port
+            // into five failed tries).
+            std::fs::create_dir_all(&dir).expect("create a temp dir for redis-server");
             let port = free_port();
             let cluster = cluster.then(free_port);
             let mut server = RedisServer {
@@ -174,8 +178,13 @@ impl RedisServer {
             if server.spawn() {
                 return server;
             }
+            last_log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
         }
-        panic!("redis-server did not start on any of 5 free ports; see {dir:?}/redis.log");
+        let tail: Vec<&str> = last_log.lines().rev().take(10).collect();
+        panic!(
+            "redis-server did not start on any of 5 free ports; the last try's log ends:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
 
     fn spawn(&mut self) -> bool {
