@@ -49,6 +49,26 @@ pub(crate) fn new_id() -> String {
     encode(ms, random)
 }
 
+/// The creation time (unix ms) in an id made by [`new_id`], alone or with a partition key
+/// (`<id>{key}`); `None` for any other id.
+pub(crate) fn time_ms(id: &str) -> Option<u64> {
+    let bytes = id.as_bytes();
+    let ulid = bytes.get(..26)?;
+    if bytes.len() > 26 && bytes[26] != b'{' {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for (i, &c) in ulid.iter().enumerate() {
+        let digit = ALPHABET.iter().position(|&a| a == c)?;
+        // 26 base-32 digits hold 130 bits: an id made here has the top two clear.
+        if i == 0 && digit >= 8 {
+            return None;
+        }
+        value = (value << 5) | digit as u128;
+    }
+    u64::try_from(value >> 80).ok()
+}
+
 fn encode(ms: u64, random: u128) -> String {
     let value = (u128::from(ms) << 80) | random;
     (0..26)
@@ -68,6 +88,28 @@ mod tests {
             assert!(pair[0] < pair[1], "{} !< {}", pair[0], pair[1]);
         }
         assert!(ids.iter().all(|id| id.len() == 26));
+    }
+
+    #[test]
+    fn the_time_is_read_back_from_a_generated_id() {
+        let id = encode(1_763_740_800_123, 0xdead_beef);
+        assert_eq!(time_ms(&id), Some(1_763_740_800_123));
+        assert_eq!(time_ms(&format!("{id}{{user-7}}")), Some(1_763_740_800_123));
+        let now = crate::time::unix_ms(SystemTime::now()).unwrap();
+        let made = time_ms(&new_id()).unwrap();
+        assert!(made.abs_diff(now) < 60_000, "{made} vs {now}");
+        for other in [
+            String::new(),
+            "order-42".to_owned(),
+            id[..25].to_owned(),
+            format!("{id}x"),
+            format!("{id}:undo"),
+            format!("{{{id}}}:undo"),
+            "ZZZZZZZZZZZZZZZZZZZZZZZZZZ".to_owned(), // more than 128 bits
+            "000000000000000000000000IU".to_owned(), // not Crockford base32
+        ] {
+            assert_eq!(time_ms(&other), None, "{other}");
+        }
     }
 
     #[test]

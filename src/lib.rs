@@ -209,13 +209,14 @@ struct ReadmeDoctests;
 pub mod bench_support {
     use crate::envelope::{Envelope, ENVELOPE_VERSION};
 
-    /// Encodes an envelope around already-encoded `data`, as scheduling does.
+    /// Encodes an envelope around already-encoded `data`, as scheduling a job with a generated
+    /// id does.
     pub fn encode_envelope(kind: &str, data: Vec<u8>) -> Vec<u8> {
         Envelope {
             version: ENVELOPE_VERSION,
             kind: kind.to_owned(),
             data,
-            created_ms: 1_763_740_800_000,
+            created_ms: None,
             max_attempts: None,
             backoff: None,
             timeout_ms: None,

@@ -424,7 +424,7 @@ impl Queue {
             true => String::new(),
             false => serde_json::Value::Object(options).to_string(),
         };
-        let envelope = self.envelope(job)?;
+        let envelope = self.envelope(job, generated)?;
         Ok(Prepared {
             id,
             generated,
@@ -459,7 +459,7 @@ impl Queue {
             id: clip(id),
             reason: "a job with a compensating job needs an id with a {tag}, or one without braces",
         })?;
-        let envelope = self.envelope(undo)?;
+        let envelope = self.envelope(undo, false)?;
         let hex = crate::envelope::hex(&envelope);
         Ok(("undo", serde_json::json!({"id": undo_id, "e": hex})))
     }
@@ -479,12 +479,13 @@ impl Queue {
             true => String::new(),
             false => serde_json::Value::Object(options).to_string(),
         };
-        let envelope = self.envelope(job)?;
+        let envelope = self.envelope(job, false)?;
         Ok((envelope, options, shared))
     }
 
-    /// Checks a job's data and settings and encodes its envelope.
-    fn envelope(&self, job: NewJob) -> Result<Vec<u8>> {
+    /// Checks a job's data and settings and encodes its envelope. `generated`: the job's id is
+    /// a generated one, which carries the creation time, so the envelope leaves it out.
+    fn envelope(&self, job: NewJob, generated: bool) -> Result<Vec<u8>> {
         let queue = &self.name().to_owned();
         let data = job.data.map_err(|source| Error::Encode {
             queue: queue.clone(),
@@ -522,7 +523,10 @@ impl Queue {
             version: ENVELOPE_VERSION,
             kind: job.kind,
             data,
-            created_ms: unix_ms(SystemTime::now()).unwrap_or(0),
+            created_ms: match generated {
+                true => None,
+                false => Some(unix_ms(SystemTime::now()).unwrap_or(0)),
+            },
             max_attempts: job.max_attempts,
             backoff: job.backoff,
             timeout_ms,

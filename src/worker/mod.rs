@@ -542,7 +542,7 @@ where
         data,
         attempt: claimed.job.attempt,
         max_attempts,
-        created_at: from_unix_ms(envelope.created_ms),
+        created_at: from_unix_ms(envelope.created_ms(&claimed.job.id)),
         due_at: claimed.job.due_ms.map(from_unix_ms),
     };
     // Fires when this attempt is cancelled: by the end of the grace period (a child of
