@@ -5,10 +5,13 @@
 //!   possible delayed queue: one sorted set, nothing else).
 //! - A minimal Lua move: due ids from a sorted set to a list, a batch per call, with or without
 //!   a consumer popping the list (`BLMPOP ... COUNT 100`).
+//! - A reliable drain (claim into a running set, ack) and W3's raw counterpart: jobs due at a
+//!   steady rate, moved on time and taken by reliable consumers, with their lateness.
 
 use redis::aio::MultiplexedConnection;
 
-use crate::{connect, used_memory, Clock, Measured, BATCH, N_PIPELINE};
+use crate::workloads::{Lateness, PRODUCER_LEAD_MS, PRODUCER_SLICE_MS};
+use crate::{connect, unix_us, used_memory, Clock, Measured, BATCH, N_PIPELINE};
 
 /// The smallest move script: no lease, no counters, no reply beyond the count.
 const MOVE_LUA: &str = r"
@@ -232,4 +235,143 @@ pub(crate) async fn reliable_drain(url: &str, n: usize, payload: usize) -> Measu
         consumer.await.expect("consumer task");
     }
     clock.stop(&mut conn, n).await
+}
+
+/// Consumers of the raw lateness baseline, each on its own connection.
+pub(crate) const LATENESS_CONSUMERS: usize = 8;
+/// The longest the raw promoter sleeps without looking at the next due time.
+const PROMOTER_NAP_MS: u64 = 10;
+
+/// W3's raw counterpart, at the same `rate` and for the same `secs`: a producer writes each
+/// 100 ms slice of jobs 2 s ahead (`ZADD` + `HSET` of 100 B, pipelined), as W3's does; one
+/// promoter moves due ids with [`MOVE_LUA`] and otherwise sleeps until the next due time
+/// (`ZRANGE ... WITHSCORES LIMIT 1`, looked at again at least every [`PROMOTER_NAP_MS`]);
+/// [`LATENESS_CONSUMERS`] consumers follow Redis's reliable-queue pattern: `BLMOVE` ready →
+/// their own processing list, `HGET` the data, then the lateness (now minus due time), then
+/// `LREM` + `HDEL` in one round trip. No attempts, no leases, no counters: the least work
+/// that keeps a job through a consumer's crash and starts it on time.
+pub(crate) async fn reliable_lateness(url: &str, rate: u64, secs: u64) -> Lateness {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    use std::sync::{Arc, Mutex};
+
+    let total = (rate * secs) as usize;
+    let taken = Arc::new(AtomicUsize::new(0));
+    let samples = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let consumers: Vec<_> = (0..LATENESS_CONSUMERS)
+        .map(|c| {
+            let (url, taken, samples) = (url.to_owned(), taken.clone(), samples.clone());
+            tokio::spawn(async move {
+                let mut conn = connect(&url).await;
+                let processing = format!("base:processing:{c}");
+                while taken.load(Relaxed) < total {
+                    let id: Option<String> = redis::cmd("BLMOVE")
+                        .arg("base:ready")
+                        .arg(&processing)
+                        .arg("LEFT")
+                        .arg("RIGHT")
+                        .arg(0.1)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("BLMOVE");
+                    let Some(id) = id else { continue };
+                    let data: Option<Vec<u8>> = redis::cmd("HGET")
+                        .arg("base:data")
+                        .arg(&id)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("HGET");
+                    let due_ms: i64 = id[..13].parse().expect("the id starts with the due time");
+                    let late = unix_us() - due_ms * 1000;
+                    assert!(data.is_some(), "every job has its data");
+                    samples.lock().unwrap_or_else(|p| p.into_inner()).push(late);
+                    taken.fetch_add(1, Relaxed);
+                    let () = redis::pipe()
+                        .cmd("LREM")
+                        .arg(&processing)
+                        .arg(1)
+                        .arg(&id)
+                        .ignore()
+                        .cmd("HDEL")
+                        .arg("base:data")
+                        .arg(&id)
+                        .ignore()
+                        .query_async(&mut conn)
+                        .await
+                        .expect("ack");
+                }
+            })
+        })
+        .collect();
+    let promoter = {
+        let (url, taken) = (url.to_owned(), taken.clone());
+        tokio::spawn(async move {
+            let mut conn = connect(&url).await;
+            let script = redis::Script::new(MOVE_LUA);
+            while taken.load(Relaxed) < total {
+                let moved: usize = script
+                    .key("base:due")
+                    .key("base:ready")
+                    .arg(BATCH)
+                    .invoke_async(&mut conn)
+                    .await
+                    .expect("move script");
+                if moved == BATCH {
+                    continue;
+                }
+                let next: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                    .arg("base:due")
+                    .arg(0)
+                    .arg(0)
+                    .arg("WITHSCORES")
+                    .query_async(&mut conn)
+                    .await
+                    .expect("ZRANGE");
+                let now_ms = unix_us() / 1000;
+                let nap = next.first().map_or(PROMOTER_NAP_MS as i64, |(_, due)| {
+                    (*due as i64 - now_ms).clamp(0, PROMOTER_NAP_MS as i64)
+                });
+                if nap > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(nap as u64)).await;
+                }
+            }
+        })
+    };
+
+    let mut conn = connect(url).await;
+    let payload = vec![b'x'; crate::PAYLOAD_BYTES];
+    let start = unix_us() as u64 / 1000 + PRODUCER_LEAD_MS;
+    let due_of = |i: u64| start + i * 1000 / rate;
+    let per_slice = rate * PRODUCER_SLICE_MS / 1000;
+    let mut next = 0u64;
+    while next < total as u64 {
+        let slice = next..(next + per_slice).min(total as u64);
+        let first_due = due_of(slice.start);
+        let wait = (first_due.saturating_sub(PRODUCER_LEAD_MS) as i64 - unix_us() / 1000).max(0);
+        tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+        let mut pipe = redis::pipe();
+        for i in slice.clone() {
+            let due = due_of(i);
+            let id = format!("{due:013}{i:013}");
+            pipe.cmd("HSET")
+                .arg("base:data")
+                .arg(&id)
+                .arg(&payload)
+                .ignore();
+            pipe.cmd("ZADD").arg("base:due").arg(due).arg(&id).ignore();
+        }
+        let () = pipe.query_async(&mut conn).await.expect("produce a slice");
+        next = slice.end;
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(secs + 60), async {
+        for consumer in consumers {
+            consumer.await.expect("consumer task");
+        }
+    })
+    .await
+    .expect("every raw W3 job ran in time");
+    promoter.await.expect("promoter task");
+    let mut sorted = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(sorted.len(), total, "every job ran exactly once");
+    sorted.sort_unstable();
+    Lateness::of(sorted)
 }

@@ -317,10 +317,24 @@ pub(crate) struct Lateness {
     pub(crate) early: usize,
 }
 
+impl Lateness {
+    /// The figures of `sorted` lateness samples (µs, ascending).
+    pub(crate) fn of(sorted: Vec<i64>) -> Lateness {
+        Lateness {
+            jobs: sorted.len(),
+            p50_us: percentile(&sorted, 50.0),
+            p90_us: percentile(&sorted, 90.0),
+            p99_us: percentile(&sorted, 99.0),
+            max_us: sorted.last().copied().unwrap_or(0),
+            early: sorted.iter().filter(|&&late| late < 0).count(),
+        }
+    }
+}
+
 /// How far ahead of its due time the W3 producer schedules each job.
-const PRODUCER_LEAD_MS: u64 = 2000;
+pub(crate) const PRODUCER_LEAD_MS: u64 = 2000;
 /// The W3 producer sends the jobs due in each slice of this length in one bulk call.
-const PRODUCER_SLICE_MS: u64 = 100;
+pub(crate) const PRODUCER_SLICE_MS: u64 = 100;
 
 /// W3: jobs due at a steady `rate` per second for `secs` seconds, scheduled by a producer
 /// running alongside ([`PRODUCER_LEAD_MS`] ahead); lateness = handler start minus due time.
@@ -374,14 +388,7 @@ pub(crate) async fn w3_lateness(url: &str, rate: u64, secs: u64, run: u64) -> La
     let mut sorted = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assert_eq!(sorted.len(), total, "every job ran exactly once");
     sorted.sort_unstable();
-    Lateness {
-        jobs: total,
-        p50_us: percentile(&sorted, 50.0),
-        p90_us: percentile(&sorted, 90.0),
-        p99_us: percentile(&sorted, 99.0),
-        max_us: sorted.last().copied().unwrap_or(0),
-        early: sorted.iter().filter(|&&late| late < 0).count(),
-    }
+    Lateness::of(sorted)
 }
 
 /// Commands that block in Redis waiting for data or messages: the idle target excludes them.
