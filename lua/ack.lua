@@ -24,7 +24,8 @@
 -- KEYS[17] bell       LIST  rung when that job goes to ready in a queue that uses priorities
 --
 -- ARGV[1]  dedup window in ms: acknowledged ids stay in `done` this long, so that a schedule
---          call sent again after a lost reply cannot make the job a second time (0: keep none)
+--          call sent again after a lost reply cannot make the job a second time (0: keep none,
+--          which the worker sends when no job of the batch is recent enough to be resent)
 -- ARGV[2]  the queue's `ended` channel: told (see the `tell` snippet) when an acknowledged
 --          job had an opts entry (someone waits for it, or its cancellation was asked)
 -- ARGV[3]  "": completed jobs are deleted; "AGE_MS,COUNT": they are kept in `completed`, at

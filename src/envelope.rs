@@ -59,12 +59,11 @@ fn is_version_one(version: &u32) -> bool {
 }
 
 impl Envelope {
-    /// When job `id` was made (unix ms): the envelope's `c`, or else the time in a generated
-    /// id; 0 when neither says (a foreign producer that left `c` out of a job with its own id).
-    pub(crate) fn created_ms(&self, id: &str) -> u64 {
-        self.created_ms
-            .or_else(|| crate::id::time_ms(id))
-            .unwrap_or(0)
+    /// When job `id` was made (unix ms, its producer's clock): the envelope's `c`, or else the
+    /// time in a generated id; `None` when neither says (a foreign producer that left `c` out
+    /// of a job with its own id).
+    pub(crate) fn created_ms(&self, id: &str) -> Option<u64> {
+        self.created_ms.or_else(|| crate::id::time_ms(id))
     }
 
     /// Encodes the envelope (infallible for this struct's field types, but kept as a Result so
@@ -220,14 +219,14 @@ mod tests {
         assert_eq!(Envelope::decode(&bytes).unwrap(), e);
         assert_eq!(
             e.created_ms("01KAKJ9N330000000000000000"),
-            1_763_740_800_099
+            Some(1_763_740_800_099)
         );
-        assert_eq!(e.created_ms("order-42"), 0);
+        assert_eq!(e.created_ms("order-42"), None);
         let with_time = Envelope {
             created_ms: Some(5),
             ..e
         };
-        assert_eq!(with_time.created_ms("01KAKJ9N330000000000000000"), 5);
+        assert_eq!(with_time.created_ms("01KAKJ9N330000000000000000"), Some(5));
     }
 
     /// What producers wrote before `v` and `c` became optional, and what the documented
@@ -253,7 +252,7 @@ mod tests {
         assert_eq!(e.version, 1);
         assert_eq!(e.kind, "email");
         assert_eq!(e.created_ms, Some(1_763_740_800_000));
-        assert_eq!(e.created_ms("anything"), 1_763_740_800_000);
+        assert_eq!(e.created_ms("anything"), Some(1_763_740_800_000));
     }
 
     mod fuzz {

@@ -630,7 +630,7 @@ impl Queue {
                 info.max_attempts = envelope.max_attempts;
                 info.timeout = envelope.timeout_ms.map(std::time::Duration::from_millis);
                 info.priority = envelope.priority.unwrap_or(0);
-                info.created_at = Some(from_unix_ms(envelope.created_ms(&info.id)));
+                info.created_at = Some(from_unix_ms(envelope.created_ms(&info.id).unwrap_or(0)));
                 info.kind = Some(envelope.kind);
                 info.data = Some(envelope.data);
             }

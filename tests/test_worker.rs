@@ -523,3 +523,85 @@ async fn due_times_cost_nothing_until_a_worker_asks() {
     .await;
     jobs.stop().await;
 }
+
+/// The dedup record: a job acknowledged soon after it was made keeps its id taken for the
+/// window, so a late resend of its schedule call makes nothing; a job made long before its ack
+/// (beyond the window and a minute for clocks) leaves no record, since no resend can still be
+/// on its way, and its id is free at once.
+#[tokio::test]
+async fn only_a_recently_made_job_keeps_its_id_taken_after_its_ack() {
+    let redis = RedisServer::start();
+    let mut conn = redis.conn().await;
+    let queue = Queue::connect(&redis.url(), "dd").await.unwrap();
+    let stop = CancellationToken::new();
+    spawn_promoter(&queue, &stop);
+
+    // "old": its envelope says it was made two hours ago, as a producer's `c` would.
+    queue
+        .schedule(
+            NewJob::new(&2u32)
+                .id("old")
+                .delay(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    #[derive(serde::Serialize)]
+    struct Made<'a> {
+        k: &'a str,
+        #[serde(with = "serde_bytes")]
+        d: &'a [u8],
+        c: u64,
+    }
+    let two_hours_ago = server_ms(&mut conn).await - 2 * 3600 * 1000;
+    let envelope = rmp_serde::to_vec_named(&Made {
+        k: "u32",
+        d: &rmp_serde::to_vec_named(&2u32).unwrap(),
+        c: two_hours_ago,
+    })
+    .unwrap();
+    let _: () = conn
+        .hset("punctual:{dd}:jobs", "old", envelope)
+        .await
+        .unwrap();
+    queue.reschedule("old", punctual::When::NOW).await.unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    spawn_worker(
+        &queue,
+        WorkerConfig::default(),
+        &stop,
+        move |job: Job<u32>, _ctx| {
+            tx.send((job.id.clone(), job.created_at)).unwrap();
+            async { Outcome::Done }
+        },
+    );
+    let (id, made) = rx.recv().await.unwrap();
+    assert_eq!(id, "old");
+    assert_eq!(
+        made,
+        std::time::UNIX_EPOCH + Duration::from_millis(two_hours_ago)
+    );
+    wait_state(&queue, "old", None).await;
+    let record: Option<f64> = conn.zscore("punctual:{dd}:done", "old").await.unwrap();
+    assert_eq!(record, None, "no dedup record for a job made two hours ago");
+
+    queue
+        .schedule(NewJob::new(&1u32).id("fresh"))
+        .await
+        .unwrap();
+    assert_eq!(rx.recv().await.unwrap().0, "fresh");
+    wait_state(&queue, "fresh", None).await;
+    let record: Option<f64> = conn.zscore("punctual:{dd}:done", "fresh").await.unwrap();
+    assert!(record.is_some(), "a job made just now keeps its id taken");
+
+    let again = queue
+        .schedule(NewJob::new(&1u32).id("fresh"))
+        .await
+        .unwrap();
+    assert!(!again.created, "a late resend of a fresh job makes nothing");
+    let again = queue.schedule(NewJob::new(&2u32).id("old")).await.unwrap();
+    assert!(
+        again.created,
+        "a call two hours after the first is a new job"
+    );
+    stop.cancel();
+}

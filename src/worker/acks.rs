@@ -37,6 +37,9 @@ pub(super) struct Ack {
     pub(super) keep: std::sync::Arc<str>,
     /// The completion record kept with the job when there is a retention (MessagePack).
     pub(super) record: Vec<u8>,
+    /// A schedule call of the job could still arrive: its id must stay taken for the dedup
+    /// window (`done`). A batch without such a job writes no `done` record.
+    pub(super) resendable: bool,
 }
 
 /// Where job tasks send their acks.
@@ -139,7 +142,10 @@ async fn deliver(queue: &Queue, part: u16, batch: &[Ack], tries: u32) {
 
 /// One `ack.lua` call for `batch`; per ack, in order, whether it was applied.
 async fn call(queue: &Queue, part: u16, batch: &[Ack]) -> crate::Result<Vec<bool>> {
-    let window_ms = delay_ms(queue.config().dedup_window()).unwrap_or(0);
+    let window_ms = match batch.iter().any(|a| a.resendable) {
+        true => delay_ms(queue.config().dedup_window()).unwrap_or(0),
+        false => 0,
+    };
     let acks: Vec<(&str, &str, &[u8])> = batch
         .iter()
         .map(|a| (a.id.as_str(), a.token.as_str(), a.record.as_slice()))

@@ -86,6 +86,11 @@ struct Claimed {
     /// reply arrived here: together they give the start lag without comparing two clocks.
     late_at_claim: Option<Duration>,
     claimed_at: tokio::time::Instant,
+    /// The server's clock at the claim (ms).
+    claim_ms: u64,
+    /// When the job was made (unix ms, its producer's clock), once its envelope is decoded;
+    /// `None` before that, or when the envelope does not say.
+    created_ms: Option<u64>,
 }
 
 /// What every job task shares.
@@ -478,6 +483,8 @@ async fn claim(
                     .due_ms
                     .map(|due| Duration::from_millis(claim.now_ms.saturating_sub(due))),
                 claimed_at,
+                claim_ms: claim.now_ms,
+                created_ms: None,
                 lane,
                 part: part.index(),
                 keep: keep.clone(),
@@ -507,7 +514,7 @@ impl<H> Shared<H> {
 }
 
 /// Runs one claimed job to its outcome and reports it.
-async fn run_job<T, H, Fut>(shared: &Shared<H>, claimed: Claimed)
+async fn run_job<T, H, Fut>(shared: &Shared<H>, mut claimed: Claimed)
 where
     T: DeserializeOwned + Send + 'static,
     H: Fn(Job<T>, Context) -> Fut + Send + Sync + 'static,
@@ -518,7 +525,10 @@ where
         Ok((envelope, data))
     });
     let (envelope, data) = match decoded {
-        Ok(decoded) => decoded,
+        Ok((envelope, data)) => {
+            claimed.created_ms = envelope.created_ms(&claimed.job.id);
+            (envelope, data)
+        }
         Err(reason) => {
             warn!(%reason, "undecodable job: moving it to the dead set");
             let max = shared.config.max_attempts;
@@ -542,7 +552,7 @@ where
         data,
         attempt: claimed.job.attempt,
         max_attempts,
-        created_at: from_unix_ms(envelope.created_ms(&claimed.job.id)),
+        created_at: from_unix_ms(claimed.created_ms.unwrap_or(0)),
         due_at: claimed.job.due_ms.map(from_unix_ms),
     };
     // Fires when this attempt is cancelled: by the end of the grace period (a child of
@@ -671,6 +681,8 @@ async fn finish<H>(
                 true => Vec::new(),
                 false => completion_record(shared, &claimed, result),
             };
+            let window = shared.queue(&claimed).config().dedup_window();
+            let resendable = resend_possible(&claimed, window);
             shared
                 .acks
                 .send(Ack {
@@ -680,11 +692,32 @@ async fn finish<H>(
                     part: claimed.part,
                     keep: claimed.keep,
                     record,
+                    resendable,
                 })
                 .await
         }
         Transition::Report(next) => report(shared, &claimed, next).await,
     }
+}
+
+/// How much later than a job's making its ack must come for no schedule call of it to be
+/// still on its way, beyond the dedup window itself: room for the producer's clock to be
+/// behind the server's.
+const CLOCK_MARGIN: Duration = Duration::from_secs(60);
+
+/// Whether a schedule call of `claimed`'s job could still arrive after its ack, so that its id
+/// must stay taken for the dedup `window` (ack.lua's `done` record): true unless the job was
+/// made more than the window and [`CLOCK_MARGIN`] before now, or when its making time is
+/// unknown. `schedule` sends a call again only within seconds of the first sending, so a
+/// call that late is not a resend (docs/guarantees.md, "Dedup").
+fn resend_possible(claimed: &Claimed, window: Duration) -> bool {
+    let Some(created) = claimed.created_ms else {
+        return true;
+    };
+    let elapsed = u64::try_from(claimed.claimed_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let now = claimed.claim_ms.saturating_add(elapsed);
+    let horizon = u64::try_from((window + CLOCK_MARGIN).as_millis()).unwrap_or(u64::MAX);
+    now < created.saturating_add(horizon)
 }
 
 /// The record kept with a completed job: its run time and result (a result over the queue's
