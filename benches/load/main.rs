@@ -14,6 +14,7 @@
 //!   --priority    W2's and W3's jobs carry priorities (-9..9 in turn): their queues rank
 //!                 ready jobs (the cost of priorities, used)
 //!   --events      W2's end-to-end and W3's queues keep an event log (the cost of the log, on)
+//!   --concurrency N  the workers' concurrency (default: WorkerConfig's, 32)
 //!   --json PATH   where the JSON results go (default target/bench/load.json)
 //! ```
 //!
@@ -130,6 +131,14 @@ impl Args {
                             "unknown workload {bad:?}: use w1, w2, w3, w4, idle"
                         ));
                     }
+                }
+                "--concurrency" => {
+                    let n: usize = it
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|&n| n > 0)
+                        .ok_or("--concurrency needs a positive number")?;
+                    workloads::CONCURRENCY.store(n, std::sync::atomic::Ordering::Relaxed);
                 }
                 "--w4-jobs" => {
                     args.w4_jobs = Some(

@@ -119,7 +119,7 @@ async fn spawn_worker(
 ) -> tokio::task::JoinHandle<punctual::Result<()>> {
     let worker = Worker::new(
         Queue::connect(url, name).await.expect("connect"),
-        WorkerConfig::default(),
+        WorkerConfig::default().set_concurrency(CONCURRENCY.load(Ordering::Relaxed)),
     )
     .expect("worker config");
     tokio::spawn(worker.run(
@@ -210,6 +210,9 @@ async fn log_events(queue: &Queue) {
 }
 
 /// `--keep-completed`: W2's end-to-end queue keeps its completed jobs.
+/// `--concurrency`: the workers' concurrency.
+pub(crate) static CONCURRENCY: AtomicUsize = AtomicUsize::new(punctual::DEFAULT_CONCURRENCY);
+
 pub(crate) static KEEP_COMPLETED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
