@@ -131,26 +131,31 @@ local window = tonumber(ARGV[1])
 local keep = ARGV[3]
 local stride = 2
 if keep ~= '' then stride = 3 end
-local ids = {}
-for i = 4, #ARGV, stride do ids[#ids + 1] = ARGV[i] end
+-- Tables are filled by counters: appending with `#t + 1` costs a search per job.
+local ids, count = {}, 0
+for i = 4, #ARGV, stride do
+  count = count + 1
+  ids[count] = ARGV[i]
+end
 local out = {}
-if #ids == 0 then return out end
+if count == 0 then return out end
 local tokens = redis.call('HMGET', KEYS[2], unpack(ids))
-local done, records, seen = {}, {}, {}
+local done, records, seen, n = {}, {}, {}, 0
 for k, id in ipairs(ids) do
-  if tokens[k] == ARGV[4 + stride * (k - 1) + 1] and not seen[id] then
+  local at = 4 + stride * (k - 1)
+  if tokens[k] == ARGV[at + 1] and not seen[id] then
     seen[id] = true
-    done[#done + 1] = id
+    n = n + 1
+    done[n] = id
     if keep ~= '' then
-      records[#records + 1] = id
-      records[#records + 1] = ARGV[4 + stride * (k - 1) + 2]
+      records[2 * n - 1], records[2 * n] = id, ARGV[at + 2]
     end
     out[k] = 1
   else
     out[k] = 0
   end
 end
-if #done > 0 then
+if n > 0 then
   redis.call('ZREM', KEYS[1], unpack(done))
   redis.call('HDEL', KEYS[2], unpack(done))
   local meta = redis.call('HMGET', KEYS[11], 'events', 'limits', 'prio')
@@ -174,9 +179,9 @@ if #done > 0 then
     if steered > 0 then tell(ARGV[2], 'completed\n' .. table.concat(done, '\n')) end
   else
     -- Kept: the envelope, attempts and last error stay for `get`; the record joins them.
-    local entries = {}
+    local entries, now_text = {}, string.format('%d', now)
     for i, id in ipairs(done) do
-      entries[2 * i - 1], entries[2 * i] = now, id
+      entries[2 * i - 1], entries[2 * i] = now_text, id
     end
     redis.call('ZADD', KEYS[9], unpack(entries))
     redis.call('HSET', KEYS[10], unpack(records))
@@ -188,7 +193,7 @@ if #done > 0 then
       errors = KEYS[5], opts = KEYS[8], extra = KEYS[10]})
     if #trimmed > 0 then redis.call('HINCRBY', KEYS[6], 'completed_trimmed', #trimmed) end
   end
-  redis.call('HINCRBY', KEYS[6], 'completed', #done)
+  redis.call('HINCRBY', KEYS[6], 'completed', n)
   log.max = tonumber(meta[1]) or 0
   if log.max > 0 then
     for _, id in ipairs(done) do record('completed', id) end
@@ -196,9 +201,10 @@ if #done > 0 then
     flush(KEYS[12], now)
   end
   if window > 0 then
-    local entries = {}
+    -- The time as text once, not formatted again for every job by redis.call.
+    local entries, now_text = {}, string.format('%d', now)
     for i, id in ipairs(done) do
-      entries[2 * i - 1], entries[2 * i] = now, id
+      entries[2 * i - 1], entries[2 * i] = now_text, id
     end
     redis.call('ZADD', KEYS[7], unpack(entries))
     redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - window)

@@ -6,7 +6,7 @@
 -- KEYS[3]  jobs      HASH  job id -> envelope
 -- KEYS[4]  attempts  HASH  job id -> attempts started
 -- KEYS[5]  leases    HASH  job id -> fencing token of the current holder
--- KEYS[6]  seq       STRING counter that mints fencing tokens
+-- KEYS[6]  seq       STRING counter that mints fencing tokens, one per claim call
 -- KEYS[7]  due       HASH  job id -> when it became due (ms), written by promote.lua
 -- KEYS[8]  meta      HASH  `due` = 1: promote.lua records due times (set here on request);
 --                           `paused` = 1: the queue is paused (pause.lua), nothing is claimed;
@@ -251,7 +251,8 @@ local function limited(key, id, entry)
 end
 
 local gone, gone_entries, reasons = {}, {}, {}
-local ids, data, due = {}, {}, {}
+-- The jobs to start, counted in `n` (appending with `#t + 1` costs a search per job).
+local ids, data, due, n = {}, {}, {}, 0
 local deferred, deferred_at = {}, nil
 for i, id in ipairs(popped) do
   local entry = entries[i] and cjson.decode(entries[i])
@@ -276,9 +277,8 @@ for i, id in ipairs(popped) do
         entry.limited, entry.limited_until = nil, nil
         redis.call('HSET', KEYS[11], id, cjson.encode(entry))
       end
-      ids[#ids + 1] = id
-      data[#data + 1] = envelopes[i]
-      due[#due + 1] = dues[i] or false
+      n = n + 1
+      ids[n], data[n], due[n] = id, envelopes[i], dues[i] or false
     end
   end
 end
@@ -292,26 +292,37 @@ if #gone > 0 then
   expire({dead = KEYS[9], jobs = KEYS[3], attempts = KEYS[4], errors = KEYS[10], opts = KEYS[11],
     stats = KEYS[12], scheduled = KEYS[15], wake = ARGV[4]}, gone, gone_entries, reasons, now)
 end
-if #ids == 0 then
+if n == 0 then
   flush(KEYS[16], now)
   return out
 end
 
-local first_token = redis.call('INCRBY', KEYS[6], #ids) - #ids + 1
+-- One token for the whole call: a lease is the pair (job id, token), and every claim call has a
+-- token of its own, so no later holder of any of these jobs can hold it. Numbers are turned
+-- into text once per call, not once per job (a number passed to redis.call is formatted with
+-- printf, which was a tenth of the claim's cost): the deadline, the token, and each distinct
+-- attempt number (nearly always just 1).
+local token = redis.call('INCR', KEYS[6])
+local token_text, deadline_text = string.format('%d', token), string.format('%d', deadline)
 local started = redis.call('HMGET', KEYS[4], unpack(ids))
 local running, leases, attempts = {}, {}, {}
+local texts, o = {}, #out
 for i, id in ipairs(ids) do
-  local token = first_token + i - 1
-  local attempt = (tonumber(started[i]) or 0) + 1
-  running[2 * i - 1], running[2 * i] = deadline, id
-  leases[2 * i - 1], leases[2 * i] = id, token
-  attempts[2 * i - 1], attempts[2 * i] = id, attempt
-  out[#out + 1] = id
-  out[#out + 1] = token
-  out[#out + 1] = attempt
+  local attempt, text = 1, '1'
+  if started[i] then
+    attempt = tonumber(started[i]) + 1
+    text = texts[attempt]
+    if not text then
+      text = string.format('%d', attempt)
+      texts[attempt] = text
+    end
+  end
+  running[2 * i - 1], running[2 * i] = deadline_text, id
+  leases[2 * i - 1], leases[2 * i] = id, token_text
+  attempts[2 * i - 1], attempts[2 * i] = id, text
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] = id, token, attempt, data[i], due[i]
+  o = o + 5
   if log.max > 0 then record('claimed', id, attempt) end
-  out[#out + 1] = data[i]
-  out[#out + 1] = due[i]
 end
 redis.call('ZADD', KEYS[2], unpack(running))
 redis.call('HSET', KEYS[5], unpack(leases))

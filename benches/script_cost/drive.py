@@ -1,0 +1,55 @@
+"""Drives claim.lua and ack.lua against a redis-server that runs under callgrind (cost.sh):
+N jobs in `ready`, each claimed BATCH at a time and acknowledged, with callgrind's counters
+zeroed before the loop and dumped after it, so the dump holds the scripts' cost alone.
+
+    drive.py PORT LUA_DIR N BATCH WINDOW_MS
+"""
+import subprocess
+import sys
+
+import redis
+
+port, lua_dir, n, batch, window = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+r = redis.Redis(port=int(port))
+
+
+def key(part):
+    return f"punctual:{{cost}}:{part}"
+
+
+# The keys in the order of each script's header (src/ops/claim.rs, src/ops/ack.rs).
+CLAIM = "ready running jobs attempts leases seq due meta dead errors opts stats ranked bell \
+scheduled events limits limit_tat limit_held limit_wait limit_stats".split()
+ACK = "running leases jobs attempts errors stats done opts completed results meta events \
+limit_held limit_wait scheduled ready bell".split()
+claim = r.register_script(open(f"{lua_dir}/claim.lua").read())
+ack = r.register_script(open(f"{lua_dir}/ack.lua").read())
+
+# An envelope of 100 B of data with a 7-letter kind, as W1-W4 store it.
+envelope = b"\x82\xa1k\xa7Payload\xa1d\xc4\x64" + b"x" * 100
+pipe = r.pipeline(transaction=False)
+for i in range(n + 1):
+    job = f"01KAKJ9N33{i:016d}"
+    pipe.hset(key("jobs"), job, envelope)
+    pipe.rpush(key("ready"), job)
+pipe.execute()
+claim_keys, ack_keys = [key(p) for p in CLAIM], [key(p) for p in ACK]
+wake = key("wake")
+
+
+def claim_ack(want):
+    out = claim(keys=claim_keys, args=[want, 30000, 0, wake])
+    jobs = out[3:]
+    args = [window, key("ended"), ""]
+    for j in range(0, len(jobs), 5):
+        args += [jobs[j], jobs[j + 1]]
+    assert all(applied == 1 for applied in ack(keys=ack_keys, args=args))
+    return len(jobs) // 5
+
+
+claim_ack(1)  # loads both scripts
+subprocess.run(["callgrind_control", "-z"], check=True, capture_output=True)
+done = 0
+while done < n:
+    done += claim_ack(min(batch, n - done))
+subprocess.run(["callgrind_control", "-d"], check=True, capture_output=True)
