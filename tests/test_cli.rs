@@ -687,6 +687,10 @@ async fn noauth_and_oom_are_one_line_and_an_import_resumes_exactly() {
         err.contains(&format!("import stopped: {written} jobs were scheduled")),
         "the report counts exactly what Redis holds ({written}): {err}"
     );
+    // A single schedule into a full server: full for certain, below what it holds (how far
+    // the import's last write went past the limit, and what its connection freed on closing,
+    // decide whether one more small job would fit).
+    support::config_set(&mut conn, "maxmemory", "1000000").await;
     fails(
         &run(&redis, &["schedule", "big", "--in", "1h"], None),
         1,
