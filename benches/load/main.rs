@@ -374,6 +374,35 @@ fn record_four(
 }
 
 /// "median (min–max)" of a figure, with `unit` after each number.
+/// W3's figures over runs: the medians of each percentile, each run's p99 (ms) and the early
+/// starts in all, recorded under `prefix` in the JSON results.
+struct LatenessFigures {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+    p99_runs_ms: Vec<f64>,
+    early: usize,
+}
+
+fn record_lateness(
+    raw: &mut serde_json::Map<String, serde_json::Value>,
+    prefix: &str,
+    runs: &[Lateness],
+) -> LatenessFigures {
+    let pick = |f: fn(&Lateness) -> i64| runs.iter().map(|l| f(l) as f64).collect::<Vec<_>>();
+    let early = runs.iter().map(|l| l.early).sum();
+    raw.insert(format!("{prefix}_early"), json!(early));
+    LatenessFigures {
+        p50: record(raw, &format!("{prefix}_p50_us"), &pick(|l| l.p50_us)),
+        p90: record(raw, &format!("{prefix}_p90_us"), &pick(|l| l.p90_us)),
+        p99: record(raw, &format!("{prefix}_p99_us"), &pick(|l| l.p99_us)),
+        max: record(raw, &format!("{prefix}_max_us"), &pick(|l| l.max_us)),
+        p99_runs_ms: pick(|l| l.p99_us).iter().map(|us| us / 1000.0).collect(),
+        early,
+    }
+}
+
 fn spread_text(values: &[f64], decimals: usize, unit: &str) -> String {
     let (lo, hi) = range(values);
     format!(
@@ -621,53 +650,10 @@ async fn run(args: Args) {
             per_rate.push((runs, raws));
         }
         for ((rate, p99_target, vs_raw), (runs, raws)) in W3_RATES.into_iter().zip(per_rate) {
-            let pick = |runs: &[Lateness], f: fn(&Lateness) -> i64| {
-                runs.iter().map(|l| f(l) as f64).collect::<Vec<_>>()
-            };
-            let p50 = record(
-                &mut raw,
-                &format!("w3_{rate}_p50_us"),
-                &pick(&runs, |l| l.p50_us),
-            );
-            let p90 = record(
-                &mut raw,
-                &format!("w3_{rate}_p90_us"),
-                &pick(&runs, |l| l.p90_us),
-            );
-            let p99_runs: Vec<f64> = pick(&runs, |l| l.p99_us)
-                .iter()
-                .map(|us| us / 1000.0)
-                .collect();
-            let p99 = record(
-                &mut raw,
-                &format!("w3_{rate}_p99_us"),
-                &pick(&runs, |l| l.p99_us),
-            );
-            let max = record(
-                &mut raw,
-                &format!("w3_{rate}_max_us"),
-                &pick(&runs, |l| l.max_us),
-            );
-            let early: usize = runs.iter().map(|l| l.early).sum();
-            raw.insert(format!("w3_{rate}_early"), json!(early));
-            let name = format!("w3_{rate}_baseline");
-            let b50 = record(
-                &mut raw,
-                &format!("{name}_p50_us"),
-                &pick(&raws, |l| l.p50_us),
-            );
-            let b99_runs: Vec<f64> = pick(&raws, |l| l.p99_us)
-                .iter()
-                .map(|us| us / 1000.0)
-                .collect();
-            let b99 = record(
-                &mut raw,
-                &format!("{name}_p99_us"),
-                &pick(&raws, |l| l.p99_us),
-            );
-            let b_early: usize = raws.iter().map(|l| l.early).sum();
-            raw.insert(format!("{name}_early"), json!(b_early));
-            let ratio = p99 / b99;
+            let ours = record_lateness(&mut raw, &format!("w3_{rate}"), &runs);
+            let base = record_lateness(&mut raw, &format!("w3_{rate}_baseline"), &raws);
+            let (p99, early) = (ours.p99, ours.early);
+            let ratio = p99 / base.p99;
             let (target, met) = match vs_raw {
                 true => (
                     format!("p99 <= {} ms and <= 1.0x raw, 0 early", p99_target / 1000),
@@ -684,16 +670,16 @@ async fn run(args: Args) {
                     &format!("W3 lateness at {rate}/s"),
                     format!(
                         "p50 {} p90 {} p99 {} max {} early {early}",
-                        ms(p50),
-                        ms(p90),
-                        spread_text(&p99_runs, 2, " ms"),
-                        ms(max)
+                        ms(ours.p50),
+                        ms(ours.p90),
+                        spread_text(&ours.p99_runs_ms, 2, " ms"),
+                        ms(ours.max)
                     ),
                     format!(
                         "raw reliable ({} consumers, BLMOVE): p50 {} p99 {}",
                         baseline::LATENESS_CONSUMERS,
-                        ms(b50),
-                        spread_text(&b99_runs, 2, " ms")
+                        ms(base.p50),
+                        spread_text(&base.p99_runs_ms, 2, " ms")
                     ),
                     None,
                 )

@@ -3,11 +3,12 @@
 # repeatable whatever else the machine runs, so a script change of a few percent shows, which
 # W2's wall-clock figures (±20% between runs on a shared machine) cannot show.
 #
-#   benches/script_cost/cost.sh [LUA_DIR] [N] [BATCH] [WINDOW_MS]
+#   benches/script_cost/cost.sh [LUA_DIR] [N] [BATCH] [WINDOW_MS] [WHAT]
 #     LUA_DIR    the scripts to measure (default: lua/ of this checkout); compare two versions
 #                with e.g. `git show REV:lua/claim.lua > /tmp/old/claim.lua` (and ack.lua)
 #     N          jobs (default 3000)   BATCH  jobs per claim and ack call (default 16, W2's)
 #     WINDOW_MS  the dedup window ack.lua is given (default 60000; 0: no dedup record)
+#     WHAT       claim+ack (default), or schedule: N jobs BATCH per schedule.lua call
 #
 # Needs valgrind, redis-server and the .venv of tests/python/requirements.txt.
 set -euo pipefail
@@ -17,6 +18,7 @@ lua=$(cd "${1:-$root/lua}" && pwd)
 n=${2:-3000}
 batch=${3:-16}
 window=${4:-60000}
+what=${5:-claim+ack}
 command -v valgrind >/dev/null || { echo "cost.sh: valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 out=$(mktemp -d /tmp/script-cost-XXXX)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -24,9 +26,9 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$out" \
   > "$out/valgrind.log" 2>&1) &
 for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.3; done
-"$root/.venv/bin/python" "$here/drive.py" "$port" "$lua" "$n" "$batch" "$window"
+"$root/.venv/bin/python" "$here/drive.py" "$port" "$lua" "$n" "$batch" "$window" "$what"
 redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
 wait
 total=$(grep -h '^summary:' "$out"/cg.out.1 | awk '{print $2}')
-echo "claim + ack, $n jobs, $batch per call, dedup window $window ms: $total instructions," \
+echo "$what, $n jobs, $batch per call, dedup window $window ms: $total instructions," \
   "$((total / n)) per job (callgrind dump: $out/cg.out.1)"

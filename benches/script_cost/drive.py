@@ -1,8 +1,11 @@
-"""Drives claim.lua and ack.lua against a redis-server that runs under callgrind (cost.sh):
-N jobs in `ready`, each claimed BATCH at a time and acknowledged, with callgrind's counters
-zeroed before the loop and dumped after it, so the dump holds the scripts' cost alone.
+"""Drives punctual's scripts against a redis-server that runs under callgrind (cost.sh), with
+callgrind's counters zeroed before the measured loop and dumped after it, so the dump holds
+the scripts' cost alone.
 
-    drive.py PORT LUA_DIR N BATCH WINDOW_MS
+    drive.py PORT LUA_DIR N BATCH WINDOW_MS [WHAT]
+
+WHAT is `claim+ack` (default): N jobs in `ready`, each claimed BATCH at a time and
+acknowledged; or `schedule`: N jobs scheduled BATCH per call, due 60-120 s ahead, as W1's bulk.
 """
 import subprocess
 import sys
@@ -10,6 +13,7 @@ import sys
 import redis
 
 port, lua_dir, n, batch, window = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+what = sys.argv[6] if len(sys.argv) > 6 else "claim+ack"
 r = redis.Redis(port=int(port))
 
 
@@ -20,6 +24,8 @@ def key(part):
 # The keys in the order of each script's header (src/ops/claim.rs, src/ops/ack.rs).
 CLAIM = "ready running jobs attempts leases seq due meta dead errors opts stats ranked bell \
 scheduled events limits limit_tat limit_held limit_wait limit_stats".split()
+SCHEDULE = "scheduled jobs stats done ready running dead attempts errors due opts meta completed \
+results ranked events".split()
 ACK = "running leases jobs attempts errors stats done opts completed results meta events \
 limit_held limit_wait scheduled ready bell".split()
 claim = r.register_script(open(f"{lua_dir}/claim.lua").read())
@@ -47,9 +53,24 @@ def claim_ack(want):
     return len(jobs) // 5
 
 
-claim_ack(1)  # loads both scripts
-subprocess.run(["callgrind_control", "-z"], check=True, capture_output=True)
-done = 0
-while done < n:
-    done += claim_ack(min(batch, n - done))
+def schedule_batch(first, count):
+    args = [key("wake"), -1, count]
+    for i in range(first, first + count):
+        args += [f"01KAKJ9N34{i:016d}", "in", 60000 + i % 60000, envelope, ""]
+    assert all(created == 1 for created in schedule(keys=schedule_keys, args=args)[1:count + 1])
+
+
+if what == "schedule":
+    schedule = r.register_script(open(f"{lua_dir}/schedule.lua").read())
+    schedule_keys = [key(p) for p in SCHEDULE]
+    schedule_batch(n + 1, 1)  # loads the script
+    subprocess.run(["callgrind_control", "-z"], check=True, capture_output=True)
+    for first in range(0, n, batch):
+        schedule_batch(first, min(batch, n - first))
+else:
+    claim_ack(1)  # loads both scripts
+    subprocess.run(["callgrind_control", "-z"], check=True, capture_output=True)
+    done = 0
+    while done < n:
+        done += claim_ack(min(batch, n - done))
 subprocess.run(["callgrind_control", "-d"], check=True, capture_output=True)
