@@ -177,10 +177,19 @@ local dues = {}
 local earliest = nil
 local created = 0
 local with_options = false
--- score, id pairs of the jobs created, for one ZADD at the end
-local added = {}
--- id -> index in `added` of the score of a job this call created
-local fresh = {}
+-- score, id pairs of the jobs created, for one ZADD at the end; `n_added` entries (appending
+-- with `#t + 1` would cost a search per job)
+local added, n_added = {}, 0
+-- id -> index in `added` of the score of a job this call created: made on first need (an id
+-- met again in the same call), so a call of distinct ids never pays for it
+local fresh = nil
+local function fresh_index(id)
+  if fresh == nil then
+    fresh = {}
+    for i = 2, n_added, 2 do fresh[added[i]] = i - 1 end
+  end
+  return fresh[id]
+end
 
 local function note(due)
   if earliest == nil or due < earliest then earliest = due end
@@ -213,9 +222,9 @@ local function store_options(id, o, due, cap, wait)
 end
 
 local function create(id, due, o)
-  added[#added + 1] = due
-  added[#added + 1] = id
-  fresh[id] = #added - 1
+  added[n_added + 1], added[n_added + 2] = due, id
+  n_added = n_added + 2
+  if fresh then fresh[id] = n_added - 1 end
   created = created + 1
   if log.max > 0 then record('scheduled', id) end
   note(due)
@@ -228,7 +237,8 @@ end
 
 -- Where an existing job is, and its due time when known.
 local function state_of(id)
-  if fresh[id] then return 'scheduled', added[fresh[id]] end
+  local at = fresh_index(id)
+  if at then return 'scheduled', added[at] end
   local score = redis.call('ZSCORE', KEYS[1], id)
   if score then return 'scheduled', tonumber(score) end
   if redis.call('ZSCORE', KEYS[6], id) then return 'running', nil end
@@ -307,8 +317,9 @@ for k = 0, n - 1 do
         redis.call('HDEL', KEYS[9], id)
         store_options(id, o, new, cap, previous.wait)
         if state == 'scheduled' then
-          if fresh[id] then
-            added[fresh[id]] = new
+          local at = fresh_index(id)
+          if at then
+            added[at] = new
           else
             redis.call('ZADD', KEYS[1], new, id)
           end
@@ -330,6 +341,9 @@ end
 
 local first = false
 if created > 0 then
+  -- Due times as integer text: redis.call would format each number with printf's "%.17g",
+  -- the slow path of double formatting; "%d" is the integer path.
+  for i = 1, n_added, 2 do added[i] = string.format('%d', added[i]) end
   redis.call('ZADD', KEYS[1], unpack(added))
   -- The queue's first jobs ever: announce the queue (see the `wake` snippet).
   first = redis.call('HINCRBY', KEYS[3], 'scheduled', created) == created
