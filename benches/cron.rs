@@ -22,6 +22,9 @@ mod support;
 #[allow(dead_code)]
 #[path = "load/stats.rs"]
 mod stats;
+// The small benches' flags.
+#[path = "load/flags.rs"]
+mod flags;
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -37,26 +40,12 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args {
-        runs: 3,
-        schedules: 10_000,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut number = |name: &str| -> usize {
-            it.next()
-                .and_then(|n| n.parse().ok())
-                .filter(|&n| n > 0)
-                .unwrap_or_else(|| panic!("{name} needs a positive number"))
-        };
-        match arg.as_str() {
-            "--bench" => {}
-            "--runs" => args.runs = number("--runs"),
-            "--schedules" => args.schedules = number("--schedules"),
-            other => panic!("unknown argument {other:?}"),
-        }
+    let flags = flags::numbers(&["--runs", "--schedules"]);
+    let get = |name, default| flags.get(name).copied().unwrap_or(default) as usize;
+    Args {
+        runs: get("--runs", 3),
+        schedules: get("--schedules", 10_000),
     }
-    args
 }
 
 /// Commands Redis has run so far and the CPU time it spent in them (µs), from `INFO

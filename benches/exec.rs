@@ -18,6 +18,9 @@ mod support;
 #[allow(dead_code)]
 #[path = "load/stats.rs"]
 mod stats;
+// The small benches' flags.
+#[path = "load/flags.rs"]
+mod flags;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,28 +39,13 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args {
-        runs: 3,
-        jobs_exec: 3_000,
-        jobs_pipe: 20_000,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut number = |name: &str| -> usize {
-            it.next()
-                .and_then(|n| n.parse().ok())
-                .filter(|&n| n > 0)
-                .unwrap_or_else(|| panic!("{name} needs a positive number"))
-        };
-        match arg.as_str() {
-            "--bench" => {}
-            "--runs" => args.runs = number("--runs"),
-            "--jobs-exec" => args.jobs_exec = number("--jobs-exec"),
-            "--jobs-pipe" => args.jobs_pipe = number("--jobs-pipe"),
-            other => panic!("unknown argument {other:?}"),
-        }
+    let flags = flags::numbers(&["--runs", "--jobs-exec", "--jobs-pipe"]);
+    let get = |name, default| flags.get(name).copied().unwrap_or(default) as usize;
+    Args {
+        runs: get("--runs", 3),
+        jobs_exec: get("--jobs-exec", 3_000),
+        jobs_pipe: get("--jobs-pipe", 20_000),
     }
-    args
 }
 
 fn punctual(redis: &RedisServer, args: &[&str]) -> Child {

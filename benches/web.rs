@@ -17,6 +17,9 @@ mod support;
 #[allow(dead_code)]
 #[path = "load/stats.rs"]
 mod stats;
+// The small benches' flags.
+#[path = "load/flags.rs"]
+mod flags;
 
 use std::time::{Duration, Instant};
 
@@ -32,28 +35,13 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args {
-        jobs: 1_000_000,
-        partitions: 1,
-        runs: 30,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut number = |name: &str| -> u64 {
-            it.next()
-                .and_then(|n| n.parse().ok())
-                .filter(|&n| n > 0)
-                .unwrap_or_else(|| panic!("{name} needs a positive number"))
-        };
-        match arg.as_str() {
-            "--bench" => {}
-            "--jobs" => args.jobs = number("--jobs"),
-            "--partitions" => args.partitions = number("--partitions") as u16,
-            "--runs" => args.runs = number("--runs") as usize,
-            other => panic!("unknown argument {other:?}"),
-        }
+    let flags = flags::numbers(&["--jobs", "--partitions", "--runs"]);
+    let get = |name, default| flags.get(name).copied().unwrap_or(default);
+    Args {
+        jobs: get("--jobs", 1_000_000),
+        partitions: u16::try_from(get("--partitions", 1)).expect("--partitions fits 16 bits"),
+        runs: get("--runs", 30) as usize,
     }
-    args
 }
 
 const SPAN: Duration = Duration::from_secs(30 * 86_400);
