@@ -193,7 +193,8 @@ if n > 0 then
       errors = KEYS[5], opts = KEYS[8], extra = KEYS[10]})
     if #trimmed > 0 then redis.call('HINCRBY', KEYS[6], 'completed_trimmed', #trimmed) end
   end
-  redis.call('HINCRBY', KEYS[6], 'completed', n)
+  -- Numbers every call passes go as text: redis.call formats a number with printf's "%.17g".
+  redis.call('HINCRBY', KEYS[6], 'completed', string.format('%d', n))
   log.max = tonumber(meta[1]) or 0
   if log.max > 0 then
     for _, id in ipairs(done) do record('completed', id) end
@@ -207,9 +208,9 @@ if n > 0 then
       entries[2 * i - 1], entries[2 * i] = now_text, id
     end
     redis.call('ZADD', KEYS[7], unpack(entries))
-    redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - window)
+    redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', string.format('%d', now - window))
     -- Without acks the set ages out as a whole: no leftover key once the queue is idle.
-    redis.call('PEXPIRE', KEYS[7], window)
+    redis.call('PEXPIRE', KEYS[7], ARGV[1])
   end
 end
 return out

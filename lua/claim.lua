@@ -177,7 +177,8 @@ end
 
 local out = {deadline, flags[4] or '', flags[5] and 1 or 0}
 local want = tonumber(ARGV[1])
-local popped = redis.call('LPOP', KEYS[1], want) or {}
+-- ARGV[1] as given: a number would be formatted by printf (see the token below).
+local popped = redis.call('LPOP', KEYS[1], ARGV[1]) or {}
 if flags[5] and #popped < want then
   -- Ranked jobs after any left in `ready` from before the queue used priorities.
   local best = redis.call('ZPOPMIN', KEYS[13], want - #popped)

@@ -167,7 +167,9 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- end snippet
-local batch = tonumber(ARGV[1])
+-- Numbers given to redis.call are formatted with printf's "%.17g" (its slow path, a few
+-- thousand instructions each): the ones every call passes go as text, made once.
+local batch, now_text = ARGV[1], string.format('%d', now)
 
 local meta = redis.call('HMGET', KEYS[8], 'format', 'due', 'opts', 'prio', 'prio_step', 'events')
 log.max = tonumber(meta[6]) or 0
@@ -224,7 +226,8 @@ for i = 4, #ARGV do bounds[#bounds + 1] = tonumber(ARGV[i]) end
 local counts = {}
 for i = 1, #bounds + 1 do counts[i] = 0 end
 
-local due = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, batch, 'WITHSCORES')
+local due = redis.call('ZRANGE', KEYS[1], '-inf', now_text, 'BYSCORE', 'LIMIT', '0', batch,
+  'WITHSCORES')
 -- Jobs whose time ran out are taken out of `due` (only when some job has options).
 local taken = #due / 2
 if steered and #due > 0 then
@@ -269,10 +272,11 @@ if #ids > 0 then
     for _, id in ipairs(ids) do record('promoted', id) end
   end
   if record_due then redis.call('HSET', KEYS[9], unpack(due)) end
-  redis.call('HINCRBY', KEYS[7], 'promoted', #ids)
+  redis.call('HINCRBY', KEYS[7], 'promoted', string.format('%d', #ids))
 end
 
-local leases = redis.call('ZRANGE', KEYS[3], '-inf', now, 'BYSCORE', 'LIMIT', 0, batch, 'WITHSCORES')
+local leases = redis.call('ZRANGE', KEYS[3], '-inf', now_text, 'BYSCORE', 'LIMIT', '0', batch,
+  'WITHSCORES')
 local ended = #leases / 2
 local expired = {}
 for i = 1, #leases, 2 do expired[#expired + 1] = leases[i] end
@@ -318,8 +322,8 @@ if #expired > 0 then
 end
 
 flush(KEYS[15], now)
-local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local lease = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+local head = redis.call('ZRANGE', KEYS[1], '0', '0', 'WITHSCORES')
+local lease = redis.call('ZRANGE', KEYS[3], '0', '0', 'WITHSCORES')
 local out = {
   now,
   #ids,

@@ -8,7 +8,8 @@
 #                with e.g. `git show REV:lua/claim.lua > /tmp/old/claim.lua` (and ack.lua)
 #     N          jobs (default 3000)   BATCH  jobs per claim and ack call (default 16, W2's)
 #     WINDOW_MS  the dedup window ack.lua is given (default 60000; 0: no dedup record)
-#     WHAT       claim+ack (default), or schedule: N jobs BATCH per schedule.lua call
+#     WHAT       claim+ack (default); schedule: N jobs BATCH per schedule.lua call; or
+#                promote: N due jobs BATCH per promote.lua call
 #
 # Needs valgrind, redis-server and the .venv of tests/python/requirements.txt.
 set -euo pipefail

@@ -5,7 +5,8 @@ the scripts' cost alone.
     drive.py PORT LUA_DIR N BATCH WINDOW_MS [WHAT]
 
 WHAT is `claim+ack` (default): N jobs in `ready`, each claimed BATCH at a time and
-acknowledged; or `schedule`: N jobs scheduled BATCH per call, due 60-120 s ahead, as W1's bulk.
+acknowledged; `schedule`: N jobs scheduled BATCH per call, due 60-120 s ahead, as W1's bulk;
+or `promote`: N due jobs promoted BATCH per call, with the promoter's 15 lag buckets.
 """
 import subprocess
 import sys
@@ -26,6 +27,8 @@ CLAIM = "ready running jobs attempts leases seq due meta dead errors opts stats 
 scheduled events limits limit_tat limit_held limit_wait limit_stats".split()
 SCHEDULE = "scheduled jobs stats done ready running dead attempts errors due opts meta completed \
 results ranked events".split()
+PROMOTE = "scheduled ready running leases attempts errors stats meta due dead jobs opts ranked bell \
+events".split()
 ACK = "running leases jobs attempts errors stats done opts completed results meta events \
 limit_held limit_wait scheduled ready bell".split()
 claim = r.register_script(open(f"{lua_dir}/claim.lua").read())
@@ -60,7 +63,24 @@ def schedule_batch(first, count):
     assert all(created == 1 for created in schedule(keys=schedule_keys, args=args)[1:count + 1])
 
 
-if what == "schedule":
+if what == "promote":
+    promote = r.register_script(open(f"{lua_dir}/promote.lua").read())
+    promote_keys = [key(p) for p in PROMOTE]
+    # src/metrics.rs LAG_BUCKETS_MS
+    bounds = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000]
+    r.delete(key("ready"))
+    now_ms = int(r.time()[0]) * 1000
+    pipe = r.pipeline(transaction=False)
+    for i in range(n):
+        pipe.zadd(key("scheduled"), {f"01KAKJ9N33{i:016d}": now_ms - 100000 + i})
+    pipe.execute()
+    args = [batch, 1, key("ended")] + bounds
+    promote(keys=promote_keys, args=[1, 1, key("ended")] + bounds)  # loads the script
+    subprocess.run(["callgrind_control", "-z"], check=True, capture_output=True)
+    moved = 1
+    while moved < n:
+        moved += promote(keys=promote_keys, args=args)[1]
+elif what == "schedule":
     schedule = r.register_script(open(f"{lua_dir}/schedule.lua").read())
     schedule_keys = [key(p) for p in SCHEDULE]
     schedule_batch(n + 1, 1)  # loads the script
