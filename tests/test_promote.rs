@@ -313,3 +313,96 @@ async fn promotion_lags_are_counted_into_buckets_by_the_script() {
     assert_eq!(at_most(60_000), 5);
     assert_eq!(cumulative.last(), Some(&(None, 6)));
 }
+
+/// Jobs that share a due time (a burst) are read as ids and share one score, and jobs with due
+/// times of their own are read with their scores (`promote.lua`): either way each call takes
+/// at most its batch, oldest first and in id order within an instant, with exact lags. Five
+/// jobs due 29 s ago, three 19 s ago and one 9 s ago, promoted by batches of 1 to 4 (so calls
+/// end inside and at the edge of each instant) and of 100, at the protocol level.
+#[tokio::test]
+async fn bursts_and_single_due_times_are_promoted_oldest_first_within_the_batch() {
+    let redis = RedisServer::start();
+    let mut conn = redis.conn().await;
+    let config = punctual::QueueConfig::default().set_past_tolerance(None);
+    let script = redis::Script::new(include_str!("../lua/promote.lua"));
+    let order = ["a1", "a2", "a3", "a4", "a5", "b1", "b2", "b3", "c1"];
+    let ago = |id: &str| match &id[..1] {
+        "a" => 29_000,
+        "b" => 19_000,
+        _ => 9_000,
+    };
+    for batch in [1, 2, 3, 4, 100] {
+        let name = format!("burst{batch}");
+        let key = |part: &str| format!("punctual:{{{name}}}:{part}");
+        let queue = Queue::connect_with(&redis.url(), &name, config.clone())
+            .await
+            .unwrap();
+        let now = server_ms(&mut conn).await;
+        let at = |ago_ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(now - ago_ms);
+        // Scheduled out of order: the order of due times and ids is what counts.
+        let jobs = ["c1", "b3", "a5", "b1", "a2", "a1", "b2", "a4", "a3"]
+            .map(|id| NewJob::new(&id).id(id).at(at(ago(id))));
+        queue.schedule_many(jobs).await.unwrap();
+
+        // The keys and arguments in the order of promote.lua's header.
+        let parts = [
+            "scheduled",
+            "ready",
+            "running",
+            "leases",
+            "attempts",
+            "errors",
+            "stats",
+            "meta",
+            "due",
+            "dead",
+            "jobs",
+            "opts",
+            "ranked",
+            "bell",
+            "events",
+        ];
+        let (mut moved, mut sum, mut max, mut within) = (0, 0, 0, [0u64; 3]);
+        while moved < order.len() {
+            let mut call = script.prepare_invoke();
+            for part in parts {
+                call.key(key(part));
+            }
+            // Lag buckets of at most 5 s, 10 s and 30 s.
+            call.arg(batch)
+                .arg(1)
+                .arg(key("ended"))
+                .arg(5_000)
+                .arg(10_000)
+                .arg(30_000);
+            let reply: Vec<i64> = call.invoke_async(&mut conn).await.unwrap();
+            let promoted = reply[1] as usize;
+            assert_eq!(promoted, batch.min(order.len() - moved), "batch {batch}");
+            moved += promoted;
+            let ready: Vec<String> = conn.lrange(key("ready"), 0, -1).await.unwrap();
+            assert_eq!(ready, order[..moved], "batch {batch}");
+            max = max.max(reply[5]);
+            sum += reply[6];
+            for (i, n) in within.iter_mut().enumerate() {
+                *n += reply[9..10 + i].iter().sum::<i64>() as u64;
+            }
+        }
+        // Each lag is its offset plus the few ms between scheduling and promoting.
+        let offsets: i64 = order.iter().map(|id| ago(id) as i64).sum();
+        assert!(
+            (offsets..offsets + 9 * 1_000).contains(&sum),
+            "batch {batch}: lag sum {sum}, offsets {offsets}"
+        );
+        assert!(
+            (29_000..30_000).contains(&max),
+            "batch {batch}: max lag {max}"
+        );
+        assert_eq!(
+            within,
+            [0, 1, 9],
+            "batch {batch}: lags within 5 s, 10 s, 30 s"
+        );
+        let left: u64 = conn.zcard(key("scheduled")).await.unwrap();
+        assert_eq!(left, 0);
+    }
+}

@@ -8,8 +8,9 @@
 #                with e.g. `git show REV:lua/claim.lua > /tmp/old/claim.lua` (and ack.lua)
 #     N          jobs (default 3000)   BATCH  jobs per claim and ack call (default 16, W2's)
 #     WINDOW_MS  the dedup window ack.lua is given (default 60000; 0: no dedup record)
-#     WHAT       claim+ack (default); schedule: N jobs BATCH per schedule.lua call; or
-#                promote: N due jobs BATCH per promote.lua call
+#     WHAT       claim+ack (default); schedule: N jobs BATCH per schedule.lua call;
+#                promote: BATCH jobs (each due at its own ms) per promote.lua call, N in all;
+#                promote-burst: the same, each call's jobs due at one instant
 #
 # Needs valgrind, redis-server and the .venv of tests/python/requirements.txt.
 set -euo pipefail
@@ -31,5 +32,9 @@ for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sl
 redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
 wait
 total=$(grep -h '^summary:' "$out"/cg.out.1 | awk '{print $2}')
+if [ -f "$out/cg.out.2" ]; then
+  # promote modes: dump 1 is the loop without the script calls, dump 2 the loop with them.
+  total=$(( $(grep -h '^summary:' "$out"/cg.out.2 | awk '{print $2}') - total ))
+fi
 echo "$what, $n jobs, $batch per call, dedup window $window ms: $total instructions," \
-  "$((total / n)) per job (callgrind dump: $out/cg.out.1)"
+  "$((total / n)) per job (callgrind dumps in $out)"

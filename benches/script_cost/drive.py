@@ -6,7 +6,9 @@ the scripts' cost alone.
 
 WHAT is `claim+ack` (default): N jobs in `ready`, each claimed BATCH at a time and
 acknowledged; `schedule`: N jobs scheduled BATCH per call, due 60-120 s ahead, as W1's bulk;
-or `promote`: N due jobs promoted BATCH per call, with the promoter's 15 lag buckets.
+`promote`: BATCH jobs, each due at its own millisecond, become due and one promote.lua call
+(the promoter's batch of 1,000 and 15 lag buckets) moves them, N / BATCH times; or
+`promote-burst`: the same, the BATCH jobs of each call due at one instant (W2's shape).
 """
 import subprocess
 import sys
@@ -63,23 +65,35 @@ def schedule_batch(first, count):
     assert all(created == 1 for created in schedule(keys=schedule_keys, args=args)[1:count + 1])
 
 
-if what == "promote":
+if what in ("promote", "promote-burst"):
+    # BATCH jobs become due, then one promote.lua call (batch 1000, as the promoter's) moves
+    # them, N / BATCH times. The same loop without the promote calls (its jobs deleted as they
+    # are added) runs first and is dumped on its own: cost.sh takes its count off.
     promote = r.register_script(open(f"{lua_dir}/promote.lua").read())
     promote_keys = [key(p) for p in PROMOTE]
     # src/metrics.rs LAG_BUCKETS_MS
     bounds = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000]
     r.delete(key("ready"))
+    args = [1000, 1, key("ended")] + bounds
+    promote(keys=promote_keys, args=args)  # loads the script
     now_ms = int(r.time()[0]) * 1000
-    pipe = r.pipeline(transaction=False)
-    for i in range(n):
-        pipe.zadd(key("scheduled"), {f"01KAKJ9N33{i:016d}": now_ms - 100000 + i})
-    pipe.execute()
-    args = [batch, 1, key("ended")] + bounds
-    promote(keys=promote_keys, args=[1, 1, key("ended")] + bounds)  # loads the script
+
+    def add(first, target):
+        pipe = r.pipeline(transaction=False)
+        for i in range(first, min(first + batch, n)):
+            due = now_ms - 100000 + (i if what == "promote" else first)
+            pipe.zadd(target, {f"01KAKJ9N33{i:016d}": due})
+        pipe.execute()
+
     subprocess.run(["callgrind_control", "-z"], check=True, capture_output=True)
-    moved = 1
-    while moved < n:
-        moved += promote(keys=promote_keys, args=args)[1]
+    for first in range(0, n, batch):
+        add(first, key("unpromoted"))
+        r.delete(key("unpromoted"))
+    subprocess.run(["callgrind_control", "-d"], check=True, capture_output=True)
+    for first in range(0, n, batch):
+        add(first, key("scheduled"))
+        r.delete(key("unpromoted"))
+        assert promote(keys=promote_keys, args=args)[1] == min(batch, n - first)
 elif what == "schedule":
     schedule = r.register_script(open(f"{lua_dir}/schedule.lua").read())
     schedule_keys = [key(p) for p in SCHEDULE]
