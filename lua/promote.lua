@@ -40,7 +40,7 @@
 -- ARGV[4 .. 3 + b]  upper bounds (ms, inclusive, ascending) of b promotion-lag buckets
 --
 -- Returns {now, promoted, expired, next_due, next_lease, max_lag, sum_lag, lost, timed_out,
---          n_1, ..., n_(b+1)}
+--          now_us, n_1, ..., n_(b+1)}
 --   now         server time (ms) this call used
 --   promoted    due jobs moved scheduled -> ready (with timed_out == batch: call again)
 --   expired     leases that ended: those jobs moved running -> ready, or to dead when their
@@ -53,6 +53,8 @@
 --               (restarted without persistence, flushed, or failed over to a stale replica);
 --               meta is written again so that this is reported once
 --   timed_out   due jobs whose time ran out: dead or deleted instead of promoted
+--   now_us      the microseconds past `now` of the server's clock: the promoter sleeps until
+--               next_due - (now + now_us / 1000), not a fraction of a ms longer
 --   n_i         promoted jobs whose lag is at most bound i (and above bound i - 1); n_(b+1)
 --               counts those above the last bound
 -- Counting here keeps the reply a few integers however many jobs move.
@@ -362,6 +364,7 @@ local out = {
   sum_lag,
   lost,
   taken - #ids,
+  tonumber(t[2]) % 1000,
 }
-for i = 1, #counts do out[9 + i] = counts[i] end
+for i = 1, #counts do out[10 + i] = counts[i] end
 return out

@@ -384,7 +384,7 @@ async fn bursts_and_single_due_times_are_promoted_oldest_first_within_the_batch(
             max = max.max(reply[5]);
             sum += reply[6];
             for (i, n) in within.iter_mut().enumerate() {
-                *n += reply[9..10 + i].iter().sum::<i64>() as u64;
+                *n += reply[10..11 + i].iter().sum::<i64>() as u64;
             }
         }
         // Each lag is its offset plus the few ms between scheduling and promoting.
@@ -405,4 +405,37 @@ async fn bursts_and_single_due_times_are_promoted_oldest_first_within_the_batch(
         let left: u64 = conn.zcard(key("scheduled")).await.unwrap();
         assert_eq!(left, 0);
     }
+}
+
+/// The time until the next due job is counted from the server's clock to the microsecond, not
+/// from its millisecond rounded down (which made the promoter sleep up to 1 ms too long): it
+/// lies between the due time minus the server's time after the call and minus its time before,
+/// and it is not always a whole number of milliseconds.
+#[tokio::test]
+async fn the_sleep_until_the_next_job_is_exact_to_the_microsecond() {
+    let redis = RedisServer::start();
+    let mut conn = redis.conn().await;
+    let queue = Queue::connect(&redis.url(), "exact").await.unwrap();
+    let due_ms = server_ms(&mut conn).await + 60_000;
+    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(due_ms);
+    queue.schedule(NewJob::new(&1).at(at)).await.unwrap();
+    let mut fractions = Vec::new();
+    for _ in 0..5 {
+        let before = server_us(&mut conn).await;
+        let report = Promoter::promote(&queue, 1000).await.unwrap();
+        let after = server_us(&mut conn).await;
+        let next_in = report.next_in.unwrap().as_micros() as u64;
+        let due_us = due_ms * 1000;
+        assert!(
+            (due_us - after..=due_us - before).contains(&next_in),
+            "next_in {next_in} µs, due {due_us}, server before {before}, after {after}"
+        );
+        fractions.push(next_in % 1000);
+    }
+    assert!(fractions.iter().any(|&f| f != 0), "{fractions:?}");
+}
+
+async fn server_us(conn: &mut support::TestConn) -> u64 {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await.unwrap();
+    secs * 1_000_000 + micros
 }

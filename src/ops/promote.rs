@@ -20,6 +20,8 @@ pub(crate) static BINDING: Binding = Binding::new(
 pub(crate) struct Promoted {
     /// The server time the call used (ms).
     pub(crate) now_ms: i64,
+    /// The microseconds of the server's clock past `now_ms` (0-999).
+    pub(crate) now_us: i64,
     /// Jobs moved scheduled → ready (== batch: call again).
     pub(crate) promoted: u64,
     /// Leases that ended: those jobs moved running → ready (== batch: call again).
@@ -58,9 +60,9 @@ pub(crate) async fn call(
         .await
         .map_err(|e| queue.redis_error("promote", e))?;
     let Some((
-        &[now, promoted, expired, next_due, next_lease, max_lag, sum_lag, lost, timed_out],
+        &[now, promoted, expired, next_due, next_lease, max_lag, sum_lag, lost, timed_out, now_us],
         counts,
-    )) = reply.split_first_chunk::<9>()
+    )) = reply.split_first_chunk::<10>()
     else {
         return Err(queue.unexpected("promote", format!("reply {reply:?}")));
     };
@@ -73,6 +75,7 @@ pub(crate) async fn call(
     let time = |t: i64| (t >= 0).then_some(t);
     Ok(Promoted {
         now_ms: now,
+        now_us: now_us.clamp(0, 999),
         promoted: promoted.max(0) as u64,
         expired: expired.max(0) as u64,
         next_due_ms: time(next_due),
