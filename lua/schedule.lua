@@ -167,16 +167,14 @@ end
 
 local recent = redis.call('EXISTS', KEYS[4]) == 1
 log.max = tonumber(redis.call('HGET', KEYS[12], 'events')) or 0
--- Numbers given to redis.call are formatted with printf's "%.17g" (its slow path, a few
--- thousand instructions each, a tenth of a one-job call): every call's go as text.
-local head = redis.call('ZRANGE', KEYS[1], '0', '0', 'WITHSCORES')
-local head_due = head[2] and tonumber(head[2]) or nil
 
 local out = {now}
 -- Due times of the jobs that were not created (nor too far in the past), in order: appended
 -- after the codes.
 local dues = {}
-local earliest = nil
+-- The earliest due time this call gave a job in `scheduled`, and the ids it gave it: the
+-- promoters are woken when one of them is the head afterwards (see the end).
+local earliest, at_earliest = nil, {}
 local created = 0
 local with_options = false
 -- score, id pairs of the jobs created, for one ZADD at the end; `n_added` entries (appending
@@ -193,8 +191,12 @@ local function fresh_index(id)
   return fresh[id]
 end
 
-local function note(due)
-  if earliest == nil or due < earliest then earliest = due end
+local function note(id, due)
+  if earliest == nil or due < earliest then
+    earliest, at_earliest = due, {[id] = true}
+  elseif due == earliest then
+    at_earliest[id] = true
+  end
 end
 
 -- Writes (or clears) the job's entry in opts: its expiry deadline and debounce cap, and the
@@ -229,7 +231,7 @@ local function create(id, due, o)
   if fresh then fresh[id] = n_added - 1 end
   created = created + 1
   if log.max > 0 then record('scheduled', id) end
-  note(due)
+  note(id, due)
   if o then
     local cap = nil
     if o.on_conflict == 'debounce' and o.max_wait then cap = now + o.max_wait end
@@ -325,13 +327,13 @@ for k = 0, n - 1 do
           else
             redis.call('ZADD', KEYS[1], new, id)
           end
-          note(new)
+          note(id, new)
         elseif new > now then
           -- Ready, and now due later: back to waiting.
           if redis.call('ZREM', KEYS[15], id) == 0 then redis.call('LREM', KEYS[5], 1, id) end
           redis.call('HDEL', KEYS[10], id)
           redis.call('ZADD', KEYS[1], new, id)
-          note(new)
+          note(id, new)
         end
         out[#out + 1] = code
         record(code == 3 and 'debounced' or 'replaced', id)
@@ -352,7 +354,11 @@ if created > 0 then
 end
 if with_options then redis.call('HSET', KEYS[12], 'opts', '1') end
 if with_priority then redis.call('HSETNX', KEYS[12], 'prio', '1') end
-if earliest ~= nil and (head_due == nil or earliest < head_due) then
+-- Woken only when a job of this call is now the head: an earlier or equal due time was there
+-- before, and the promoters already wait for it. The head is read as an id, not with its
+-- score, which Redis would format with printf's "%.17g" (a few thousand instructions, a
+-- twentieth of a one-job call); the numbers every call passes go as text for the same reason.
+if earliest ~= nil and at_earliest[redis.call('ZRANGE', KEYS[1], '0', '0')[1]] then
   wake(earliest, first)
 end
 flush(KEYS[16], now)
