@@ -428,8 +428,11 @@ async fn edit_pause_resume_and_remove() {
     let next = next_pass(&mut conn)
         .await
         .expect("a resumed schedule is passed again");
+    // Its next pass is due at once, unless the promoter (woken by the resume) already made
+    // that pass and moved it on, which left occurrences after the resume.
+    let passed = ahead(resumed_at).await > 0;
     assert!(
-        next > resumed_at && next <= resumed_at + 1500,
+        next > resumed_at && (next <= resumed_at + 1500 || passed),
         "{next} vs {resumed_at}"
     );
     eventually(LIMIT, "occurrences after the resume", || async {
