@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use punctual::{Job, NewJob, Outcome, Promoter, PromoterConfig, Queue, WorkerConfig};
 use redis::AsyncCommands;
-use support::{eventually, server_ms, server_ms_at, spawn_worker, RedisServer};
+use support::{eventually, server_ms, server_ms_at, server_us, spawn_worker, RedisServer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -111,15 +111,7 @@ async fn promoter_wakes_early_for_an_earlier_job() {
         .unwrap();
 
     // EVALSHA calls so far (the schedule call's; a NOSCRIPT answer may count as one).
-    let evalsha_calls = || async {
-        let stats = redis.info("commandstats").await;
-        let calls = stats
-            .lines()
-            .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
-            .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok());
-        calls.unwrap_or(0)
-    };
-    let before = evalsha_calls().await;
+    let before = redis.calls_of("evalsha").await;
 
     let stop = CancellationToken::new();
     let config = PromoterConfig::default().set_heartbeat(Duration::from_secs(600));
@@ -129,7 +121,7 @@ async fn promoter_wakes_early_for_an_earlier_job() {
     // has run once two more EVALSHA calls are counted (the first may be answered NOSCRIPT;
     // otherwise the second is the pass's trim.lua).
     eventually(Duration::from_secs(5), "first promoter pass", || async {
-        evalsha_calls().await >= before + 2
+        redis.calls_of("evalsha").await >= before + 2
     })
     .await;
 
@@ -459,9 +451,4 @@ async fn the_sleep_until_the_next_job_is_exact_to_the_microsecond() {
         fractions.push(next_in % 1000);
     }
     assert!(fractions.iter().any(|&f| f != 0), "{fractions:?}");
-}
-
-async fn server_us(conn: &mut support::TestConn) -> u64 {
-    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await.unwrap();
-    secs * 1_000_000 + micros
 }

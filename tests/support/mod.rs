@@ -342,18 +342,17 @@ impl RedisServer {
     /// node of a cluster; commands inside scripts count too), apart from `INFO` (this
     /// measurement) and `BLMOVE` (idle waits, which block rather than poll).
     pub async fn commands_during(&self, window: Duration) -> u64 {
-        let calls = |info: String| -> u64 {
-            info.lines()
-                .filter(|l| l.starts_with("cmdstat_"))
-                .filter(|l| !l.starts_with("cmdstat_info") && !l.starts_with("cmdstat_blmove"))
-                .filter_map(|l| l.split("calls=").nth(1))
-                .filter_map(|rest| rest.split(',').next())
-                .filter_map(|n| n.parse::<u64>().ok())
-                .sum()
-        };
-        let before = calls(self.info("commandstats").await);
+        let counted = |l: &&str| !l.starts_with("cmdstat_info") && !l.starts_with("cmdstat_blmove");
+        let before = command_calls(&self.info("commandstats").await, counted);
         tokio::time::sleep(window).await;
-        calls(self.info("commandstats").await).saturating_sub(before)
+        command_calls(&self.info("commandstats").await, counted).saturating_sub(before)
+    }
+
+    /// Calls of `command` (lower case, e.g. `evalsha`) so far, from `INFO commandstats`,
+    /// summed over the nodes of a cluster.
+    pub async fn calls_of(&self, command: &str) -> u64 {
+        let prefix = format!("cmdstat_{command}:");
+        command_calls(&self.info("commandstats").await, |l| l.starts_with(&prefix))
     }
 
     /// SIGKILLs the server.
@@ -431,8 +430,13 @@ pub async fn all_keys(redis: &RedisServer) -> Vec<String> {
 
 /// The server's clock, unix ms.
 pub async fn server_ms<C: redis::aio::ConnectionLike>(conn: &mut C) -> u64 {
+    server_us(conn).await / 1000
+}
+
+/// The server's clock (`TIME`) in microseconds.
+pub async fn server_us<C: redis::aio::ConnectionLike>(conn: &mut C) -> u64 {
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await.unwrap();
-    secs * 1000 + micros / 1000
+    secs * 1_000_000 + micros
 }
 
 /// Polls `check` every 10 ms until it returns true; panics with `what` after `limit`.
@@ -976,4 +980,16 @@ impl Drop for SentinelSetup {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// The `calls=` counts of the `cmdstat_` lines of `INFO commandstats` text that `keep` keeps,
+/// summed.
+fn command_calls(info: &str, keep: impl Fn(&&str) -> bool) -> u64 {
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_"))
+        .filter(keep)
+        .filter_map(|l| l.split("calls=").nth(1))
+        .filter_map(|rest| rest.split(',').next())
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum()
 }
