@@ -242,10 +242,28 @@ pub(crate) const LATENESS_CONSUMERS: usize = 8;
 /// The longest the raw promoter sleeps without looking at the next due time.
 const PROMOTER_NAP_MS: u64 = 10;
 
+/// Sleeps `wait` to within about a tenth of a millisecond, as punctual's promoter does
+/// (`sleep_until` in src/promoter.rs): tokio's timer, which counts whole milliseconds and
+/// rounds up, until 2 ms before the end, then `nanosleep` on a blocking-pool thread. The raw
+/// limit sleeps no less precisely than punctual, or it would carry a millisecond of lateness
+/// that is the timer's, not Redis's.
+async fn precise_sleep(wait: std::time::Duration) {
+    const FINE: std::time::Duration = std::time::Duration::from_millis(2);
+    let deadline = std::time::Instant::now() + wait;
+    if wait > FINE {
+        tokio::time::sleep(wait - FINE).await;
+    }
+    let rest = deadline.saturating_duration_since(std::time::Instant::now());
+    if !rest.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+    }
+}
+
 /// W3's raw counterpart, at the same `rate` and for the same `secs`: a producer writes each
 /// 100 ms slice of jobs 2 s ahead (`ZADD` + `HSET` of 100 B, pipelined), as W3's does; one
 /// promoter moves due ids with [`MOVE_LUA`] and otherwise sleeps until the next due time
-/// (`ZRANGE ... WITHSCORES LIMIT 1`, looked at again at least every [`PROMOTER_NAP_MS`]);
+/// (`ZRANGE ... WITHSCORES LIMIT 1`, looked at again at least every [`PROMOTER_NAP_MS`];
+/// [`precise_sleep`]);
 /// [`LATENESS_CONSUMERS`] consumers follow Redis's reliable-queue pattern: `BLMOVE` ready →
 /// their own processing list, `HGET` the data, then the lateness (now minus due time), then
 /// `LREM` + `HDEL` in one round trip. No attempts, no leases, no counters: the least work
@@ -326,12 +344,13 @@ pub(crate) async fn reliable_lateness(url: &str, rate: u64, secs: u64) -> Latene
                     .query_async(&mut conn)
                     .await
                     .expect("ZRANGE");
-                let now_ms = unix_us() / 1000;
-                let nap = next.first().map_or(PROMOTER_NAP_MS as i64, |(_, due)| {
-                    (*due as i64 - now_ms).clamp(0, PROMOTER_NAP_MS as i64)
-                });
-                if nap > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(nap as u64)).await;
+                let nap_us = next
+                    .first()
+                    .map_or(PROMOTER_NAP_MS as i64 * 1000, |(_, due)| {
+                        (*due as i64 * 1000 - unix_us()).clamp(0, PROMOTER_NAP_MS as i64 * 1000)
+                    });
+                if nap_us > 0 {
+                    precise_sleep(std::time::Duration::from_micros(nap_us as u64)).await;
                 }
             }
         })
