@@ -27,7 +27,7 @@ use tracing::{debug, error, info, warn, Instrument};
 use crate::config::STORAGE_FORMAT;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
-use crate::metrics::{LagHistogram, PromoterMetrics, LAG_BUCKETS_MS};
+use crate::metrics::{LagHistogram, PromoterMetrics};
 use crate::namespace::Namespace;
 use crate::queue::{Partition, Queue};
 use crate::reconnect::ReconnectBackoff;
@@ -380,7 +380,7 @@ async fn trim_partition(part: Partition<'_>) {
 async fn promote_partition(part: Partition<'_>, batch: usize) -> Result<PromoteReport> {
     let mut total = PromoteReport::default();
     loop {
-        let p = crate::ops::promote::call(&part, batch, STORAGE_FORMAT, &LAG_BUCKETS_MS).await?;
+        let p = crate::ops::promote::call(&part, batch, STORAGE_FORMAT).await?;
         total.lag.record_counts(&p.lag_counts, p.sum_lag_ms);
         total.promoted += p.promoted;
         total.data_lost |= p.lost;

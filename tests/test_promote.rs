@@ -7,6 +7,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
+use punctual::metrics::LAG_BUCKETS_MS;
 use punctual::{Job, NewJob, Outcome, Promoter, PromoterConfig, Queue, WorkerConfig};
 use redis::AsyncCommands;
 use support::{eventually, server_ms, server_ms_at, server_us, spawn_worker, RedisServer};
@@ -386,14 +387,9 @@ async fn bursts_and_single_due_times_are_promoted_oldest_first_within_the_batch(
             for part in parts {
                 call.key(key(part));
             }
-            // Lag buckets of at most 5 s, 10 s and 30 s.
-            call.arg(batch)
-                .arg(1)
-                .arg(key("ended"))
-                .arg(5_000)
-                .arg(10_000)
-                .arg(30_000);
+            call.arg(batch).arg(1).arg(key("ended"));
             let reply: Vec<i64> = call.invoke_async(&mut conn).await.unwrap();
+            assert_eq!(reply.len(), 10 + LAG_BUCKETS_MS.len() + 1);
             let promoted = reply[1] as usize;
             assert_eq!(promoted, batch.min(order.len() - moved), "batch {batch}");
             moved += promoted;
@@ -401,8 +397,10 @@ async fn bursts_and_single_due_times_are_promoted_oldest_first_within_the_batch(
             assert_eq!(ready, order[..moved], "batch {batch}");
             max = max.max(reply[5]);
             sum += reply[6];
-            for (i, n) in within.iter_mut().enumerate() {
-                *n += reply[10..11 + i].iter().sum::<i64>() as u64;
+            // Lags of at most 5 s, 10 s and 30 s: the counts of the buckets up to that bound.
+            for (n, bound) in within.iter_mut().zip([5_000, 10_000, 30_000]) {
+                let last = LAG_BUCKETS_MS.iter().position(|&b| b == bound).unwrap();
+                *n += reply[10..=10 + last].iter().sum::<i64>() as u64;
             }
         }
         // Each lag is its offset plus the few ms between scheduling and promoting.

@@ -7,7 +7,7 @@ the scripts' cost alone.
 WHAT is `claim+ack` (default): N jobs in `ready`, each claimed BATCH at a time and
 acknowledged; `schedule`: N jobs scheduled BATCH per call, due 60-120 s ahead, as W1's bulk;
 `promote`: BATCH jobs, each due at its own millisecond, become due and one promote.lua call
-(the promoter's batch of 1,000 and 15 lag buckets) moves them, N / BATCH times; or
+(the promoter's batch of 1,000) moves them, N / BATCH times; or
 `promote-burst`: the same, the BATCH jobs of each call due at one instant (W2's shape).
 """
 import subprocess
@@ -71,10 +71,8 @@ if what in ("promote", "promote-burst"):
     # are added) runs first and is dumped on its own: cost.sh takes its count off.
     promote = r.register_script(open(f"{lua_dir}/promote.lua").read())
     promote_keys = [key(p) for p in PROMOTE]
-    # src/metrics.rs LAG_BUCKETS_MS
-    bounds = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000]
     r.delete(key("ready"))
-    args = [1000, 1, key("ended")] + bounds
+    args = [1000, 1, key("ended")]
     promote(keys=promote_keys, args=args)  # loads the script
     now_ms = int(r.time()[0]) * 1000
 

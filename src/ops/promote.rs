@@ -3,6 +3,7 @@
 use super::Binding;
 use crate::error::Result;
 use crate::keys::Part::*;
+use crate::metrics::LAG_BUCKETS_MS;
 use crate::queue::Partition;
 
 pub(crate) static BINDING: Binding = Binding::new(
@@ -12,7 +13,7 @@ pub(crate) static BINDING: Binding = Binding::new(
         Scheduled, Ready, Running, Leases, Attempts, Errors, Stats, Meta, Due, Dead, Jobs, Opts,
         Ranked, Bell, Events,
     ],
-    &["batch", "format", "ended", "lag_bounds_ms..."],
+    &["batch", "format", "ended"],
 );
 
 /// What one call did.
@@ -43,19 +44,14 @@ pub(crate) struct Promoted {
 }
 
 /// Promotes at most `batch` due jobs and as many expired leases; `format` is written back to
-/// `meta` if it is missing; lags are counted into buckets with upper `bounds` (ms).
-pub(crate) async fn call(
-    queue: &Partition<'_>,
-    batch: usize,
-    format: u32,
-    bounds: &[u64],
-) -> Result<Promoted> {
+/// `meta` if it is missing; lags are counted into the buckets of [`LAG_BUCKETS_MS`], which
+/// the script holds as a constant (see the test below).
+pub(crate) async fn call(queue: &Partition<'_>, batch: usize, format: u32) -> Result<Promoted> {
     let reply: Vec<i64> = BINDING
         .invoke(queue.keys())
         .arg(batch)
         .arg(format)
         .arg(&queue.keys().ended)
-        .arg(bounds)
         .invoke_async(&mut queue.conn())
         .await
         .map_err(|e| queue.redis_error("promote", e))?;
@@ -67,7 +63,7 @@ pub(crate) async fn call(
         return Err(queue.unexpected("promote", format!("reply {reply:?}")));
     };
     let lag_counts: Vec<u64> = counts.iter().map(|&n| n.max(0) as u64).collect();
-    if lag_counts.len() != bounds.len() + 1
+    if lag_counts.len() != LAG_BUCKETS_MS.len() + 1
         || lag_counts.iter().sum::<u64>() != promoted.max(0) as u64
     {
         return Err(queue.unexpected("promote", "one lag count per bucket expected"));
@@ -86,4 +82,31 @@ pub(crate) async fn call(
         timed_out: timed_out.max(0) as u64,
         lag_counts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The script counts lags into its own copy of the bucket bounds (arguments would cost
+    /// every call): it must be the histogram's.
+    #[test]
+    fn the_script_counts_lags_into_the_histograms_buckets() {
+        let source = include_str!("../../lua/promote.lua");
+        let numbers = |name: &str| -> Vec<u64> {
+            let start = format!("local {name} = {{");
+            let line = source
+                .lines()
+                .find(|l| l.starts_with(&start))
+                .unwrap_or_else(|| panic!("promote.lua sets `{start}...}}`"));
+            line[start.len()..]
+                .trim_end_matches('}')
+                .split(',')
+                .map(|n| n.trim().parse().expect("a whole number"))
+                .collect()
+        };
+        assert_eq!(numbers("bounds"), LAG_BUCKETS_MS);
+        // One count per bucket, and one for lags above the last bound, all starting at 0.
+        assert_eq!(numbers("counts"), [0; LAG_BUCKETS_MS.len() + 1]);
+    }
 }
