@@ -16,6 +16,8 @@
 //! own: the command blocks until `ready` has an element, then puts the element straight back
 //! where it was (no reordering, nothing taken), and the worker claims with `claim.lua`. So no
 //! command is sent while nothing is ready, apart from one wake every [`DEFAULT_IDLE_WAIT`].
+//! A claim that brings fewer jobs than it asked for found the ready lists empty, so the worker
+//! goes to the idle wait after it too, not to a claim that would come back empty.
 //!
 //! A worker may serve several queues ([`Worker::weighted`], [`Worker::strict`]): one
 //! concurrency limit, one claim loop that asks the queues in the order `lanes.rs` decides,
@@ -274,17 +276,16 @@ impl Worker {
                 Ok(jobs) if jobs.is_empty() => {
                     drop(permit);
                     outage.reset();
-                    let watch: Vec<Watch> = stands
-                        .iter()
-                        .flat_map(|s| s.watch.iter().copied())
-                        .collect();
-                    tokio::select! {
-                        () = &mut shutdown => break,
-                        () = waiter.wait(&watch) => {}
+                    if idle(&mut waiter, &stands, shutdown.as_mut()).await {
+                        break;
                     }
                 }
                 Ok(jobs) => {
                     outage.reset();
+                    // Fewer jobs than asked for: the ready lists are empty now, and a claim
+                    // at once would most likely come back empty. The idle wait instead costs
+                    // nothing until a job is ready, and returns at once if one already is.
+                    let drained = jobs.len() < want;
                     let mut permit = Some(permit);
                     for job in jobs {
                         let slot = match permit.take() {
@@ -305,6 +306,9 @@ impl Worker {
                             }
                             .instrument(span),
                         );
+                    }
+                    if drained && idle(&mut waiter, &stands, shutdown.as_mut()).await {
+                        break;
                     }
                 }
                 Err(e) => {
@@ -356,6 +360,23 @@ impl Worker {
         }
         info!("worker stopped");
         Ok(())
+    }
+}
+
+/// The idle wait: until a list the stands watch has an element, or the idle wait ends. True
+/// when `shutdown` came first.
+async fn idle(
+    waiter: &mut ReadyWaiter,
+    stands: &[Stand],
+    shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> bool {
+    let watch: Vec<Watch> = stands
+        .iter()
+        .flat_map(|s| s.watch.iter().copied())
+        .collect();
+    tokio::select! {
+        () = shutdown => true,
+        () = waiter.wait(&watch) => false,
     }
 }
 
