@@ -90,6 +90,8 @@ struct Args {
     json: PathBuf,
     /// `--w4-jobs`, which wins over the size set (so `--quick --w4-jobs N` works too).
     w4_jobs: Option<usize>,
+    /// `--w3-rate`: W3 at this one of its rates only.
+    w3_rate: Option<u64>,
 }
 
 impl Args {
@@ -106,6 +108,7 @@ impl Args {
             sizes: FULL,
             json: PathBuf::from("target/bench/load.json"),
             w4_jobs: None,
+            w3_rate: None,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -146,6 +149,13 @@ impl Args {
                             .and_then(|n| n.parse().ok())
                             .filter(|&n| n > 0)
                             .ok_or("--w4-jobs needs a positive number")?,
+                    );
+                }
+                "--w3-rate" => {
+                    let rate = it.next().and_then(|n| n.parse().ok());
+                    args.w3_rate = Some(
+                        rate.filter(|r| W3_RATES.iter().any(|&(known, _, _)| known == *r))
+                            .ok_or("--w3-rate needs one of W3's rates: 1000, 10000, 40000")?,
                     );
                 }
                 "--quick" => {
@@ -383,6 +393,7 @@ struct LatenessFigures {
     max: f64,
     p99_runs_ms: Vec<f64>,
     early: usize,
+    redis_us_per_job: f64,
 }
 
 fn record_lateness(
@@ -400,6 +411,11 @@ fn record_lateness(
         max: record(raw, &format!("{prefix}_max_us"), &pick(|l| l.max_us)),
         p99_runs_ms: pick(|l| l.p99_us).iter().map(|us| us / 1000.0).collect(),
         early,
+        redis_us_per_job: record(
+            raw,
+            &format!("{prefix}_redis_us_per_job"),
+            &runs.iter().map(|l| l.redis_us_per_job).collect::<Vec<_>>(),
+        ),
     }
 }
 
@@ -634,22 +650,31 @@ async fn run(args: Args) {
     }
 
     if args.wants("w3") {
+        let rates: Vec<_> = W3_RATES
+            .into_iter()
+            .filter(|&(rate, _, _)| args.w3_rate.is_none_or(|only| only == rate))
+            .collect();
         let mut per_rate = Vec::new();
-        for (rate, _, _) in W3_RATES {
+        for &(rate, _, _) in &rates {
             let (mut runs, mut raws): (Vec<Lateness>, Vec<Lateness>) = (Vec::new(), Vec::new());
             for run in 0..args.runs {
+                let jobs = (rate * s.w3_secs) as usize;
                 fresh(&mut admin).await;
-                let l = workloads::w3_lateness(&url, rate, s.w3_secs, run as u64).await;
+                let clock = Clock::start(&mut admin).await;
+                let mut l = workloads::w3_lateness(&url, rate, s.w3_secs, run as u64).await;
+                l.redis_us_per_job = clock.stop(&mut admin, jobs).await.redis_us_per_job;
                 eprintln!("w3 {rate}/s run {run}: {l:?}");
                 runs.push(l);
                 fresh(&mut admin).await;
-                let l = baseline::reliable_lateness(&url, rate, s.w3_secs).await;
+                let clock = Clock::start(&mut admin).await;
+                let mut l = baseline::reliable_lateness(&url, rate, s.w3_secs).await;
+                l.redis_us_per_job = clock.stop(&mut admin, jobs).await.redis_us_per_job;
                 eprintln!("w3 raw {rate}/s run {run}: {l:?}");
                 raws.push(l);
             }
             per_rate.push((runs, raws));
         }
-        for ((rate, p99_target, vs_raw), (runs, raws)) in W3_RATES.into_iter().zip(per_rate) {
+        for ((rate, p99_target, vs_raw), (runs, raws)) in rates.into_iter().zip(per_rate) {
             let ours = record_lateness(&mut raw, &format!("w3_{rate}"), &runs);
             let base = record_lateness(&mut raw, &format!("w3_{rate}_baseline"), &raws);
             let (p99, early) = (ours.p99, ours.early);
@@ -669,17 +694,19 @@ async fn run(args: Args) {
                 ..row(
                     &format!("W3 lateness at {rate}/s"),
                     format!(
-                        "p50 {} p90 {} p99 {} max {} early {early}",
+                        "p50 {} p90 {} p99 {} max {} early {early}; {:.1} µs Redis CPU/job",
                         ms(ours.p50),
                         ms(ours.p90),
                         spread_text(&ours.p99_runs_ms, 2, " ms"),
-                        ms(ours.max)
+                        ms(ours.max),
+                        ours.redis_us_per_job
                     ),
                     format!(
-                        "raw reliable ({} consumers, BLMOVE): p50 {} p99 {}",
+                        "raw reliable ({} consumers, BLMOVE): p50 {} p99 {}; {:.1} µs",
                         baseline::LATENESS_CONSUMERS,
                         ms(base.p50),
-                        spread_text(&base.p99_runs_ms, 2, " ms")
+                        spread_text(&base.p99_runs_ms, 2, " ms"),
+                        base.redis_us_per_job
                     ),
                     None,
                 )

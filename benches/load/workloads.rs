@@ -318,6 +318,8 @@ pub(crate) struct Lateness {
     pub(crate) p99_us: i64,
     pub(crate) max_us: i64,
     pub(crate) early: usize,
+    /// Redis CPU (user + system) per job over the whole run: producer, promoter and worker.
+    pub(crate) redis_us_per_job: f64,
 }
 
 impl Lateness {
@@ -330,6 +332,7 @@ impl Lateness {
             p99_us: percentile(&sorted, 99.0),
             max_us: sorted.last().copied().unwrap_or(0),
             early: sorted.iter().filter(|&&late| late < 0).count(),
+            redis_us_per_job: 0.0,
         }
     }
 }
