@@ -22,16 +22,17 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// order.
 type Starts = Arc<Mutex<Vec<(String, Instant, u32, SystemTime, SystemTime)>>>;
 
-/// A promoter and a worker (concurrency 16) whose handler records each start and then
-/// sleeps `work`.
-fn run_jobs(
+/// A worker (concurrency 16) whose handler records each start and then sleeps `work`, and,
+/// once the worker has asked for due times, a promoter: a job promoted before that has none
+/// (`Job::due_at`), so the promoter must not win the race to the queue's first jobs.
+async fn run_jobs(
+    redis: &RedisServer,
     queue: &Queue,
     work: Duration,
     stop: &CancellationToken,
 ) -> (Starts, Vec<tokio::task::JoinHandle<punctual::Result<()>>>) {
     let starts: Starts = Arc::default();
     let seen = starts.clone();
-    let promoter = spawn_promoter(queue, Duration::from_secs(1), stop);
     let worker = spawn_worker(
         queue,
         WorkerConfig::default()
@@ -53,6 +54,22 @@ fn run_jobs(
             }
         },
     );
+    let conn = redis.conn().await;
+    let meta = format!("punctual:{{{}}}:meta", queue.name());
+    eventually(LIMIT, "the worker asked for due times", || {
+        let (mut conn, meta) = (conn.clone(), meta.clone());
+        async move {
+            let due: Option<String> = redis::cmd("HGET")
+                .arg(&meta)
+                .arg("due")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            due.is_some()
+        }
+    })
+    .await;
+    let promoter = spawn_promoter(queue, Duration::from_secs(1), stop);
     (starts, vec![promoter, worker])
 }
 
@@ -100,7 +117,7 @@ async fn a_rate_holds_while_another_key_runs_unlimited() {
     schedule(&queue, Some("smtp"), rated).await;
     schedule(&queue, Some("bulk"), 2000).await;
     schedule(&queue, None, 10).await;
-    let (starts, tasks) = run_jobs(&queue, Duration::ZERO, &stop);
+    let (starts, tasks) = run_jobs(&redis, &queue, Duration::ZERO, &stop).await;
     let all = rated + 2010;
     eventually(
         Duration::from_secs(rated as u64 / 5 + 30),
