@@ -605,3 +605,86 @@ async fn only_a_recently_made_job_keeps_its_id_taken_after_its_ack() {
     );
     stop.cancel();
 }
+
+/// The idle wait blocks in every partition of a queue, and a wait that another partition
+/// answers first leaves its `BLMOVE` in flight: the next wait takes it up rather than
+/// sending another behind it on the same connection, where it could not answer before the
+/// first did. Jobs for one partition only, each run before the next is scheduled, make a
+/// wait per job: afterwards no connection holds queued commands.
+#[tokio::test]
+async fn an_unanswered_idle_wait_is_taken_up_not_stacked() {
+    let redis = RedisServer::start();
+    let ns = punctual::Namespace::connect(&redis.url(), punctual::QueueConfig::default())
+        .await
+        .unwrap();
+    let queue = ns.create_queue("idle", 2).await.unwrap();
+    let stop = CancellationToken::new();
+    spawn_promoter(&queue, &stop);
+    let worker = spawn_worker(
+        &queue,
+        WorkerConfig::default(),
+        &stop,
+        |_: Job<u32>, _| async { Outcome::Done },
+    );
+    let ids: Vec<String> = (0..1000)
+        .map(|i| format!("p0-{i}"))
+        .filter(|id| punctual::keys::partition_of(id, 2) == 0)
+        .take(40)
+        .collect();
+    for (done, id) in ids.iter().enumerate() {
+        queue.schedule(NewJob::new(&1u32).id(id)).await.unwrap();
+        eventually(Duration::from_secs(10), &format!("job {id} done"), || {
+            let queue = queue.clone();
+            async move {
+                let completed = queue.stats().await.unwrap().totals;
+                completed.get(punctual::Event::Completed) > done as u64
+            }
+        })
+        .await;
+    }
+    // Every client of every server (one, or each node of a cluster) but this test's own.
+    let mut clients = Vec::new();
+    for node in redis.each_node() {
+        let mut conn = node
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let me: i64 = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let me = format!("id={me} ");
+        clients.extend(
+            list.lines()
+                .filter(|l| !l.starts_with(&me))
+                .map(str::to_owned),
+        );
+    }
+    let field = |line: &str, name: &str| {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let blocked = clients
+        .iter()
+        .filter(|l| field(l, "cmd=") == "blmove")
+        .count();
+    assert_eq!(blocked, 2, "one idle wait per partition: {clients:#?}");
+    for line in &clients {
+        assert_eq!(
+            field(line, "qbuf="),
+            "0",
+            "commands queued on a connection: {line}"
+        );
+    }
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+}
