@@ -643,30 +643,7 @@ async fn an_unanswered_idle_wait_is_taken_up_not_stacked() {
         .await;
     }
     // Every client of every server (one, or each node of a cluster) but this test's own.
-    let mut clients = Vec::new();
-    for node in redis.each_node() {
-        let mut conn = node
-            .client()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        let me: i64 = redis::cmd("CLIENT")
-            .arg("ID")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let list: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let me = format!("id={me} ");
-        clients.extend(
-            list.lines()
-                .filter(|l| !l.starts_with(&me))
-                .map(str::to_owned),
-        );
-    }
+    let clients = support::all_clients(&redis).await;
     let field = |line: &str, name: &str| {
         line.split(' ')
             .find_map(|f| f.strip_prefix(name))

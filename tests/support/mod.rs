@@ -409,23 +409,51 @@ fn ping(port: u16) -> bool {
     matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
 }
 
+/// A plain connection to one server (one node of a cluster: no routing).
+async fn node_conn(node: &RedisServer) -> redis::aio::MultiplexedConnection {
+    node.client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
 /// Every key of every node.
 pub async fn all_keys(redis: &RedisServer) -> Vec<String> {
     let mut keys = Vec::new();
     for node in redis.each_node() {
-        let mut conn = node
-            .client()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
         let mut k: Vec<String> = redis::cmd("KEYS")
             .arg("*")
-            .query_async(&mut conn)
+            .query_async(&mut node_conn(node).await)
             .await
             .unwrap();
         keys.append(&mut k);
     }
     keys
+}
+
+/// Every client connection of every node, as `CLIENT LIST` lines, but the one asking.
+pub async fn all_clients(redis: &RedisServer) -> Vec<String> {
+    let mut clients = Vec::new();
+    for node in redis.each_node() {
+        let mut conn = node_conn(node).await;
+        let me: i64 = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let me = format!("id={me} ");
+        clients.extend(
+            list.lines()
+                .filter(|l| !l.starts_with(&me))
+                .map(str::to_owned),
+        );
+    }
+    clients
 }
 
 /// The server's clock, unix ms.
