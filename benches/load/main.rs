@@ -657,8 +657,8 @@ async fn run(args: Args) {
         let mut per_rate = Vec::new();
         for &(rate, _, _) in &rates {
             let (mut runs, mut raws): (Vec<Lateness>, Vec<Lateness>) = (Vec::new(), Vec::new());
+            let jobs = (rate * s.w3_secs) as usize;
             for run in 0..args.runs {
-                let jobs = (rate * s.w3_secs) as usize;
                 fresh(&mut admin).await;
                 let clock = Clock::start(&mut admin).await;
                 let mut l = workloads::w3_lateness(&url, rate, s.w3_secs, run as u64).await;

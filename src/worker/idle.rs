@@ -115,20 +115,17 @@ impl ReadyWaiter {
                     }
                 }
             }
-            match result {
-                Err(e) => {
-                    let delay = self.outage.next_delay();
-                    warn!(error = %e, retry_in = ?delay, "idle wait failed; redis unavailable?");
-                    tokio::time::sleep(delay).await;
-                    return;
-                }
-                Ok(_) if found => {
-                    self.outage.reset();
-                    return;
-                }
-                // That BLMOVE timed out in Redis: block again, until the deadline.
-                Ok(_) => self.outage.reset(),
+            if let Err(e) = result {
+                let delay = self.outage.next_delay();
+                warn!(error = %e, retry_in = ?delay, "idle wait failed; redis unavailable?");
+                tokio::time::sleep(delay).await;
+                return;
             }
+            self.outage.reset();
+            if found {
+                return;
+            }
+            // That BLMOVE timed out in Redis: block again, until the deadline.
         }
     }
 }
