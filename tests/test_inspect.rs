@@ -304,7 +304,7 @@ async fn a_namespace_promoter_picks_up_new_queues() {
     .unwrap();
     let metrics = promoter.metrics();
     let stop = CancellationToken::new();
-    tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
+    let running = tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
 
     eventually(Duration::from_secs(5), "old queue promoted", || {
         let old = old.clone();
@@ -323,8 +323,9 @@ async fn a_namespace_promoter_picks_up_new_queues() {
         async move { fresh.counts().await.unwrap().ready == 1 }
     })
     .await;
+    // Its counters are recorded after each call returns: read them once it has stopped.
     stop.cancel();
-
+    running.await.unwrap().unwrap();
     let snapshot = metrics.snapshot();
     assert_eq!(snapshot["old"].promoted, 1);
     assert_eq!(snapshot["fresh"].promoted, 1);

@@ -351,6 +351,12 @@ async fn promoters_split_the_partitions_and_take_over_a_dead_ones_within_a_heart
         queue.counts().await.unwrap().ready == 400
     })
     .await;
+    // A promoter records its metrics after its call returns, so Redis can show the jobs ready
+    // a moment before the counters do.
+    eventually(LIMIT, "the promoters to count 400", || async {
+        promoted(&metrics_a) + promoted(&metrics_b) >= 400
+    })
+    .await;
     let (by_a, by_b) = (promoted(&metrics_a), promoted(&metrics_b));
     println!("split: a promoted {by_a}, b {by_b}");
     assert_eq!(by_a + by_b, 400);
@@ -381,7 +387,12 @@ async fn promoters_split_the_partitions_and_take_over_a_dead_ones_within_a_heart
         late <= HEARTBEAT.as_millis() as u64 + 300,
         "partitions unserved for {late} ms"
     );
+    eventually(LIMIT, "b to count its 400", || async {
+        promoted(&metrics_b) >= by_b + 400
+    })
+    .await;
     assert_eq!(promoted(&metrics_b), by_b + 400);
+    assert_eq!(promoted(&metrics_a), by_a, "a promoted after it stopped");
     stop_b.cancel();
     b.await.unwrap().unwrap();
 }
