@@ -33,6 +33,7 @@ use crate::queue::{Partition, Queue};
 use crate::reconnect::ReconnectBackoff;
 use crate::retention::TRIM_LIMIT;
 use crate::share::Share;
+use crate::sleep::sleep_until;
 use crate::wake::{self, Heard, Listener};
 
 /// Default for [`PromoterConfig::set_batch`].
@@ -87,8 +88,9 @@ pub struct PromoteReport {
     pub max_lag_ms: u64,
     /// The promotion lag of every job moved.
     pub lag: LagHistogram,
-    /// How long until the next job is due or the next lease ends, by the server's clock;
-    /// `None` when neither exists.
+    /// How long until the next job is due or the next lease ends, by the server's clock, from
+    /// when the report was made (the server read its clock during the call; it is taken to
+    /// have done so halfway through the round trip); `None` when neither exists.
     pub next_in: Option<Duration>,
     /// The queue's `meta` key was missing: Redis lost the queue's data since the queue was
     /// opened (a restart without persistence, a flush, a failover to a replica that had not
@@ -324,30 +326,6 @@ impl Promoter {
     }
 }
 
-/// The last stretch of a sleep that [`sleep_until`] spends on a thread of its own.
-const FINE_SLEEP: Duration = Duration::from_millis(2);
-
-/// Sleeps until `deadline`, to within about a tenth of a millisecond. tokio's timer counts
-/// whole milliseconds: it rounds a deadline up to its next tick, and the kernel's poll timeout
-/// is rounded up to a millisecond again, so a job due at 09:00:00.000 was promoted up to 2 ms
-/// late (1 ms on average), which was most of its lateness (BENCHMARKS.md, W3). So tokio's
-/// timer sleeps until [`FINE_SLEEP`] before the deadline, and a blocking-pool thread sleeps
-/// the rest with `nanosleep`, which keeps to the kernel's high-resolution timer. Only a
-/// promoter about to promote pays for the thread, at most once a sleep; when the future is
-/// dropped (a wake message came first), the thread ends its short sleep and returns to the pool.
-async fn sleep_until(deadline: Instant) {
-    if let Some(coarse) = deadline.checked_sub(FINE_SLEEP) {
-        if Instant::now() < coarse {
-            tokio::time::sleep_until(coarse).await;
-        }
-    }
-    let rest = deadline.saturating_duration_since(Instant::now());
-    if !rest.is_zero() {
-        // The thread cannot fail but by panicking in `sleep`; either way the sleep is over.
-        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
-    }
-}
-
 /// Enforces a partition's retentions (`trim.lua`): calls again while a call deleted a full
 /// [`TRIM_LIMIT`] (at most 10 calls a heartbeat); every deletion is logged.
 async fn trim_partition(part: Partition<'_>) {
@@ -380,7 +358,9 @@ async fn trim_partition(part: Partition<'_>) {
 async fn promote_partition(part: Partition<'_>, batch: usize) -> Result<PromoteReport> {
     let mut total = PromoteReport::default();
     loop {
+        let sent = Instant::now();
         let p = crate::ops::promote::call(&part, batch, STORAGE_FORMAT).await?;
+        let received = Instant::now();
         total.lag.record_counts(&p.lag_counts, p.sum_lag_ms);
         total.promoted += p.promoted;
         total.data_lost |= p.lost;
@@ -388,13 +368,20 @@ async fn promote_partition(part: Partition<'_>, batch: usize) -> Result<PromoteR
         total.max_lag_ms = total.max_lag_ms.max(p.max_lag_ms);
         let next = [p.next_due_ms, p.next_lease_ms].into_iter().flatten().min();
         // From the server's clock to the microsecond: `now_ms` alone is rounded down, which
-        // made every sleep up to a millisecond too long (half a millisecond on average).
+        // made every sleep up to a millisecond too long (half a millisecond on average). And
+        // from when the server read it, not from the reply: the script reads it first thing,
+        // about halfway through the round trip (the request and the reply take about as
+        // long), so the time left is counted from the reply's arrival less half the round
+        // trip. Counting it from the reply made every sleep a tenth of a millisecond too
+        // long. Waking a little early costs one more call, never an early job: the script
+        // promotes only what is due by the server's clock.
         total.next_in = next.map(|t| {
             let us = t
                 .saturating_sub(p.now_ms)
                 .saturating_mul(1000)
                 .saturating_sub(p.now_us);
             Duration::from_micros(us.max(0) as u64)
+                .saturating_sub(received.saturating_duration_since(sent) / 2)
         });
         if ((p.promoted + p.timed_out) as usize) < batch && (p.expired as usize) < batch {
             return Ok(total);
@@ -583,7 +570,10 @@ impl QueueSet {
             let queue = &self.queues[self.units[u].queue];
             let part = queue.partition(self.units[u].part);
             let unit = &mut self.units[u];
-            match promote_partition(part, config.batch).await {
+            let result = promote_partition(part, config.batch).await;
+            // `next_in` counts from here: the deadline does not wait for the metrics.
+            let returned = Instant::now();
+            match result {
                 Ok(report) => {
                     unit.outage.reset();
                     metrics.record(queue.name(), Ok(&report));
@@ -617,7 +607,7 @@ impl QueueSet {
                     let sleep = report
                         .next_in
                         .map_or(config.heartbeat, |d| d.min(config.heartbeat));
-                    unit.deadline = Instant::now() + sleep;
+                    unit.deadline = returned + sleep;
                     if unit.trim_at <= now {
                         unit.trim_at = now + config.heartbeat;
                         trim_partition(queue.partition(unit.part)).await;
@@ -654,38 +644,5 @@ impl QueueSet {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The promoter's sleep never ends before its deadline, whether the deadline lies inside
-    /// the fine stretch, just past it, or beyond it (how fine it is, is W3's figure in
-    /// benches/load). The upper bound only catches a sleep that hangs.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_precise_sleep_is_never_early() {
-        for i in 0..120u64 {
-            let wait = Duration::from_micros(150 + 41 * i);
-            let deadline = Instant::now() + wait;
-            sleep_until(deadline).await;
-            let now = Instant::now();
-            assert!(
-                now >= deadline,
-                "a sleep of {wait:?} ended {:?} early",
-                deadline - now
-            );
-            assert!(
-                now - deadline < Duration::from_secs(2),
-                "a sleep of {wait:?} ended {:?} late",
-                now - deadline
-            );
-        }
-        // A deadline already past returns at once.
-        let past = Instant::now() - Duration::from_millis(5);
-        tokio::time::timeout(Duration::from_secs(2), sleep_until(past))
-            .await
-            .expect("a past deadline does not sleep");
     }
 }

@@ -242,21 +242,11 @@ pub(crate) const LATENESS_CONSUMERS: usize = 8;
 /// The longest the raw promoter sleeps without looking at the next due time.
 const PROMOTER_NAP_MS: u64 = 10;
 
-/// Sleeps `wait` to within about a tenth of a millisecond, as punctual's promoter does
-/// (`sleep_until` in src/promoter.rs): tokio's timer, which counts whole milliseconds and
-/// rounds up, until 2 ms before the end, then `nanosleep` on a blocking-pool thread. The raw
-/// limit sleeps no less precisely than punctual, or it would carry a millisecond of lateness
-/// that is the timer's, not Redis's.
+/// Sleeps `wait` with punctual's promoter's own sleep (src/sleep.rs: tokio's millisecond
+/// timer, then a `timerfd` for the last 2 ms). The raw limit sleeps no less precisely than
+/// punctual, or it would carry lateness that is the timer's, not Redis's.
 async fn precise_sleep(wait: std::time::Duration) {
-    const FINE: std::time::Duration = std::time::Duration::from_millis(2);
-    let deadline = std::time::Instant::now() + wait;
-    if wait > FINE {
-        tokio::time::sleep(wait - FINE).await;
-    }
-    let rest = deadline.saturating_duration_since(std::time::Instant::now());
-    if !rest.is_zero() {
-        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
-    }
+    punctual::bench_support::sleep_until(tokio::time::Instant::now() + wait).await;
 }
 
 /// W3's raw counterpart, at the same `rate` and for the same `secs`: a producer writes each
