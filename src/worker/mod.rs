@@ -307,6 +307,11 @@ impl Worker {
                             .instrument(span),
                         );
                     }
+                    if drained {
+                        // Let the jobs just spawned start (the last one waits in this thread's
+                        // next-task slot) before the idle wait is armed, not after.
+                        tokio::task::yield_now().await;
+                    }
                     if drained && idle(&mut waiter, &stands, shutdown.as_mut()).await {
                         break;
                     }
