@@ -13,7 +13,7 @@ use redis::Value;
 use crate::envelope::{self, Envelope};
 use crate::error::{is_moved_transaction, is_transient, Error, Result};
 use crate::keys::Keys;
-use crate::queue::Queue;
+use crate::queue::{Partition, Queue};
 use crate::time::from_unix_ms;
 use crate::vocab::Event;
 use crate::vocab::JobState;
@@ -272,16 +272,32 @@ type JobReply = (
     Option<Vec<u8>>,
 );
 
-/// Sends a read (an atomic pipeline) again, up to 3 tries, when its connection failed or a
+/// Sends a read (a pipeline) to `part` again, up to 4 tries, when its connection failed or a
 /// cluster refused it because the slot moved: a read is safe to repeat, and after a failover
 /// the first one can meet the old owner.
-async fn read_again<T, F, Fut>(send: F) -> redis::RedisResult<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = redis::RedisResult<T>>,
-{
+///
+/// The cluster client follows `MOVED` and rebuilds its slot map for a single command, not for
+/// a transaction: one refused that way was sent again to the old owner as long as nothing
+/// else on the connection met a `MOVED`, and a map rebuilt while a failover was still
+/// spreading could stay stale (CI saw `stats` fail three times in 300 ms after one). So after
+/// such a refusal a single-key read (`EXISTS` of the partition's `meta`) goes first: its
+/// `MOVED` makes the client learn the slot's owner.
+async fn read_again<T: redis::FromRedisValue>(
+    part: &Partition<'_>,
+    pipe: &redis::Pipeline,
+) -> redis::RedisResult<T> {
     let retry = |e: &redis::RedisError| is_transient(e) || is_moved_transaction(e);
-    crate::reconnect::send_again("read", 3, retry, send).await.0
+    let send = || async move {
+        let sent = pipe.query_async(&mut part.conn()).await;
+        if sent.as_ref().is_err_and(is_moved_transaction) {
+            let _: redis::RedisResult<bool> = redis::cmd("EXISTS")
+                .arg(&part.keys().meta)
+                .query_async(&mut part.conn())
+                .await;
+        }
+        sent
+    };
+    crate::reconnect::send_again("read", 4, retry, send).await.0
 }
 
 /// How many commands [`job_commands`] adds per job.
@@ -328,12 +344,9 @@ impl Queue {
         pipe.atomic();
         let part = self.partition_of(id);
         job_commands(&mut pipe, part.keys(), id);
-        let reply: JobReply = read_again(|| {
-            let (pipe, mut conn) = (&pipe, self.conn());
-            async move { pipe.query_async(&mut conn).await }
-        })
-        .await
-        .map_err(|e| self.redis_error("get", e))?;
+        let reply: JobReply = read_again(&part, &pipe)
+            .await
+            .map_err(|e| self.redis_error("get", e))?;
         Ok(self.job_info(id, reply))
     }
 
@@ -541,12 +554,9 @@ impl Queue {
                 for (low, high) in bounds {
                     pipe.zcount(&part.keys().scheduled, low, high);
                 }
-                let counts: Vec<u64> = read_again(|| {
-                    let (pipe, mut conn) = (&pipe, part.conn());
-                    async move { pipe.query_async(&mut conn).await }
-                })
-                .await
-                .map_err(|e| self.redis_error("due counts", e))?;
+                let counts: Vec<u64> = read_again(&part, &pipe)
+                    .await
+                    .map_err(|e| self.redis_error("due counts", e))?;
                 Ok::<_, Error>(counts)
             }
         });
@@ -689,12 +699,9 @@ impl Queue {
                 .hgetall(&k.stats)
                 .cmd("TIME")
                 .hget(&k.meta, "paused");
-            let reply: Reply = read_again(|| {
-                let (pipe, mut conn) = (&pipe, part.conn());
-                async move { pipe.query_async(&mut conn).await }
-            })
-            .await
-            .map_err(|e| self.redis_error("stats", e))?;
+            let reply: Reply = read_again(&part, &pipe)
+                .await
+                .map_err(|e| self.redis_error("stats", e))?;
             Ok::<_, Error>(reply)
         });
         let mut counts = Counts::default();

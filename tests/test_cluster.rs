@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use punctual::{Namespace, NewJob, Promoter, PromoterConfig, QueueConfig};
 use support::cli::*;
@@ -471,6 +471,76 @@ async fn a_slot_migrated_while_jobs_flow_loses_and_duplicates_nothing() {
     assert_eq!(twice, 0, "jobs ran twice");
     assert_eq!(totals.get(punctual::Event::Promoted), u64::from(N));
     assert_eq!(totals.get(punctual::Event::Expired), 0);
+}
+
+/// A read after the queue's slot moved to another master, with nothing else sent on the
+/// connection in between: `stats`, `get` and `due_counts` (transactions and pipelines) find
+/// the new owner and answer (`read_again` in src/inspect.rs: a transaction refused with
+/// `MOVED` is sent again after a single-key read that makes the client learn the owner).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_after_the_slot_moved_find_the_new_owner() {
+    let cluster = RedisCluster::start(3);
+    let queue = punctual::Queue::connect(&cluster.seeds(), "reads")
+        .await
+        .unwrap();
+    let id = queue
+        .schedule(NewJob::new(&1u32).delay(Duration::from_secs(3600)))
+        .await
+        .unwrap()
+        .id;
+    let later = [SystemTime::now() + Duration::from_secs(7200)];
+    assert_eq!(queue.stats().await.unwrap().counts.scheduled, 1);
+    for round in 0..2 {
+        let slot = keyslot(
+            &cluster,
+            &format!("{{{}}}", punctual::keys::partition_tag("reads", 0, 1)),
+        );
+        let (from, to) =
+            tokio::task::block_in_place(|| migrate_slot(&cluster, slot, Duration::ZERO));
+        println!("round {round}: slot {slot} moved from {from} to {to}");
+        // Each read first, alone on the connection since the move.
+        let took = Instant::now();
+        match round {
+            0 => assert_eq!(queue.stats().await.unwrap().counts.scheduled, 1),
+            _ => assert!(queue.get(&id).await.unwrap().is_some()),
+        }
+        println!("round {round}: the first read took {:?}", took.elapsed());
+        assert_eq!(queue.due_counts(&later).await.unwrap(), [1, 0]);
+        assert_eq!(queue.stats().await.unwrap().counts.scheduled, 1);
+    }
+}
+
+/// The same after the master of the queue's slot failed over to its replica: the first read
+/// meets the old master, now a replica, and must still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_after_a_failover_find_the_new_master() {
+    let cluster = RedisCluster::start_with(3, 1, true);
+    let queue = punctual::Queue::connect(&cluster.seeds(), "reads")
+        .await
+        .unwrap();
+    queue
+        .schedule(NewJob::new(&1u32).delay(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    assert_eq!(queue.stats().await.unwrap().counts.scheduled, 1);
+    let slot = keyslot(
+        &cluster,
+        &format!("{{{}}}", punctual::keys::partition_tag("reads", 0, 1)),
+    );
+    let owner = cluster_nodes(&cluster)
+        .into_iter()
+        .find(|n| n.master && n.slots.iter().any(|&(a, b)| (a..=b).contains(&slot)))
+        .unwrap();
+    let replica = (0..cluster.nodes.len())
+        .find(|&i| {
+            let r = cluster.replication(i);
+            r.contains("role:slave") && r.contains(&format!("master_port:{}\r", owner.port))
+        })
+        .unwrap();
+    tokio::task::block_in_place(|| cluster.failover(replica));
+    let took = Instant::now();
+    assert_eq!(queue.stats().await.unwrap().counts.scheduled, 1);
+    println!("the first read took {:?}", took.elapsed());
 }
 
 /// 3 masters with a replica each: a master fails over to its replica (`CLUSTER FAILOVER`, in
