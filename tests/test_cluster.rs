@@ -221,6 +221,15 @@ fn keyslot(cluster: &RedisCluster, key: &str) -> u16 {
         .unwrap()
 }
 
+/// The master that serves `slot`.
+fn slot_owner(nodes: &[NodeEntry], slot: u16) -> NodeEntry {
+    nodes
+        .iter()
+        .find(|n| n.master && n.slots.iter().any(|&(a, b)| (a..=b).contains(&slot)))
+        .unwrap()
+        .clone()
+}
+
 fn node_by_port(cluster: &RedisCluster, port: u16) -> &RedisServer {
     cluster.nodes.iter().find(|n| n.port() == port).unwrap()
 }
@@ -230,11 +239,7 @@ fn node_by_port(cluster: &RedisCluster, port: u16) -> &RedisServer {
 /// `pace` so that clients meet the slot half-moved (ASK, TRYAGAIN). Returns (from, to) ports.
 fn migrate_slot(cluster: &RedisCluster, slot: u16, pace: Duration) -> (u16, u16) {
     let nodes = cluster_nodes(cluster);
-    let owner = nodes
-        .iter()
-        .find(|n| n.master && n.slots.iter().any(|&(a, b)| (a..=b).contains(&slot)))
-        .unwrap()
-        .clone();
+    let owner = slot_owner(&nodes, slot);
     let target = nodes
         .iter()
         .find(|n| n.master && n.id != owner.id)
@@ -527,10 +532,7 @@ async fn reads_after_a_failover_find_the_new_master() {
         &cluster,
         &format!("{{{}}}", punctual::keys::partition_tag("reads", 0, 1)),
     );
-    let owner = cluster_nodes(&cluster)
-        .into_iter()
-        .find(|n| n.master && n.slots.iter().any(|&(a, b)| (a..=b).contains(&slot)))
-        .unwrap();
+    let owner = slot_owner(&cluster_nodes(&cluster), slot);
     let replica = (0..cluster.nodes.len())
         .find(|&i| {
             let r = cluster.replication(i);

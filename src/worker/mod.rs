@@ -311,9 +311,9 @@ impl Worker {
                         // Let the jobs just spawned start (the last one waits in this thread's
                         // next-task slot) before the idle wait is armed, not after.
                         tokio::task::yield_now().await;
-                    }
-                    if drained && idle(&mut waiter, &stands, shutdown.as_mut()).await {
-                        break;
+                        if idle(&mut waiter, &stands, shutdown.as_mut()).await {
+                            break;
+                        }
                     }
                 }
                 Err(e) => {
