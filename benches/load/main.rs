@@ -92,6 +92,8 @@ struct Args {
     w4_jobs: Option<usize>,
     /// `--w3-rate`: W3 at this one of its rates only.
     w3_rate: Option<u64>,
+    /// `--worker-threads`: the tokio runtime's worker threads (default: one per core).
+    worker_threads: Option<usize>,
 }
 
 impl Args {
@@ -109,6 +111,7 @@ impl Args {
             json: PathBuf::from("target/bench/load.json"),
             w4_jobs: None,
             w3_rate: None,
+            worker_threads: None,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -142,6 +145,14 @@ impl Args {
                         .filter(|&n| n > 0)
                         .ok_or("--concurrency needs a positive number")?;
                     workloads::CONCURRENCY.store(n, std::sync::atomic::Ordering::Relaxed);
+                }
+                "--worker-threads" => {
+                    args.worker_threads = Some(
+                        it.next()
+                            .and_then(|n| n.parse().ok())
+                            .filter(|&n| n > 0)
+                            .ok_or("--worker-threads needs a positive number")?,
+                    );
                 }
                 "--w4-jobs" => {
                     args.w4_jobs = Some(
@@ -213,20 +224,23 @@ async fn info_field(conn: &mut MultiplexedConnection, section: &str, field: &str
         .to_owned()
 }
 
-/// A throughput figure: jobs per second of wall-clock time, and Redis CPU time (user + system,
-/// from `INFO cpu`) per job, which says how close to the single-threaded server's limit it is.
+/// A throughput figure: jobs per second of wall-clock time, Redis CPU time (user + system,
+/// from `INFO cpu`) per job, which says how close to the single-threaded server's limit it is,
+/// and this process's CPU time per job (the clients: punctual's producer, promoter and worker,
+/// or the raw limit's), which says what is left of the machine for Redis.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Measured {
     pub(crate) jobs_per_s: f64,
     pub(crate) redis_us_per_job: f64,
+    pub(crate) client_us_per_job: f64,
 }
 
 impl std::fmt::Display for Measured {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:.0} jobs/s ({:.2} µs Redis CPU/job)",
-            self.jobs_per_s, self.redis_us_per_job
+            "{:.0} jobs/s ({:.2} µs Redis CPU/job, {:.2} µs client CPU/job)",
+            self.jobs_per_s, self.redis_us_per_job, self.client_us_per_job
         )
     }
 }
@@ -238,6 +252,7 @@ impl Measured {
         Measured {
             jobs_per_s: n / parts.iter().map(|m| 1.0 / m.jobs_per_s).sum::<f64>(),
             redis_us_per_job: parts.iter().map(|m| m.redis_us_per_job).sum::<f64>() / n,
+            client_us_per_job: parts.iter().map(|m| m.client_us_per_job).sum::<f64>() / n,
         }
     }
 }
@@ -247,6 +262,7 @@ impl Measured {
 pub(crate) struct Clock {
     origin_unix_us: i64,
     cpu_s: f64,
+    client_cpu_s: f64,
 }
 
 impl Clock {
@@ -260,18 +276,42 @@ impl Clock {
         Clock {
             origin_unix_us,
             cpu_s: redis_cpu_s(conn).await,
+            client_cpu_s: process_cpu_s(),
         }
     }
 
     /// `jobs` done since the origin.
     pub(crate) async fn stop(self, conn: &mut MultiplexedConnection, jobs: usize) -> Measured {
         let seconds = (unix_us() - self.origin_unix_us) as f64 / 1e6;
+        let client = process_cpu_s() - self.client_cpu_s;
         let cpu = redis_cpu_s(conn).await - self.cpu_s;
         Measured {
             jobs_per_s: jobs as f64 / seconds,
             redis_us_per_job: cpu * 1e6 / jobs as f64,
+            client_us_per_job: client * 1e6 / jobs as f64,
         }
     }
+}
+
+/// This process's CPU seconds so far, user plus system, every thread (`/proc/self/stat`, in
+/// the kernel's 10 ms ticks: a run of a second or more reads it to 1-2%). 0 where it cannot be
+/// read.
+fn process_cpu_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces: state is
+    // field 3, utime and stime fields 14 and 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // USER_HZ, the unit of these fields, is 100 on Linux.
+    (ticks(14) + ticks(15)) / 100.0
 }
 
 /// Unix time now, in microseconds (this host's clock, which is the benchmark Redis's clock).
@@ -334,13 +374,16 @@ impl std::fmt::Display for Spread {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:.0} jobs/s ({:.0}–{:.0}); {:.2} µs Redis CPU/job ({:.2}–{:.2})",
+            "{:.0} jobs/s ({:.0}–{:.0}); {:.2} µs Redis CPU/job ({:.2}–{:.2}); {:.2} µs client CPU/job ({:.2}–{:.2})",
             self.med.jobs_per_s,
             self.lo.jobs_per_s,
             self.hi.jobs_per_s,
             self.med.redis_us_per_job,
             self.lo.redis_us_per_job,
-            self.hi.redis_us_per_job
+            self.hi.redis_us_per_job,
+            self.med.client_us_per_job,
+            self.lo.client_us_per_job,
+            self.hi.client_us_per_job
         )
     }
 }
@@ -353,19 +396,23 @@ fn record_measured(
 ) -> Spread {
     let rates: Vec<f64> = runs.iter().map(|m| m.jobs_per_s).collect();
     let cpu: Vec<f64> = runs.iter().map(|m| m.redis_us_per_job).collect();
-    let ((r_lo, r_hi), (c_lo, c_hi)) = (range(&rates), range(&cpu));
+    let client: Vec<f64> = runs.iter().map(|m| m.client_us_per_job).collect();
+    let ((r_lo, r_hi), (c_lo, c_hi), (k_lo, k_hi)) = (range(&rates), range(&cpu), range(&client));
     Spread {
         med: Measured {
             jobs_per_s: record(raw, &format!("{name}_jobs_per_s"), &rates),
             redis_us_per_job: record(raw, &format!("{name}_redis_us_per_job"), &cpu),
+            client_us_per_job: record(raw, &format!("{name}_client_us_per_job"), &client),
         },
         lo: Measured {
             jobs_per_s: r_lo,
             redis_us_per_job: c_lo,
+            client_us_per_job: k_lo,
         },
         hi: Measured {
             jobs_per_s: r_hi,
             redis_us_per_job: c_hi,
+            client_us_per_job: k_hi,
         },
     }
 }
@@ -394,6 +441,7 @@ struct LatenessFigures {
     p99_runs_ms: Vec<f64>,
     early: usize,
     redis_us_per_job: f64,
+    client_us_per_job: f64,
 }
 
 fn record_lateness(
@@ -415,6 +463,11 @@ fn record_lateness(
             raw,
             &format!("{prefix}_redis_us_per_job"),
             &runs.iter().map(|l| l.redis_us_per_job).collect::<Vec<_>>(),
+        ),
+        client_us_per_job: record(
+            raw,
+            &format!("{prefix}_client_us_per_job"),
+            &runs.iter().map(|l| l.client_us_per_job).collect::<Vec<_>>(),
         ),
     }
 }
@@ -487,10 +540,11 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.worker_threads {
+        builder.worker_threads(n);
+    }
+    let runtime = builder.enable_all().build().expect("tokio runtime");
     runtime.block_on(run(args));
 }
 
@@ -502,8 +556,12 @@ async fn run(args: Args) {
     let redis_version = info_field(&mut admin, "server", "redis_version").await;
     let machine = machine();
     let s = args.sizes;
+    let threads = args
+        .worker_threads
+        .map_or_else(|| "one per core".to_owned(), |n| n.to_string());
     eprintln!(
-        "punctual load benchmark: redis {redis_version} on {url}, {machine}, {} run(s), {:?}",
+        "punctual load benchmark: redis {redis_version} on {url}, {machine}, {} run(s), {:?}, \
+         runtime worker threads: {threads}",
         args.runs, s
     );
 
@@ -662,13 +720,17 @@ async fn run(args: Args) {
                 fresh(&mut admin).await;
                 let clock = Clock::start(&mut admin).await;
                 let mut l = workloads::w3_lateness(&url, rate, s.w3_secs, run as u64).await;
-                l.redis_us_per_job = clock.stop(&mut admin, jobs).await.redis_us_per_job;
+                let cpu = clock.stop(&mut admin, jobs).await;
+                (l.redis_us_per_job, l.client_us_per_job) =
+                    (cpu.redis_us_per_job, cpu.client_us_per_job);
                 eprintln!("w3 {rate}/s run {run}: {l:?}");
                 runs.push(l);
                 fresh(&mut admin).await;
                 let clock = Clock::start(&mut admin).await;
                 let mut l = baseline::reliable_lateness(&url, rate, s.w3_secs).await;
-                l.redis_us_per_job = clock.stop(&mut admin, jobs).await.redis_us_per_job;
+                let cpu = clock.stop(&mut admin, jobs).await;
+                (l.redis_us_per_job, l.client_us_per_job) =
+                    (cpu.redis_us_per_job, cpu.client_us_per_job);
                 eprintln!("w3 raw {rate}/s run {run}: {l:?}");
                 raws.push(l);
             }
@@ -694,19 +756,23 @@ async fn run(args: Args) {
                 ..row(
                     &format!("W3 lateness at {rate}/s"),
                     format!(
-                        "p50 {} p90 {} p99 {} max {} early {early}; {:.1} µs Redis CPU/job",
+                        "p50 {} p90 {} p99 {} max {} early {early}; {:.1} µs Redis CPU/job, \
+                         {:.1} µs client CPU/job",
                         ms(ours.p50),
                         ms(ours.p90),
                         spread_text(&ours.p99_runs_ms, 2, " ms"),
                         ms(ours.max),
-                        ours.redis_us_per_job
+                        ours.redis_us_per_job,
+                        ours.client_us_per_job
                     ),
                     format!(
-                        "raw reliable ({} consumers, BLMOVE): p50 {} p99 {}; {:.1} µs",
+                        "raw reliable ({} consumers, BLMOVE): p50 {} p99 {}; {:.1} µs Redis, \
+                         {:.1} µs client",
                         baseline::LATENESS_CONSUMERS,
                         ms(base.p50),
                         spread_text(&base.p99_runs_ms, 2, " ms"),
-                        base.redis_us_per_job
+                        base.redis_us_per_job,
+                        base.client_us_per_job
                     ),
                     None,
                 )
@@ -793,6 +859,7 @@ async fn run(args: Args) {
         "punctual_version": env!("CARGO_PKG_VERSION"),
         "runs": args.runs,
         "sizes": format!("{s:?}"),
+        "worker_threads": args.worker_threads,
         "medians_and_runs": raw,
         "table": rows,
     });
