@@ -5,7 +5,8 @@
 #
 #   benches/script_cost/cost.sh [LUA_DIR] [N] [BATCH] [WINDOW_MS] [WHAT]
 #     LUA_DIR    the scripts to measure (default: lua/ of this checkout); compare two versions
-#                with e.g. `git show REV:lua/claim.lua > /tmp/old/claim.lua` (and ack.lua)
+#                with e.g. `git show REV:lua/claim.lua > /tmp/old/claim.lua` (and ack.lua);
+#                benches/script_cost/floor: the least a claim + ack can do (BENCHMARKS.md)
 #     N          jobs (default 3000)   BATCH  jobs per claim and ack call (default 16, W2's)
 #     WINDOW_MS  the dedup window ack.lua is given (default 60000; 0: no dedup record)
 #     WHAT       claim+ack (default); schedule: N jobs BATCH per schedule.lua call;
