@@ -28,6 +28,9 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 (cd "$out" && exec valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" \
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$out" \
   > "$out/valgrind.log" 2>&1) &
+server=$!
+# The server goes with this script, also when the driver fails and `set -e` ends it early.
+trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || kill "$server" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.3; done
 "$root/.venv/bin/python" "$here/drive.py" "$port" "$lua" "$n" "$batch" "$window" "$what"
 redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
