@@ -186,7 +186,9 @@ impl Promoter {
 
     /// Runs the loop until `shutdown` completes. Redis outages are waited out (capped
     /// backoff, logged), not returned as errors. The promoter holds no jobs, so stopping is
-    /// immediate and loses nothing.
+    /// immediate and loses nothing: `shutdown` is obeyed wherever the loop is waiting, also in
+    /// the middle of a Redis call (each script is atomic; an abandoned call either ran whole
+    /// or not at all).
     ///
     /// # Errors
     /// None at present; the `Result` leaves room for fatal conditions.
@@ -198,10 +200,21 @@ impl Promoter {
                 tracing::info_span!("promoter", queues = ?names)
             }
         };
-        self.run_inner(shutdown).instrument(span).await
+        async move {
+            let result = tokio::select! {
+                biased;
+                () = shutdown => Ok(()),
+                result = self.run_inner() => result,
+            };
+            info!("promoter stopped");
+            result
+        }
+        .instrument(span)
+        .await
     }
 
-    async fn run_inner(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+    /// The loop; returns only when there is nothing to serve.
+    async fn run_inner(self) -> Result<()> {
         let Promoter {
             queues,
             namespace,
@@ -224,7 +237,6 @@ impl Promoter {
         let mut pubsub_outage = ReconnectBackoff::new();
         // Through Sentinel: which primary connection the promoter last saw.
         let mut primary = backend.generation();
-        tokio::pin!(shutdown);
         info!(batch = config.batch, heartbeat = ?config.heartbeat, "promoter started");
 
         loop {
@@ -275,8 +287,6 @@ impl Promoter {
             }
 
             tokio::select! {
-                biased;
-                () = &mut shutdown => break,
                 heard = wake::next(&mut wake) => match heard {
                     Heard::Wake(channel, payload) => match (set.channels.get(&channel), &namespace) {
                         (Some(&u), _) => {
@@ -321,8 +331,6 @@ impl Promoter {
             }
             set.promote_due(&config, &metrics).await;
         }
-        info!("promoter stopped");
-        Ok(())
     }
 }
 

@@ -453,3 +453,50 @@ async fn the_sleep_until_the_next_job_is_exact_to_the_microsecond() {
     }
     assert!(fractions.iter().any(|&f| f != 0), "{fractions:?}");
 }
+
+/// The promoter holds no jobs, so it stops as soon as it is asked, even in the middle of a
+/// Redis call: with the server pausing writes for 5 s, its promote.lua call hangs, and `run`
+/// still returns within a second of the shutdown (it used to wait for the call).
+#[tokio::test]
+async fn a_promoter_stops_at_once_even_while_its_call_hangs() {
+    let redis = RedisServer::start();
+    let queue = Queue::connect(&redis.url(), "hang").await.unwrap();
+    queue
+        .schedule(NewJob::new(&0).delay(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let config = PromoterConfig::default().set_heartbeat(Duration::from_millis(20));
+    let promoter = Promoter::new([queue.clone()], config).unwrap();
+    let running = tokio::spawn(promoter.run(stop.clone().cancelled_owned()));
+
+    for node in redis.each_node() {
+        let mut conn = node
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(5000)
+            .arg("WRITE")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    // A paused call shows as a blocked client; the heartbeat makes the next one at once.
+    eventually(
+        Duration::from_secs(3),
+        "the promoter's call to hang",
+        || async { redis.info("clients").await.contains("blocked_clients:1") },
+    )
+    .await;
+    let asked = std::time::Instant::now();
+    stop.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(1), running).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "{stopped:?} after {:?}",
+        asked.elapsed()
+    );
+}
