@@ -440,8 +440,11 @@ async fn all_keys_share_the_queue_hash_tag() {
     }
 }
 
-/// Scripts are called by SHA; after the server forgets them (SCRIPT FLUSH, or a restart) every
-/// call, pipelined ones included, loads the script and goes through, and nothing runs twice.
+/// Scripts are called by SHA; after the server forgets them (SCRIPT FLUSH, a restart, or a
+/// replica just promoted) every call, pipelined ones included, is sent again as EVAL and goes
+/// through, and nothing runs twice. Never through SCRIPT LOAD: on a cluster that has no key
+/// to route by, and after a failover it went to another node than the call (the call then
+/// failed with NOSCRIPT).
 #[tokio::test]
 async fn calls_survive_a_script_flush() {
     let redis = RedisServer::start();
@@ -496,6 +499,11 @@ async fn calls_survive_a_script_flush() {
     assert_eq!(
         ready, 599,
         "each job promoted once, one cancelled, one moved back"
+    );
+    assert_eq!(redis.calls_of("script|load").await, 0);
+    assert!(
+        redis.calls_of("eval").await >= 6,
+        "one EVAL per call answered NOSCRIPT"
     );
 }
 

@@ -7,10 +7,15 @@
 //! Nothing else in the crate lists a script's keys or reads its reply by position. Adding a
 //! state change is one Lua file, one binding here, and its tests (docs/layout.md says so).
 //!
-//! Calls go out as `EVALSHA`; when the server answers `NOSCRIPT` (first use, or after a
-//! restart or `SCRIPT FLUSH`) the script is loaded with `SCRIPT LOAD` and the call is sent
-//! again. A `NOSCRIPT` reply means the script did not run, so sending it again is safe. This
-//! holds for pipelines too: only the calls that came back `NOSCRIPT` are sent again.
+//! Calls go out as `EVALSHA`; when the server answers `NOSCRIPT` (first use, after a restart
+//! or `SCRIPT FLUSH`, or on a replica just promoted: scripts are not replicated) the call is
+//! sent again as `EVAL` with the script's source, which runs it and caches it on that node. A
+//! `NOSCRIPT` reply means the script did not run, so sending it again is safe. This holds for
+//! pipelines too: only the calls that came back `NOSCRIPT` are sent again. Not `SCRIPT LOAD`
+//! and `EVALSHA` again: `SCRIPT LOAD` has no key, so a cluster client sends it to the masters
+//! it knows of, and just after a failover that need not be the node the call goes to (the
+//! retried call then failed with `NOSCRIPT`). `EVAL` carries the call's keys, so it goes where
+//! the call goes.
 //!
 //! Arguments that recur have one slot: the wake channel is `ARGV[1]` of every script that
 //! publishes (`schedule`, `retry`, `reschedule`, `revive`). No script takes "now": each reads
@@ -35,7 +40,7 @@ bindings!(
 use std::sync::OnceLock;
 
 use redis::aio::ConnectionLike;
-use redis::{RedisResult, ServerErrorKind, Value};
+use redis::{ErrorKind, RedisResult, ServerErrorKind, ToRedisArgs, Value};
 
 use crate::config::Durability;
 use crate::keys::{Keys, Part};
@@ -78,12 +83,25 @@ impl Binding {
     }
 
     /// A call of this script with the queue's keys in order; the binding adds the `ARGV`.
-    pub(crate) fn invoke(&self, keys: &Keys) -> redis::ScriptInvocation<'_> {
-        let mut call = self.script().prepare_invoke();
-        for &part in self.keys {
-            call.key(keys.get(part));
+    pub(crate) fn invoke(&self, keys: &Keys) -> Invocation<'_> {
+        Invocation {
+            binding: self,
+            evalsha: self.evalsha(keys),
         }
-        call
+    }
+
+    /// `evalsha` (made by [`Binding::evalsha`]) as `EVAL` with this script's source, for a
+    /// server that answered `NOSCRIPT`.
+    fn eval(&self, evalsha: &redis::Cmd) -> redis::Cmd {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(self.source);
+        // After `EVALSHA <sha1>`: the key count, the keys and the arguments.
+        for arg in evalsha.args_iter().skip(2) {
+            if let redis::Arg::Simple(bytes) = arg {
+                eval.arg(bytes);
+            }
+        }
+        eval
     }
 
     /// The `EVALSHA` command with the queue's keys, for a pipeline ([`Binding::pipeline`]);
@@ -119,8 +137,7 @@ impl Binding {
             .map(|(i, _)| i)
             .collect();
         if !missing.is_empty() {
-            self.script().load_async(con).await?;
-            let again: Vec<redis::Cmd> = missing.iter().map(|&i| calls[i].clone()).collect();
+            let again: Vec<redis::Cmd> = missing.iter().map(|&i| self.eval(&calls[i])).collect();
             let (retried, waited) = send_all(con, &again, wait).await?;
             for (i, reply) in missing.into_iter().zip(retried) {
                 replies[i] = reply;
@@ -145,6 +162,34 @@ impl Binding {
             return Err(e.into());
         }
         Ok((redis::from_redis_value(reply)?, confirmed))
+    }
+}
+
+/// One call of a script ([`Binding::invoke`]) being built: the binding adds the `ARGV` with
+/// [`Invocation::arg`] and sends it with [`Invocation::invoke_async`].
+pub(crate) struct Invocation<'a> {
+    binding: &'a Binding,
+    evalsha: redis::Cmd,
+}
+
+impl Invocation<'_> {
+    /// Appends the next `ARGV`.
+    pub(crate) fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        self.evalsha.arg(arg);
+        self
+    }
+
+    /// Sends the call as `EVALSHA`, and again as `EVAL` if the server answers `NOSCRIPT`.
+    pub(crate) async fn invoke_async<T: redis::FromRedisValue>(
+        &self,
+        con: &mut impl ConnectionLike,
+    ) -> RedisResult<T> {
+        match self.evalsha.query_async(con).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.binding.eval(&self.evalsha).query_async(con).await
+            }
+            reply => reply,
+        }
     }
 }
 
