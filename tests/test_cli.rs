@@ -775,3 +775,99 @@ async fn a_cluster_that_is_not_ready_is_refused_before_anything_is_written() {
         .unwrap();
     assert!(keys.is_empty(), "{keys:?}");
 }
+
+/// A promoter and a worker whose log nobody reads any more (stderr a pipe whose reader went
+/// away, as when a log collector dies) run on and stop on SIGTERM with status 0. A log line
+/// that could not be written used to panic the task that wrote it; at SIGTERM that was the
+/// one that stops the process, which then never stopped.
+#[tokio::test]
+async fn a_lost_log_pipe_neither_kills_work_nor_blocks_sigterm() {
+    let redis = RedisServer::start();
+    let limit = Duration::from_secs(15);
+    let mut promote = punctual(&redis);
+    promote.args(["promote", "deaf"]);
+    let mut promoter = spawn_then_close_stderr(promote, "promoter started", limit);
+    let mut work = punctual(&redis);
+    work.args(["work", "deaf", "--exec", "echo no >&2; exit 3"]);
+    let mut worker = spawn_then_close_stderr(work, "worker started", limit);
+
+    // The failure is logged (a warning, to the closed pipe) and the job is still buried.
+    ok(
+        &redis,
+        &[
+            "schedule",
+            "deaf",
+            "--in",
+            "0s",
+            "--id",
+            "f",
+            "--max-attempts",
+            "1",
+        ],
+    );
+    let mut conn = redis.conn().await;
+    eventually(limit, "the failed job dead", || {
+        let mut conn = conn.clone();
+        async move {
+            let dead: u64 = conn.zcard("punctual:{deaf}:dead").await.unwrap();
+            dead == 1
+        }
+    })
+    .await;
+    let dead: String = conn
+        .zrange("punctual:{deaf}:dead", 0, 0)
+        .await
+        .map(|v: Vec<String>| v.concat())
+        .unwrap();
+    assert_eq!(dead, "f");
+
+    for child in [&mut promoter, &mut worker] {
+        terminate(child);
+        let status = exit_within(child, limit);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{status:?} within {limit:?} of SIGTERM"
+        );
+    }
+}
+
+/// `punctual ls q | head -1`: when the reader of the output goes away the command ends
+/// quietly with status 0 (it used to panic with a backtrace); a full disk is one error line
+/// and status 1.
+#[tokio::test]
+async fn a_closed_output_pipe_ends_a_command_quietly() {
+    use std::io::{BufRead, Read};
+    let redis = RedisServer::start();
+    // About 250 KB of listing: far more than a pipe holds, so writes meet the closed end.
+    let lines: String = (0..3000)
+        .map(|i| format!("{{\"id\":\"job-{i}\",\"in\":\"1h\",\"data\":{{\"n\":{i}}}}}\n"))
+        .collect();
+    let imported = run(&redis, &["import", "big", "-"], Some(&lines));
+    assert!(imported.status.success(), "{}", stderr(&imported));
+
+    let mut ls = punctual(&redis)
+        .args(["ls", "big", "--limit", "3000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(ls.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("ID "), "{first}");
+    // The read end is closed here, with most of the listing unread.
+    let status = exit_within(&mut ls, Duration::from_secs(15));
+    let mut err = String::new();
+    ls.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{err}");
+    assert_eq!(err, "");
+
+    let full = punctual(&redis)
+        .args(["ls", "big", "--limit", "3000"])
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    fails(&full, 1, "cannot write the output");
+}

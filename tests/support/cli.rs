@@ -113,14 +113,24 @@ pub fn terminate(child: &Child) {
 
 /// Waits for a child with a generous bound; kills it and fails if it does not exit.
 pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    match exit_within(child, limit) {
+        Some(status) => status,
+        None => panic!("punctual did not exit within {limit:?}"),
+    }
+}
+
+/// Waits up to `limit` for a child to exit; if it has not, kills and reaps it and returns
+/// `None` (for a test that says more than [`wait_exit`] when it fails).
+pub fn exit_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = std::time::Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
+            return Some(status);
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("punctual did not exit within {limit:?}");
+            let _ = child.wait();
+            return None;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -325,4 +335,41 @@ pub async fn stat(conn: &mut super::TestConn, queue: &str, name: &str) -> u64 {
         .await
         .unwrap()
         .unwrap_or(0)
+}
+
+/// Starts `cmd` with its stderr on a pipe, reads its log until a line contains `needle`, then
+/// closes the pipe: the process runs on with nobody reading its log, as when a log collector
+/// goes away. Fails if `needle` is not logged within `limit`.
+pub fn spawn_then_close_stderr(mut cmd: Command, needle: &str, limit: Duration) -> Owned {
+    let mut child = Owned(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start punctual"),
+    );
+    let stderr = child.stderr.take().expect("stderr");
+    let wanted = needle.to_owned();
+    let (seen_tx, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut log = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains(&wanted) {
+                let _ = seen_tx.send(Ok(()));
+                return; // drops the read end
+            }
+        }
+        let _ = seen_tx.send(Err(log));
+    });
+    match seen.recv_timeout(limit) {
+        Ok(Ok(())) => child,
+        Ok(Err(log)) => panic!("exited before logging {needle:?}: {log}"),
+        Err(_) => panic!("{needle:?} not logged within {limit:?}"),
+    }
 }

@@ -52,7 +52,7 @@ pub(crate) async fn schedule(ctx: &Ctx, args: ScheduleArgs) -> CmdResult {
     let scheduled = queue.schedule(job).await.map_err(|e| ctx.fail(e))?;
     let outcome = scheduled.outcome;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "queue": args.queue,
@@ -63,7 +63,7 @@ pub(crate) async fn schedule(ctx: &Ctx, args: ScheduleArgs) -> CmdResult {
             })
         );
     } else {
-        println!("{}", scheduled.id);
+        outln!("{}", scheduled.id);
     }
     match outcome {
         ScheduleOutcome::Rejected => {
@@ -126,7 +126,7 @@ pub(crate) async fn import(ctx: &Ctx, args: ImportArgs) -> CmdResult {
                 Ok(job) => chunk.push((line_no, job)),
                 Err(reason) => {
                     rejected += 1;
-                    eprintln!("line {line_no}: {reason}");
+                    errln!("line {line_no}: {reason}");
                 }
             }
         }
@@ -144,7 +144,7 @@ pub(crate) async fn import(ctx: &Ctx, args: ImportArgs) -> CmdResult {
                 Ok(_) => existed += 1,
                 Err(e) if e.is_input() => {
                     rejected += 1;
-                    eprintln!("line {n}: {e}");
+                    errln!("line {n}: {e}");
                 }
                 Err(e) => {
                     failed.push(n);
@@ -181,7 +181,7 @@ pub(crate) async fn import(ctx: &Ctx, args: ImportArgs) -> CmdResult {
             break;
         }
     }
-    println!(
+    outln!(
         "scheduled {created} jobs ({existed} already existed and were left as they are, \
          {rejected} lines rejected)"
     );
@@ -202,11 +202,11 @@ pub(crate) async fn show(ctx: &Ctx, args: JobArgs) -> CmdResult {
     if args.json {
         let mut json = output::job_json(&job);
         json["queue_paused"] = serde_json::Value::Bool(paused);
-        println!("{json}");
+        outln!("{json}");
     } else {
-        print!("{}", output::job_text(&job));
+        out!("{}", output::job_text(&job));
         if paused {
-            println!("queue:      paused (workers take no jobs until `punctual resume`)");
+            outln!("queue:      paused (workers take no jobs until `punctual resume`)");
         }
     }
     Ok(())
@@ -229,19 +229,19 @@ pub(crate) async fn wait(ctx: &Ctx, args: WaitArgs) -> CmdResult {
     match waited {
         Waited::Completed(job) => {
             match (&job, args.json) {
-                (Some(job), true) => println!("{}", output::job_json(job)),
-                (Some(job), false) => println!("{}", output::result_json(job)),
-                (None, true) => println!(
+                (Some(job), true) => outln!("{}", output::job_json(job)),
+                (Some(job), false) => outln!("{}", output::result_json(job)),
+                (None, true) => outln!(
                     "{}",
                     serde_json::json!({"queue": args.queue, "id": id, "state": "completed", "result": null})
                 ),
-                (None, false) => println!("null"),
+                (None, false) => outln!("null"),
             }
             Ok(())
         }
         Waited::Dead(job) => {
             if args.json {
-                println!("{}", output::job_json(&job));
+                outln!("{}", output::job_json(&job));
             }
             let why = job.last_error.as_ref().map_or_else(
                 || "no error recorded".to_owned(),
@@ -258,7 +258,7 @@ pub(crate) async fn wait(ctx: &Ctx, args: WaitArgs) -> CmdResult {
         Waited::NotFound => Err(not_found(&args.queue, id)),
         Waited::Pending(job) => {
             if args.json {
-                println!("{}", output::job_json(&job));
+                outln!("{}", output::job_json(&job));
             }
             Err(Failure::TimedOut(format!(
                 "job {id:?} is still {} after {}",
@@ -324,9 +324,9 @@ pub(crate) async fn cancel(ctx: &Ctx, args: CancelArgs) -> CmdResult {
         if let Some(stopped) = stopped {
             json["stopped"] = stopped.into();
         }
-        println!("{json}");
+        outln!("{json}");
     } else {
-        println!("{text}");
+        outln!("{text}");
     }
     Ok(())
 }
@@ -340,7 +340,7 @@ pub(crate) async fn reschedule(ctx: &Ctx, args: RescheduleArgs) -> CmdResult {
         .map_err(|e| ctx.fail(e))?
     {
         Rescheduled::Moved { from, due_at } => {
-            println!(
+            outln!(
                 "rescheduled {} (was {from}): due at {}",
                 args.id,
                 format_time(due_at)
@@ -374,10 +374,10 @@ pub(crate) async fn ls(ctx: &Ctx, args: LsArgs) -> CmdResult {
     }
     if args.json {
         let list: Vec<_> = jobs.iter().map(output::job_json).collect();
-        println!("{}", serde_json::Value::Array(list));
+        outln!("{}", serde_json::Value::Array(list));
     } else {
         let rows: Vec<_> = jobs.iter().map(output::job_row).collect();
-        print!("{}", output::table(output::JOB_HEADER, &rows));
+        out!("{}", output::table(output::JOB_HEADER, &rows));
     }
     Ok(())
 }
@@ -408,12 +408,12 @@ pub(crate) async fn stats(ctx: &Ctx, args: StatsArgs) -> CmdResult {
     }
     if args.json {
         let list: Vec<_> = all.iter().map(output::stats_json).collect();
-        println!("{}", serde_json::Value::Array(list));
+        outln!("{}", serde_json::Value::Array(list));
     } else if all.is_empty() {
-        println!("no queues in namespace {:?}", ns.prefix());
+        outln!("no queues in namespace {:?}", ns.prefix());
     } else {
         let rows: Vec<_> = all.iter().map(output::stats_row).collect();
-        print!("{}", output::table(output::STATS_HEADER, &rows));
+        out!("{}", output::table(output::STATS_HEADER, &rows));
     }
     Ok(())
 }
@@ -433,9 +433,9 @@ pub(crate) async fn pause(ctx: &Ctx, args: QueueArgs, pause: bool) -> CmdResult 
         ("resumed", "running")
     };
     if changed {
-        println!("{done} queue {:?}", args.queue);
+        outln!("{done} queue {:?}", args.queue);
     } else {
-        println!("queue {:?} was already {state}", args.queue);
+        outln!("queue {:?} was already {state}", args.queue);
     }
     Ok(())
 }
@@ -449,7 +449,7 @@ pub(crate) async fn queue(ctx: &Ctx, command: QueueCommand) -> CmdResult {
                 .create_queue(&args.queue, args.partitions)
                 .await
                 .map_err(|e| ctx.fail(e))?;
-            println!(
+            outln!(
                 "queue {:?} has {} partition(s)",
                 queue.name(),
                 queue.partitions()
@@ -470,7 +470,7 @@ pub(crate) async fn queue(ctx: &Ctx, command: QueueCommand) -> CmdResult {
                     args.queue
                 ))),
                 punctual::Removed::Removed { jobs } => {
-                    println!("removed queue {:?} and its {jobs} jobs", args.queue);
+                    outln!("removed queue {:?} and its {jobs} jobs", args.queue);
                     Ok(())
                 }
                 _ => Ok(()),
@@ -523,7 +523,7 @@ pub(crate) async fn queue(ctx: &Ctx, command: QueueCommand) -> CmdResult {
                     .await
                     .map_err(|e| ctx.fail(e))?;
                 let off = "deletes completed jobs";
-                println!(
+                outln!(
                     "queue {:?} {}",
                     args.queue,
                     kept("completed", retention, off)
@@ -535,15 +535,15 @@ pub(crate) async fn queue(ctx: &Ctx, command: QueueCommand) -> CmdResult {
                     .await
                     .map_err(|e| ctx.fail(e))?;
                 let off = "keeps dead jobs until retried or purged";
-                println!("queue {:?} {}", args.queue, kept("dead", retention, off));
+                outln!("queue {:?} {}", args.queue, kept("dead", retention, off));
             }
             if let Some(events) = events {
                 queue.set_event_log(events).await.map_err(|e| ctx.fail(e))?;
                 match events {
                     Some(n) => {
-                        println!("queue {:?} logs job changes, about {n} entries", args.queue)
+                        outln!("queue {:?} logs job changes, about {n} entries", args.queue)
                     }
-                    None => println!("queue {:?} logs no job changes", args.queue),
+                    None => outln!("queue {:?} logs no job changes", args.queue),
                 }
             }
             if let Some(step) = step {
@@ -552,7 +552,7 @@ pub(crate) async fn queue(ctx: &Ctx, command: QueueCommand) -> CmdResult {
                     .await
                     .map_err(|e| ctx.fail(e))?;
                 let step = step.unwrap_or(punctual::DEFAULT_PRIORITY_STEP);
-                println!(
+                outln!(
                     "queue {:?} ranks due jobs {} per priority level",
                     args.queue,
                     format_duration(step)
@@ -595,11 +595,11 @@ pub(crate) async fn dead(ctx: &Ctx, command: DeadCommand) -> CmdResult {
             let queue = ctx.existing_queue(&args.queue).await?;
             if args.all {
                 let n = queue.retry_all_dead().await.map_err(|e| ctx.fail(e))?;
-                println!("retried {n} dead jobs");
+                outln!("retried {n} dead jobs");
                 return Ok(());
             }
             let revived = queue.retry_dead(&args.ids).await.map_err(|e| ctx.fail(e))?;
-            println!("retried {} dead jobs", revived.len());
+            outln!("retried {} dead jobs", revived.len());
             missing(&args.ids, &revived)
         }
         DeadCommand::Purge(args) => {
@@ -610,7 +610,7 @@ pub(crate) async fn dead(ctx: &Ctx, command: DeadCommand) -> CmdResult {
                 (false, None) => Purge::Ids(&args.ids),
             };
             let n = queue.purge_dead(which).await.map_err(|e| ctx.fail(e))?;
-            println!("purged {n} dead jobs");
+            outln!("purged {n} dead jobs");
             if matches!(which, Purge::Ids(_)) && n < args.ids.len() as u64 {
                 return Err(Failure::Runtime(format!(
                     "{} of the ids given were not in the dead set (left alone)",

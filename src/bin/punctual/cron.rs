@@ -51,7 +51,7 @@ async fn add(ctx: &Ctx, args: CronAddArgs) -> CmdResult {
         .await
         .map_err(|e| ctx.fail(e))?
         .ok_or_else(|| Failure::Runtime(format!("schedule {:?} is gone", args.id)))?;
-    println!(
+    outln!(
         "{} schedule {:?}: next {}",
         if added { "added" } else { "updated" },
         args.id,
@@ -63,18 +63,18 @@ async fn add(ctx: &Ctx, args: CronAddArgs) -> CmdResult {
 async fn ls(ctx: &Ctx, args: CronLsArgs) -> CmdResult {
     let Some(queue) = ctx.maybe_queue(&args.queue).await? else {
         if args.json {
-            println!("[]");
+            outln!("[]");
         }
         return Ok(());
     };
     let schedules = queue.list_schedules().await.map_err(|e| ctx.fail(e))?;
     if args.json {
         let list: Vec<serde_json::Value> = schedules.iter().map(to_json).collect();
-        println!("{}", serde_json::Value::Array(list));
+        outln!("{}", serde_json::Value::Array(list));
         return Ok(());
     }
     for s in &schedules {
-        println!(
+        outln!(
             "{}\t{}\t{}\tmisfire {}{}\tnext {}",
             s.id,
             timing_text(&s.timing),
@@ -98,10 +98,10 @@ async fn next(ctx: &Ctx, args: CronNextArgs) -> CmdResult {
         .max(SystemTime::now());
     let fires = info.fires_after(after, usize::from(args.n));
     if fires.is_empty() {
-        println!("no more fire times (the schedule ended)");
+        outln!("no more fire times (the schedule ended)");
     }
     for (utc, local) in fires {
-        println!("{local}\t{}", format_time(utc));
+        outln!("{local}\t{}", format_time(utc));
     }
     Ok(())
 }
@@ -122,7 +122,7 @@ async fn change(ctx: &Ctx, args: CronIdArgs, change: Change) -> CmdResult {
     if !found.map_err(|e| ctx.fail(e))? {
         return Err(no_schedule(&args.queue, &args.id));
     }
-    println!("{done} schedule {:?}", args.id);
+    outln!("{done} schedule {:?}", args.id);
     Ok(())
 }
 

@@ -42,7 +42,7 @@ async fn set(ctx: &Ctx, args: LimitSetArgs) -> CmdResult {
         .set_limit(&args.key, limit)
         .await
         .map_err(|e| ctx.fail(e))?;
-    println!("limit {:?}: {}", args.key, describe(&limit));
+    outln!("limit {:?}: {}", args.key, describe(&limit));
     Ok(())
 }
 
@@ -55,14 +55,14 @@ async fn ls(ctx: &Ctx, args: LimitLsArgs) -> CmdResult {
         None => (Vec::new(), Vec::new()),
     };
     if args.json {
-        println!("{}", to_json(&rules, deferred));
+        outln!("{}", to_json(&rules, deferred));
         return Ok(());
     }
     for (key, limit) in &rules {
-        println!("{key}\t{}", describe(limit));
+        outln!("{key}\t{}", describe(limit));
     }
     for (key, n) in &deferred {
-        println!("deferred\t{key}\t{n}");
+        outln!("deferred\t{key}\t{n}");
     }
     Ok(())
 }
@@ -102,6 +102,6 @@ async fn rm(ctx: &Ctx, args: LimitRmArgs) -> CmdResult {
             args.key, args.queue
         )));
     }
-    println!("removed limit {:?}", args.key);
+    outln!("removed limit {:?}", args.key);
     Ok(())
 }

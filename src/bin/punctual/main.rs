@@ -11,6 +11,33 @@
 //!
 //! Exit status: 0 success, 1 a runtime failure (Redis unreachable or refusing, job not found),
 //! 2 bad input (nothing was written). Errors are one line on stderr.
+//!
+//! Output goes through `outln!`/`out!` and `errln!`, never `println!`/`eprintln!`, which
+//! panic when the other end of the pipe is gone (`punctual ls q | head -1`): a reader that
+//! went away ends the command quietly with status 0 (the way `watch` ends), and a lost
+//! stderr loses the message, not the process.
+
+/// `println!` for a command's output (see the module docs): [`output::emit`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::emit(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for a command's output: [`output::emit`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::emit(&format!($($arg)*))
+    };
+}
+
+/// `eprintln!` that cannot panic: a message that cannot be written to stderr is dropped.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 mod cli;
 mod commands;
@@ -186,7 +213,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -201,7 +228,7 @@ fn main() -> ExitCode {
         Ok(Some(tls)) => config = config.set_tls(tls),
         Ok(None) => {}
         Err(message) => {
-            eprintln!("error: {message}");
+            errln!("error: {message}");
             return ExitCode::from(2);
         }
     }
@@ -212,7 +239,7 @@ fn main() -> ExitCode {
         config,
     };
     if let Err(e) = punctual::keys::validate_name(&cli.prefix) {
-        eprintln!("error: --prefix: {e}");
+        errln!("error: --prefix: {e}");
         return ExitCode::from(2);
     }
     match runtime.block_on(run(&ctx, cli.command)) {
@@ -220,7 +247,7 @@ fn main() -> ExitCode {
         Err(failure) => {
             let (Failure::Input(message) | Failure::Runtime(message) | Failure::TimedOut(message)) =
                 &failure;
-            eprintln!("error: {message}");
+            errln!("error: {message}");
             ExitCode::from(failure.exit_code())
         }
     }
@@ -290,7 +317,12 @@ fn init_logging(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr is a pipe whose reader went away) is
+        // dropped. By default the failure is reported with `eprintln!`, which panics when
+        // stderr is gone: the task that logged died, and at SIGTERM that was the one that
+        // stops the process, which then ran on.
+        .log_internal_errors(false);
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -311,8 +343,9 @@ pub(crate) fn shutdown_on_signals() -> Result<CancellationToken, Failure> {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        tracing::info!(signal = name, "shutting down");
+        // Stop first, then say so: nothing that logging does may keep the process running.
         stop.cancel();
+        tracing::info!(signal = name, "shutting down");
     });
     Ok(token)
 }

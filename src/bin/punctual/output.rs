@@ -8,6 +8,22 @@ use serde_json::{json, Value};
 
 use crate::input::{format_duration, format_time};
 
+/// Writes `text` to stdout and flushes it. If the reader went away (a closed pipe), the
+/// command ends at once with status 0: it has nobody left to tell. Any other write error ends
+/// it with one line on stderr and status 1. What the command changed before is done either
+/// way: output comes after the change it reports.
+pub(crate) fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        errln!("error: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// A job as a JSON object.
 pub(crate) fn job_json(job: &JobInfo) -> Value {
     let time = |t: Option<SystemTime>| t.map(format_time);

@@ -154,7 +154,7 @@ pub(crate) fn main(args: SuperviseArgs) -> ExitCode {
     let kill_after = Duration::from_millis(args.kill_after_ms);
     let left = end_groups(&groups, kill_after);
     if !groups.is_empty() {
-        eprintln!(
+        errln!(
             "punctual supervisor: the worker is gone; ended {} process group(s) of its commands{}",
             groups.len(),
             if left > 0 {
