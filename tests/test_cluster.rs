@@ -43,29 +43,42 @@ async fn any_node_a_seed_list_or_repeated_flags_reach_the_cluster() {
     assert_eq!(stats[0]["queue"], "mail", "{stats}");
     assert_eq!(stats[0]["scheduled"], 1, "{stats}");
 
-    // The start-up check reads all three masters (their addresses are logged).
+    // The start-up check reads all three masters (their addresses are logged). The whole log
+    // is read to the end in a thread, so a promoter that does not stop says what it was doing.
     let mut promote = punctual(&cluster.nodes[2])
-        .arg("promote")
+        .args(["-v", "promote"])
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut seen = String::new();
-    let deadline = Instant::now() + LIMIT;
-    {
+    let stderr = promote.stderr.take().unwrap();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
         use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(promote.stderr.take().unwrap()).lines();
-        while Instant::now() < deadline {
-            let Some(Ok(line)) = lines.next() else { break };
-            seen.push_str(&line);
-            seen.push('\n');
+        let mut log = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if line.contains("promoter started") {
-                break;
+                let _ = started_tx.send(());
             }
+            log.push_str(&line);
+            log.push('\n');
         }
-    }
+        log
+    });
+    let began = started.recv_timeout(LIMIT).is_ok();
     terminate(&promote);
-    wait_exit(&mut promote, LIMIT);
+    let stopped = Instant::now();
+    let exited = exit_within(&mut promote, LIMIT);
+    let seen = reader.join().unwrap();
+    assert!(began, "not started within {LIMIT:?}: {seen}");
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "{exited:?} {:?} after SIGTERM: {seen}",
+        stopped.elapsed()
+    );
     for node in &cluster.nodes {
         assert!(
             seen.contains(&format!("127.0.0.1:{}", node.port())),
