@@ -51,23 +51,7 @@ async fn any_node_a_seed_list_or_repeated_flags_reach_the_cluster() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = promote.stderr.take().unwrap();
-    let (started_tx, started) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut log = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.contains("promoter started") {
-                let _ = started_tx.send(());
-            }
-            log.push_str(&line);
-            log.push('\n');
-        }
-        log
-    });
+    let (started, reader) = read_log(promote.stderr.take().unwrap(), "promoter started", false);
     let began = started.recv_timeout(LIMIT).is_ok();
     terminate(&promote);
     let stopped = Instant::now();

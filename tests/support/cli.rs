@@ -337,21 +337,20 @@ pub async fn stat(conn: &mut super::TestConn, queue: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts `cmd` with its stderr on a pipe, reads its log until a line contains `needle`, then
-/// closes the pipe: the process runs on with nobody reading its log, as when a log collector
-/// goes away. Fails if `needle` is not logged within `limit`.
-pub fn spawn_then_close_stderr(mut cmd: Command, needle: &str, limit: Duration) -> Owned {
-    let mut child = Owned(
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start punctual"),
-    );
-    let stderr = child.stderr.take().expect("stderr");
-    let wanted = needle.to_owned();
+/// Reads a child's log (its stderr) in a thread, which returns what it read. `seen` gets a
+/// message when a line contains `needle`; with `close_there`, the pipe is closed right after
+/// that line (the child runs on with nobody reading its log), else it is read to the end.
+pub fn read_log(
+    stderr: std::process::ChildStderr,
+    needle: &str,
+    close_there: bool,
+) -> (
+    std::sync::mpsc::Receiver<()>,
+    std::thread::JoinHandle<String>,
+) {
+    let needle = needle.to_owned();
     let (seen_tx, seen) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         use std::io::BufRead;
         let mut log = String::new();
         for line in std::io::BufReader::new(stderr)
@@ -360,16 +359,38 @@ pub fn spawn_then_close_stderr(mut cmd: Command, needle: &str, limit: Duration) 
         {
             log.push_str(&line);
             log.push('\n');
-            if line.contains(&wanted) {
-                let _ = seen_tx.send(Ok(()));
-                return; // drops the read end
+            if line.contains(&needle) {
+                let _ = seen_tx.send(());
+                if close_there {
+                    break; // the read end is dropped with the reader
+                }
             }
         }
-        let _ = seen_tx.send(Err(log));
+        log
     });
+    (seen, reader)
+}
+
+/// Starts `cmd` with its stderr on a pipe, reads its log until a line contains `needle`, then
+/// closes the pipe ([`read_log`]): the process runs on with nobody reading its log, as when a
+/// log collector goes away. Fails if `needle` is not logged within `limit`.
+pub fn spawn_then_close_stderr(mut cmd: Command, needle: &str, limit: Duration) -> Owned {
+    let mut child = Owned(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start punctual"),
+    );
+    let (seen, reader) = read_log(child.stderr.take().expect("stderr"), needle, true);
     match seen.recv_timeout(limit) {
-        Ok(Ok(())) => child,
-        Ok(Err(log)) => panic!("exited before logging {needle:?}: {log}"),
-        Err(_) => panic!("{needle:?} not logged within {limit:?}"),
+        Ok(()) => child,
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            let log = reader.join().unwrap_or_default();
+            panic!("exited before logging {needle:?}: {log}")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{needle:?} not logged within {limit:?}")
+        }
     }
 }
